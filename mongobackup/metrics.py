@@ -1,0 +1,307 @@
+"""Measurement, tag and field names of the backup events: the one module where they are spelled.
+
+The notifier writes what is declared here, and the Grafana dashboards and alert rules (a later issue) are
+generated from the same declarations, so a panel can never query a name the code does not write. Every
+measurement is a `MeasurementSpec` listing its tag and field names and field types; `Event` refuses names that
+are not in its measurement's spec.
+
+Shapes written today (<r> is the replica set; each line ends with a nanosecond timestamp):
+
+  instance_backup_completed,database=<db>,instance=<r>,tier=<t> value=true,bytes=<n>i,docs=<n>i,duration_s=<x>
+  instance_backup_completed,instance=<r> value=true
+  instance_backup_failed,database=<db>,instance=<r>,stage=<stage>,tier=<t> value=1i,error="<short text>"
+
+The second line is the team's existing contract: their Grafana panel runs
+`SELECT last("value") FROM "instance_backup_completed" WHERE "instance"='<rs>' AND time > now() - 24h` and
+turns red when it finds nothing. It is written once per instance when every database of that instance
+succeeded, with only the `instance` tag, so that the panel's query matches it exactly as it did before.
+
+Field types are part of the contract: InfluxDB fixes a field's type per shard and rejects a point whose
+field has another type ("field type conflict"). `value` is a boolean in `instance_backup_completed` because
+the existing points are; `instance_backup_failed` uses an integer 1 so that InfluxQL `sum("value")` per time
+bucket counts failures (InfluxQL's sum() refuses booleans; count() works on either).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from types import MappingProxyType
+
+#: Timestamp precision of the line protocol we write (the `precision=` of the write endpoints). Nanoseconds
+#: keep the microseconds of `Event.time`, so two runs never collapse into one point by rounding; a retried
+#: write of the same event has the same timestamp and overwrites itself instead of adding a second point.
+PRECISION = "ns"
+
+# Tag names.
+INSTANCE = "instance"  # the replica set name (what the team's panel filters on)
+DATABASE = "database"
+TIER = "tier"  # daily, weekly, monthly, quarterly, yearly
+STAGE = "stage"  # where a backup failed: dump, compress, encrypt, upload, verify, commit, list-databases, ...
+
+# Field names.
+VALUE = "value"
+BYTES = "bytes"  # bytes stored in S3 (after compression and encryption)
+DOCS = "docs"
+DURATION_S = "duration_s"
+ERROR = "error"  # a short, one-line, already redacted description of the failure
+RESTORE_MB_S = "restore_mb_s"
+BACKUP_AGE_H = "backup_age_h"
+AGE_H = "age_h"
+
+#: The longest `error` string we write: enough for "SourceError: instance rs-a, database x: ..." and short
+#: enough that a dashboard table stays readable. Longer messages are cut with an ellipsis.
+ERROR_MAX_CHARS = 240
+
+FieldValue = bool | int | float | str
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class MeasurementSpec:
+    """MeasurementSpec declares a measurement: the tags and fields (with types) its points may carry.
+
+    `required_tags`/`required_fields` are what every point of the measurement has; the other declared names
+    are optional (the per-instance completion point has no database, tier or sizes).
+    """
+
+    name: str
+    tags: tuple[str, ...]
+    fields: Mapping[str, type]
+    required_tags: tuple[str, ...] = (INSTANCE,)
+    required_fields: tuple[str, ...] = (VALUE,)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        # Read-only, so that no caller can widen the contract at run time.
+        object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
+
+    @property
+    def tag_names(self) -> frozenset[str]:
+        return frozenset(self.tags)
+
+    @property
+    def field_names(self) -> frozenset[str]:
+        return frozenset(self.fields)
+
+    def check(self, tags: Mapping[str, str], fields: Mapping[str, FieldValue]) -> None:
+        """check raises ValueError/TypeError naming a tag or field this measurement does not declare."""
+        unknown_tags = sorted(set(tags) - self.tag_names)
+        if unknown_tags:
+            raise ValueError(f"measurement {self.name}: undeclared tag(s) {', '.join(unknown_tags)}")
+        unknown_fields = sorted(set(fields) - self.field_names)
+        if unknown_fields:
+            raise ValueError(f"measurement {self.name}: undeclared field(s) {', '.join(unknown_fields)}")
+        missing = [name for name in self.required_tags if name not in tags]
+        missing += [name for name in self.required_fields if name not in fields]
+        if missing:
+            raise ValueError(f"measurement {self.name}: missing {', '.join(missing)}")
+        for name, value in fields.items():
+            expected = self.fields[name]
+            # Exact type: bool is an int subclass, and an int where a float was declared would be written
+            # with the `i` suffix, as an integer, and hit a field type conflict in InfluxDB.
+            if type(value) is not expected:
+                raise TypeError(f"measurement {self.name}: field {name} must be {expected.__name__}, "
+                                f"not {type(value).__name__}")
+
+
+INSTANCE_BACKUP_COMPLETED = MeasurementSpec(
+    name="instance_backup_completed",
+    tags=(INSTANCE, DATABASE, TIER),
+    fields={VALUE: bool, BYTES: int, DOCS: int, DURATION_S: float},
+    description="a database backup was committed (with database/tier/sizes), or every database of an "
+                "instance was (instance tag and value only: the existing Grafana panel's point)",
+)
+
+INSTANCE_BACKUP_FAILED = MeasurementSpec(
+    name="instance_backup_failed",
+    tags=(INSTANCE, DATABASE, TIER, STAGE),
+    fields={VALUE: int, ERROR: str},
+    description="a backup failed after its retries; value is always 1 so that sum() counts failures. "
+                "database and tier are absent when the instance itself failed (unreachable, listing failed)",
+)
+
+# Reserved for the restore fire drill (issue 4); the names are fixed here so that the drill and the dashboards
+# share them. value is true when the newest backup restored and verified.
+INSTANCE_RESTORE_DRILL = MeasurementSpec(
+    name="instance_restore_drill",
+    tags=(INSTANCE, DATABASE),
+    fields={VALUE: bool, BYTES: int, DOCS: int, DURATION_S: float, RESTORE_MB_S: float, BACKUP_AGE_H: float},
+    description="a restore drill of the newest committed backup of a database",
+)
+
+# Reserved for the watchdog (issue 5): written when the newest committed backup is too old or missing.
+INSTANCE_BACKUP_STALE = MeasurementSpec(
+    name="instance_backup_stale",
+    tags=(INSTANCE, DATABASE),
+    fields={VALUE: int, AGE_H: float},
+    description="the newest committed backup of a database is older than the threshold "
+                "(or missing: then no age_h)",
+)
+
+#: Every measurement the project writes, by name.
+MEASUREMENTS: Mapping[str, MeasurementSpec] = MappingProxyType({
+    spec.name: spec
+    for spec in (INSTANCE_BACKUP_COMPLETED, INSTANCE_BACKUP_FAILED, INSTANCE_RESTORE_DRILL,
+                 INSTANCE_BACKUP_STALE)
+})
+
+
+@dataclass(frozen=True)
+class Event:
+    """Event is one point: a declared measurement, its tags and fields, and an aware time (kept in UTC).
+
+    Construction validates everything the line protocol cannot carry, so `to_line_protocol` never produces
+    a line a server would reject or misread.
+    """
+
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, FieldValue]
+    time: datetime
+
+    def __post_init__(self) -> None:
+        spec = MEASUREMENTS.get(self.measurement)
+        if spec is None:
+            raise ValueError(f"unknown measurement {self.measurement!r}: declare it in mongobackup.metrics")
+        # Copies: the caller's dicts must not change the event after it was checked.
+        object.__setattr__(self, "tags", dict(self.tags))
+        object.__setattr__(self, "fields", dict(self.fields))
+        spec.check(self.tags, self.fields)
+        for name, value in self.tags.items():
+            _check_tag_value(self.measurement, name, value)
+        for name, value in self.fields.items():
+            _check_field_value(self.measurement, name, value)
+        if self.time.tzinfo is None or self.time.utcoffset() is None:
+            raise ValueError(f"measurement {self.measurement}: time {self.time.isoformat()} has no timezone")
+        object.__setattr__(self, "time", self.time.astimezone(UTC))
+
+
+def _check_tag_value(measurement: str, name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"measurement {measurement}: tag {name} must be str, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"measurement {measurement}: tag {name} is empty (line protocol has no empty tags)")
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"measurement {measurement}: tag {name} contains a line break")
+    if value.endswith("\\"):
+        # InfluxDB reads a backslash before the separator as escaping it; no escape sequence avoids that.
+        raise ValueError(f"measurement {measurement}: tag {name} ends with a backslash, which line protocol "
+                         "cannot represent")
+
+
+def _check_field_value(measurement: str, name: str, value: FieldValue) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"measurement {measurement}: field {name} is {value} (line protocol has no NaN/inf)")
+    if type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
+        raise ValueError(f"measurement {measurement}: field {name} = {value} does not fit in int64")
+    if isinstance(value, str) and ("\n" in value or "\r" in value):
+        raise ValueError(f"measurement {measurement}: field {name} contains a line break")
+
+
+def _text(value: str | Enum) -> str:
+    # A tier may arrive as an Enum; str() of a (str, Enum) member is "Tier.DAILY", not "daily".
+    return str(value.value) if isinstance(value, Enum) else str(value)
+
+
+def one_line(text: str, limit: int = ERROR_MAX_CHARS) -> str:
+    """one_line collapses all whitespace (line breaks included) to single spaces and cuts to `limit` chars."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
+
+
+def backup_completed(instance: str, database: str, tier: str | Enum, bytes: int, docs: int,
+                     duration_s: float, when: datetime) -> Event:
+    """backup_completed is the per-database success event, written after the manifest is committed.
+
+    (`bytes` shadows the builtin inside this function only; the name matches the field it fills.)
+    """
+    return Event(
+        measurement=INSTANCE_BACKUP_COMPLETED.name,
+        tags={INSTANCE: instance, DATABASE: database, TIER: _text(tier)},
+        # bytes/docs are not coerced: int() would quietly turn True into 1 and 2.7 into 2. A duration may
+        # come as a whole number of seconds, and is a float field either way.
+        fields={VALUE: True, BYTES: bytes, DOCS: docs, DURATION_S: float(duration_s)},
+        time=when,
+    )
+
+
+def instance_completed(instance: str, when: datetime) -> Event:
+    """instance_completed is `instance_backup_completed,instance=<rs> value=true`: every database succeeded.
+
+    Only the instance tag and value=true, exactly the point the team's existing Grafana panel selects.
+    """
+    return Event(measurement=INSTANCE_BACKUP_COMPLETED.name, tags={INSTANCE: instance}, fields={VALUE: True},
+                 time=when)
+
+
+def backup_failed(instance: str, database: str | None, tier: str | Enum | None, stage: str, error: str,
+                  when: datetime) -> Event:
+    """backup_failed is the failure event; `error` must be redacted already (here it is flattened and cut).
+
+    database and tier may be None for a failure of the whole instance (unreachable, listing failed).
+    """
+    tags = {INSTANCE: instance, STAGE: stage}
+    if database is not None:
+        tags[DATABASE] = database
+    if tier is not None:
+        tags[TIER] = _text(tier)
+    return Event(measurement=INSTANCE_BACKUP_FAILED.name, tags=tags,
+                 fields={VALUE: 1, ERROR: one_line(error)}, time=when)
+
+
+def _escape(text: str, specials: str) -> str:
+    # Only the separators are escaped. InfluxDB (1.x and 2.x) does not unescape a doubled backslash in
+    # names or tag values, so escaping backslashes there would store them doubled; a backslash is kept
+    # as it is and only reads as an escape in front of a separator, which we escape ourselves anyway.
+    for char in specials:
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def _measurement(name: str) -> str:
+    return _escape(name, ", ")
+
+
+def _key(name: str) -> str:  # tag keys, tag values and field keys
+    return _escape(name, ",= ")
+
+
+def _field_value(value: FieldValue) -> str:
+    if isinstance(value, bool):  # before int: bool is an int subclass
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value)  # shortest round-trip form; exponents ("1e-05") are valid line protocol
+    # Strings: a backslash and a double quote are the only escapes inside quotes, and the server unescapes
+    # both, so the backslash must go first or it would double the quote's escape.
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def timestamp_ns(when: datetime) -> int:
+    """timestamp_ns is the Unix time of an aware datetime in integer nanoseconds (exact: no float math)."""
+    return (when - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def to_line_protocol(event: Event) -> str:
+    """to_line_protocol renders one event as an InfluxDB line (no trailing newline), timestamp in nanoseconds.
+
+    Tags are sorted by key (what InfluxDB recommends, and a stable text for tests); fields follow the
+    order of the measurement's spec.
+    """
+    spec = MEASUREMENTS[event.measurement]
+    tags = "".join(f",{_key(name)}={_key(event.tags[name])}" for name in sorted(event.tags))
+    fields = ",".join(f"{_key(name)}={_field_value(event.fields[name])}"
+                      for name in spec.fields if name in event.fields)
+    return f"{_measurement(event.measurement)}{tags} {fields} {timestamp_ns(event.time)}"
+
+
+def to_line_protocol_batch(events: Sequence[Event]) -> str:
+    """to_line_protocol_batch is the body of one write request: one line per event."""
+    return "\n".join(to_line_protocol(event) for event in events)
