@@ -1,0 +1,54 @@
+"""The exception tree of the backup core.
+
+Every message names the thing at fault (instance, database, object key, config field) so that an operator
+reading a failed run knows where to look without a debugger. Messages never carry secrets: callers pass
+URIs through `redact_uri` before they reach an error.
+"""
+
+from __future__ import annotations
+
+
+class BackupError(Exception):
+    """Base of every error the backup core raises on purpose."""
+
+    #: Whether retrying the same operation can help (a network blip) or not (bad credentials, a missing
+    #: bucket, an unknown GPG key). Prefect retries consult this so permanent faults fail fast.
+    transient: bool = False
+
+
+class SourceError(BackupError):
+    """Reading from a MongoDB instance failed."""
+
+    def __init__(self, instance: str, database: str | None, reason: str, *, transient: bool = False):
+        where = f"instance {instance}" + (f", database {database}" if database else "")
+        super().__init__(f"{where}: {reason}")
+        self.instance = instance
+        self.database = database
+        self.transient = transient
+
+
+class EncryptionError(BackupError):
+    """GPG refused to encrypt or decrypt (unknown recipient, wrong key, killed process)."""
+
+
+class StorageError(BackupError):
+    """An S3 operation failed; the message names the bucket and key."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+class VerificationError(BackupError):
+    """A stored object does not match what was sent (size, checksum) or what its manifest says."""
+
+
+class PipelineError(BackupError):
+    """A stage of the streamed transfer failed; names the stage and wraps the cause."""
+
+    def __init__(self, stage: str, target: str, cause: BaseException):
+        super().__init__(f"{stage} failed for {target}: {cause}")
+        self.stage = stage
+        self.target = target
+        self.cause = cause
+        self.transient = bool(getattr(cause, "transient", False))

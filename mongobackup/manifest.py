@@ -1,0 +1,124 @@
+"""The backup manifest: the commit marker written beside each stored object.
+
+A backup exists if and only if its manifest exists. The manifest is written last, after the object was
+verified, and holds what a restore and an auditor need to trust the object without opening it first.
+Bump MANIFEST_VERSION on any incompatible change; readers refuse versions they do not know.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_VERSION = 1
+SUPPORTED_MANIFEST_VERSIONS = frozenset({MANIFEST_VERSION})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DocumentDigest:
+    """An order-independent digest of a namespace's documents: the sum of their SHA-256, mod 2**256.
+
+    A sum (not XOR) so that a duplicated document changes the digest; independent of order so that a
+    restored collection, read back in whatever order the server returns, can be checked against it.
+    """
+
+    __slots__ = ("count", "bytes", "_sum")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.bytes = 0
+        self._sum = 0
+
+    def add(self, document: bytes) -> None:
+        self.count += 1
+        self.bytes += len(document)
+        self._sum += int.from_bytes(hashlib.sha256(document).digest(), "big")
+
+    @property
+    def hexdigest(self) -> str:
+        return f"{self._sum % (1 << 256):064x}"
+
+
+class IndexRecord(_Model):
+    name: str
+    key: dict[str, Any]
+    unique: bool = False
+
+
+class NamespaceRecord(_Model):
+    """One collection, view or the oplog slice, as stored in the archive."""
+
+    collection: str
+    type: Literal["collection", "view", "timeseries", "oplog"]
+    documents: int = 0
+    bytes: int = 0
+    crc: int | None = None  # signed CRC-64 as the archive stores it; None for views
+    digest: str | None = None
+    indexes: list[IndexRecord] = Field(default_factory=list)
+    view_on: str | None = None
+
+
+class OplogWindow(_Model):
+    """The oplog slice of the dump window: replaying it makes the backup consistent to `end`."""
+
+    start: tuple[int, int]  # (seconds, increment) of the BSON timestamp
+    end: tuple[int, int]
+    entries: int
+
+
+class Sizes(_Model):
+    raw_bytes: int
+    compressed_bytes: int
+    encrypted_bytes: int
+
+
+class EncryptionRecord(_Model):
+    method: Literal["public-key", "symmetric"]
+    cipher: str
+    recipients: list[str] = Field(default_factory=list)  # fingerprints, never a passphrase
+
+
+class BackupManifest(_Model):
+    format_version: int = MANIFEST_VERSION
+    archive_format: str  # the mongodump archive version inside the object
+    tool: str
+    tool_version: str
+    instance: str
+    replica_set: str | None
+    server_version: str
+    database: str
+    tier: str
+    object_key: str
+    run_id: str
+    scheduled_at: datetime
+    started_at: datetime
+    finished_at: datetime
+    compression: str
+    sizes: Sizes
+    sha256: str
+    etag: str
+    encryption: EncryptionRecord
+    namespaces: list[NamespaceRecord]
+    oplog: OplogWindow | None = None
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def documents(self) -> int:
+        return sum(ns.documents for ns in self.namespaces if ns.type != "oplog")
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any], *, key: str = "<manifest>") -> BackupManifest:
+        version = data.get("format_version")
+        if version not in SUPPORTED_MANIFEST_VERSIONS:
+            raise ValueError(f"manifest {key}: format_version {version!r} is not one this tool reads "
+                             f"({sorted(SUPPORTED_MANIFEST_VERSIONS)})")
+        return cls.model_validate(data)
