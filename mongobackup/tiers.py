@@ -1,0 +1,162 @@
+"""Retention tiers: which tier a backup belongs to, and how long each tier is kept.
+
+This module is the single source of truth for tiers. The object keys put the tier first (`daily/...`) so that
+S3 lifecycle rules can expire each tier by prefix; those rules are generated from the same `TierPolicy`, so
+a tier's name, prefix, retention and Glacier transition are spelled here and nowhere else.
+
+The tier of a run is decided from the run's *scheduled* time, converted into the policy's timezone:
+
+    yearly     1 January
+    quarterly  1 April, 1 July, 1 October
+    monthly    the 1st of every other month
+    weekly     the configured weekday (Monday by default)
+    daily      every other day
+
+The first rule that matches wins (`PRECEDENCE`), so 1 January 2024, a Monday, is yearly and not weekly.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+import pendulum
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Tier(StrEnum):
+    """A retention tier; its value is the key prefix segment and the `tier` tag of events.
+
+    Members are declared from the shortest-lived to the longest-lived; `PRECEDENCE` is the order in which the
+    rules are tried.
+    """
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
+    YEARLY = "yearly"
+
+
+#: The order in which the tier rules are tried; the first match wins.
+PRECEDENCE: tuple[Tier, ...] = (Tier.YEARLY, Tier.QUARTERLY, Tier.MONTHLY, Tier.WEEKLY, Tier.DAILY)
+
+#: Months whose 1st is a quarterly backup (1 January is yearly, which outranks quarterly).
+QUARTER_MONTHS = frozenset({4, 7, 10})
+
+#: Tiers that never move to Glacier: a daily backup lives a few days and Glacier bills 90 days minimum.
+GLACIER_EXEMPT = frozenset({Tier.DAILY})
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[Weekday, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+DEFAULT_RETENTION_DAYS: dict[Tier, int] = {
+    Tier.DAILY: 9,
+    Tier.WEEKLY: 40,
+    Tier.MONTHLY: 365,
+    Tier.QUARTERLY: 2190,
+    Tier.YEARLY: 43800,
+}
+
+
+def prefix_for(tier: Tier) -> str:
+    """The key prefix segment of a tier, e.g. `daily/`: lifecycle rules filter on `<storage prefix><this>`."""
+    return f"{Tier(tier).value}/"
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(name: str) -> pendulum.Timezone:
+    # Loading a zone reads the tz database; a policy asks for the same one for every backup of a run.
+    return pendulum.timezone(name)  # type: ignore[return-value]  # a name never yields a FixedTimezone
+
+
+class TierPolicy(BaseModel):
+    """The `tiers:` section of a backup plan: how a run's tier is chosen and how long each tier is kept."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: An IANA zone name (Europe/London). No default on purpose: the tier flips at local midnight, and a
+    #: silent UTC default would put every backup near midnight in the wrong tier for most users.
+    timezone: str
+    weekly_day: Weekday = "monday"
+    #: Days each tier is kept before S3 expires it; every tier must be listed.
+    retention_days: dict[Tier, int] = Field(default_factory=lambda: dict(DEFAULT_RETENTION_DAYS))
+    #: Days after which a backup of any tier but daily moves to Glacier. None: never (an S3 stand-in such as
+    #: SeaweedFS or MinIO without a Glacier class).
+    glacier_after_days: int | None = Field(default=9, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        try:
+            _zone(name)
+        except Exception:  # pendulum raises InvalidTimezone, zoneinfo KeyError/ValueError for odd keys
+            raise ValueError(f"unknown timezone {name!r}: give an IANA name such as Europe/London or UTC") from None
+        return name
+
+    @field_validator("weekly_day", mode="before")
+    @classmethod
+    def _lowercase_day(cls, value: object) -> object:
+        # "Monday" and "monday" mean the same to a person writing YAML.
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("retention_days")
+    @classmethod
+    def _every_tier_positive(cls, days: dict[Tier, int]) -> dict[Tier, int]:
+        # Lifecycle rules are generated per tier: a tier without a retention would keep its backups forever.
+        missing = [t.value for t in Tier if t not in days]
+        if missing:
+            raise ValueError(f"every tier needs a retention; missing: {', '.join(missing)}")
+        bad = [f"{t.value}={days[t]}" for t in Tier if days[t] < 1]
+        if bad:
+            raise ValueError(f"retention must be at least 1 day: {', '.join(bad)}")
+        return {t: days[t] for t in Tier}  # a canonical order, whatever order the YAML used
+
+    @model_validator(mode="after")
+    def _glacier_before_expiry(self) -> TierPolicy:
+        # S3 refuses a lifecycle rule whose transition is not before its expiration.
+        if self.glacier_after_days is None:
+            return self
+        too_short = [f"{t.value} ({self.retention_days[t]})" for t in self.glacier_tiers()
+                     if self.retention_days[t] <= self.glacier_after_days]
+        if too_short:
+            raise ValueError(f"glacier_after_days ({self.glacier_after_days}) must be less than the retention of "
+                             f"every tier but daily: {', '.join(too_short)}")
+        return self
+
+    def tiers(self) -> Iterator[Tier]:
+        """Every tier, shortest-lived first: what lifecycle rules are generated for."""
+        return iter(Tier)
+
+    def glacier_tiers(self) -> list[Tier]:
+        """The tiers that move to Glacier after `glacier_after_days` (all but daily)."""
+        return [t for t in Tier if t not in GLACIER_EXEMPT]
+
+    def transition_days(self, tier: Tier) -> int | None:
+        """Days before a backup of `tier` moves to Glacier, or None if it never does."""
+        return None if tier in GLACIER_EXEMPT else self.glacier_after_days
+
+    def local_time(self, when: datetime) -> datetime:
+        """`when` in the policy's timezone; rejects naive datetimes, whose instant is unknowable."""
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ValueError(f"tier_for needs an aware datetime (with a timezone), got naive {when.isoformat()}; "
+                             "use the flow run's scheduled time or e.g. datetime.now(UTC)")
+        # astimezone with pendulum's Timezone (a ZoneInfo) is the instant-to-local conversion pendulum's own
+        # in_timezone() performs, without wrapping every result in a pendulum.DateTime (5x cheaper).
+        return when.astimezone(_zone(self.timezone))
+
+    def tier_for(self, when: datetime) -> Tier:
+        """The tier of a backup scheduled at the aware instant `when`; the rules are tried in PRECEDENCE order."""
+        local = self.local_time(when)
+        if local.day == 1:
+            if local.month == 1:
+                return Tier.YEARLY
+            if local.month in QUARTER_MONTHS:
+                return Tier.QUARTERLY
+            return Tier.MONTHLY
+        if WEEKDAYS[local.weekday()] == self.weekly_day:
+            return Tier.WEEKLY
+        return Tier.DAILY
