@@ -43,6 +43,9 @@ class Gpg:
         home = gnupghome or os.environ.get("GNUPGHOME")
         self.home = str(home) if home else None
         try:
+            if home:
+                # A home dedicated to backups may not exist yet; gpg insists that only we can read it.
+                Path(home).mkdir(mode=0o700, parents=True, exist_ok=True)
             self._gpg = gnupg.GPG(gnupghome=self.home)
         except (OSError, ValueError) as exc:
             raise EncryptionError(f"gpg: cannot start GnuPG (home {self.home or '~/.gnupg'}): {exc}") from exc

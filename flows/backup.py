@@ -1,0 +1,231 @@
+"""The `backup` flow: every (instance, database) of a plan, dumped, compressed, encrypted and stored in S3.
+
+    python -m flows.backup --plan PLAN.yaml [--at ISO-8601] [--instance NAME ...] [--dry-run]
+
+Per (instance, database) a chain of tasks runs: transfer -> verify -> commit -> notify. Databases of one
+instance run one lane at a time (plan: instances[].max_parallel) so a replica set is not hammered; instances
+run side by side. One failing database does not stop the others, but the run ends Failed if anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pendulum
+from prefect import flow, get_run_logger, runtime, tags
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture
+from prefect.states import Completed, Failed, State
+from prefect.utilities.annotations import allow_failure
+
+from mongobackup.keys import BackupLocation, short_run_id
+from mongobackup.plan import BackupPlan, PlanError, load_plan
+from mongobackup.tiers import Tier
+from tasks import backup as t
+
+
+@dataclass
+class BackupRow:
+    """One line of the run's artifact table."""
+
+    instance: str
+    database: str
+    tier: str
+    key: str
+    bytes: int = 0
+    docs: int = 0
+    duration_s: float = 0.0
+    state: str = "Pending"
+    error: str = ""
+
+
+def planned_locations(plan: BackupPlan, databases: dict[str, list[str]], when: datetime,
+                      run_id: str) -> list[BackupLocation]:
+    """The backups a run makes: one location per selected (instance, database), all of the run's tier."""
+    tier = plan.tiers.tier_for(when)
+    return [BackupLocation(plan.storage.prefix, tier, instance, database, when, run_id)
+            for instance, names in databases.items() for database in names]
+
+
+def scheduled_time(at: str | None) -> datetime:
+    """The time the run's tier is decided from: --at, else the flow run's scheduled start (kept by retries)."""
+    if at:
+        parsed = pendulum.parse(at)
+        if not isinstance(parsed, datetime) or parsed.tzinfo is None:
+            raise ValueError(f"--at {at!r}: give a full ISO-8601 time with a zone, e.g. 2026-01-01T02:00:00Z")
+        return parsed.astimezone(UTC)
+    return runtime.flow_run.scheduled_start_time.astimezone(UTC)
+
+
+def _run_name() -> str:
+    return "backup-" + Path(runtime.flow_run.parameters["plan_path"]).stem
+
+
+@flow(name="backup", flow_run_name=_run_name, log_prints=False)
+def backup(plan_path: str, at: str | None = None, instances: list[str] | None = None) -> State:
+    """Backs up every database the plan selects; returns Failed when any backup or event failed."""
+    logger = get_run_logger()
+    plan = load_plan(plan_path)
+    for warning in plan.warnings():
+        logger.warning("plan %s: %s", plan_path, warning)
+    when = scheduled_time(at)
+    tier = plan.tiers.tier_for(when)
+    run_id = short_run_id(str(runtime.flow_run.id or "local"))
+    wanted = [i.name for i in plan.instances if not instances or i.name in instances]
+    logger.info("run %s: tier %s for %s (%s)", run_id, tier.value, when.isoformat(), plan.tiers.timezone)
+
+    t.preflight.with_options(**t.retrying(plan, on_failure=[
+        t.failure_event_hook(plan, name, None, tier.value, "preflight") for name in wanted]))(plan)
+    listings = {name: t.list_instance_databases.with_options(
+        **t.retrying(plan, on_failure=[t.failure_event_hook(plan, name, None, tier.value, "list")])).submit(plan, name)
+        for name in wanted}
+    rows: list[BackupRow] = []
+    chains: list[tuple[BackupRow, PrefectFuture, PrefectFuture]] = []
+    for instance, listing in listings.items():
+        listing.wait()
+        if not listing.state.is_completed():
+            rows.append(BackupRow(instance, "*", tier.value, "", state="Failed", error=_message(listing.state)))
+            continue
+        # Each lane runs its databases one after another: max_parallel lanes per instance at most.
+        lanes: list[PrefectFuture | None] = [None] * plan.instance(instance)[1].max_parallel
+        for n, location in enumerate(planned_locations(plan, {instance: listing.result()}, when, run_id)):
+            row = BackupRow(instance, location.database, tier.value, location.object_key)
+            rows.append(row)
+            committed, notified = _submit_chain(plan, location, run_id, when, after=lanes[n % len(lanes)])
+            lanes[n % len(lanes)] = notified
+            chains.append((row, committed, notified))
+
+    _collect(chains)
+    for instance in wanted:
+        mine = [r for r in rows if r.instance == instance]
+        if mine and all(r.state == "Completed" for r in mine):
+            try:
+                t.notify_instance(plan, instance)
+            except Exception as exc:
+                for r in mine:
+                    r.state, r.error = "Completed (notify failed)", str(exc)
+    _publish(rows, tier, run_id)
+    return _final_state(rows)
+
+
+def _submit_chain(plan: BackupPlan, location: BackupLocation, run_id: str, when: datetime,
+                  after: PrefectFuture | None) -> tuple[PrefectFuture, PrefectFuture]:
+    hook = t.failure_event_hook
+    instance, database, tier = location.instance, location.database, location.tier.value
+    wait_for = [allow_failure(after)] if after is not None else []
+    with tags(f"mongo-instance:{instance}"):
+        stored = t.transfer.with_options(**t.retrying(plan, on_failure=[hook(plan, instance, database, tier,
+                                                                              "transfer")])) \
+            .submit(plan, location, wait_for=wait_for)
+        verified = t.verify.with_options(**t.retrying(plan, on_failure=[hook(plan, instance, database, tier,
+                                                                              "verify")])) \
+            .submit(plan, stored)
+        committed = t.commit.with_options(**t.retrying(plan, on_failure=[hook(plan, instance, database, tier,
+                                                                               "commit")])) \
+            .submit(plan, verified, run_id, when)
+        notified = t.notify_database.with_options(**t.retrying(plan)).submit(plan, committed)
+    return committed, notified
+
+
+def _collect(chains: list[tuple[BackupRow, PrefectFuture, PrefectFuture]]) -> None:
+    for row, committed, notified in chains:
+        committed.wait()
+        if committed.state.is_completed():
+            manifest = committed.result()
+            row.bytes, row.docs = manifest.sizes.encrypted_bytes, manifest.documents
+            row.duration_s = round((manifest.finished_at - manifest.started_at).total_seconds(), 2)
+            row.state = "Completed"
+            notified.wait()
+            if not notified.state.is_completed():
+                row.state, row.error = "Completed (notify failed)", _message(notified.state)
+        else:
+            row.state, row.error = "Failed", _message(committed.state)
+
+
+def _message(state: State) -> str:
+    try:
+        state.result(raise_on_failure=True)
+    except BaseException as exc:
+        return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return state.message or state.name or ""
+
+
+def _publish(rows: list[BackupRow], tier: Tier, run_id: str) -> None:
+    table = [{"instance": r.instance, "database": r.database, "tier": r.tier, "key": r.key, "bytes": r.bytes,
+              "docs": r.docs, "duration_s": r.duration_s, "state": r.state, "error": r.error} for r in rows]
+    create_table_artifact(table=table, key="backup-run", description=f"Backups of run {run_id} (tier {tier.value})")
+    lines = ["| instance | database | tier | key | bytes | docs | duration s | state |",
+             "|---|---|---|---|---:|---:|---:|---|"]
+    lines += [f"| {r.instance} | {r.database} | {r.tier} | `{r.key}` | {r.bytes} | {r.docs} | {r.duration_s} | "
+              f"{r.state}{': ' + r.error if r.error else ''} |" for r in rows]
+    create_markdown_artifact(markdown="\n".join(lines), key="backup-run-summary",
+                             description=f"Backups of run {run_id}")
+
+
+def _final_state(rows: list[BackupRow]) -> State:
+    failed = [r for r in rows if r.state == "Failed"]
+    unnotified = [r for r in rows if r.state == "Completed (notify failed)"]
+    stored = len(rows) - len(failed)
+    if failed or unnotified:
+        parts = []
+        if failed:
+            parts.append(f"{len(failed)} of {len(rows)} backups failed: "
+                         + ", ".join(f"{r.instance}/{r.database}" for r in failed))
+        if unnotified:
+            parts.append(f"{len(unnotified)} stored backups have no success event (InfluxDB write failed)")
+        return Failed(message="; ".join(parts))
+    return Completed(message=f"{stored} backups stored and committed")
+
+
+def dry_run_lines(plan: BackupPlan, when: datetime, instances: Sequence[str] | None = None) -> list[str]:
+    """`<tier> <instance> <database> <object key>` for each planned backup, reading no data and no storage.
+
+    Only the database names are read from each instance (for `databases: all`). The run id of a real run is
+    not known yet, so keys show `dryrun` in its place.
+    """
+    from mongobackup.dump import list_databases
+    from tasks.resources import mongo_client
+
+    databases: dict[str, list[str]] = {}
+    for instance in plan.instances:
+        if instances and instance.name not in instances:
+            continue
+        if isinstance(instance.databases, list):
+            available = list(instance.databases)
+        else:
+            with mongo_client(plan, instance.name) as client:
+                available = list_databases(client, instance.name)
+        databases[instance.name] = plan.select_databases(instance, available)
+    return [f"{loc.tier.value} {loc.instance} {loc.database} {loc.object_key}"
+            for loc in planned_locations(plan, databases, when, "dryrun")]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.backup", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plan", required=True, help="backup plan YAML")
+    parser.add_argument("--at", help="decide the tier from this ISO-8601 time instead of now")
+    parser.add_argument("--instance", action="append", dest="instances", help="only this instance (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="list the planned backups; touch nothing")
+    args = parser.parse_args(argv)
+    try:
+        plan = load_plan(args.plan)  # before any run starts: a bad plan is the user's to fix, not to retry
+    except PlanError as exc:
+        print(f"backup: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        when = scheduled_time(args.at) if args.at else datetime.now(UTC)
+        for line in dry_run_lines(plan, when, args.instances):
+            print(line)
+        return 0
+    state = backup(plan_path=args.plan, at=args.at, instances=args.instances, return_state=True)
+    print(f"backup: {state.name}: {state.message or ''}")
+    return 0 if state.is_completed() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""One database's backup, as plain functions the Prefect tasks call: transfer, verify, commit.
+
+transfer: dump -> zstd -> gpg -> S3 multipart, one stream with no temp file. The upload is completed only
+          when every stage ended cleanly, and aborted otherwise.
+verify:   the stored object's size and multipart ETag must match what was sent; a mismatch deletes it.
+commit:   the manifest is written beside the object; only then does the backup exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+
+import zstandard
+from pymongo import MongoClient
+
+from mongobackup.archive import ARCHIVE_VERSION
+from mongobackup.crypto import EncryptionKeys, Gpg
+from mongobackup.dump import DatabaseDump, DumpSummary
+from mongobackup.errors import (
+    BackupError,
+    EncryptionError,
+    PipelineError,
+    SourceError,
+    StorageError,
+    VerificationError,
+)
+from mongobackup.keys import BackupLocation, manifest_key_for
+from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
+from mongobackup.storage import S3Storage, UploadReceipt
+from mongobackup.streams import CountingReader, IteratorReader, StageClock, zstd_compressing_reader
+
+TOOL_NAME = "mongo-backup-flows"
+
+
+def tool_version() -> str:
+    try:
+        return importlib_metadata.version(TOOL_NAME)
+    except importlib_metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class Compression:
+    level: int = 3
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class TransferOutcome:
+    """What the transfer stored: handed to verify and commit."""
+
+    location: BackupLocation
+    receipt: UploadReceipt
+    summary: DumpSummary
+    raw_bytes: int
+    compressed_bytes: int
+    keys: EncryptionKeys
+    compression: Compression
+    started_at: datetime
+    finished_at: datetime
+    stage_seconds: dict[str, float]
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+def transfer_database(*, client: MongoClient, location: BackupLocation, storage: S3Storage, gpg: Gpg,
+                      keys: EncryptionKeys, compression: Compression,
+                      log: Callable[[str], None] = lambda message: None) -> TransferOutcome:
+    """Streams one database into a new object under `location.object_key`; raises PipelineError naming the stage.
+
+    Nothing is visible under the key unless every stage finished: the multipart upload is completed last.
+    """
+    target = f"instance {location.instance}, database {location.database} -> {storage.where(location.object_key)}"
+    started = datetime.now(UTC)
+    clock = StageClock()
+    dump = DatabaseDump(client, location.instance, location.database, tool_version=tool_version(),
+                        on_namespace=lambda ns: log(f"dump: {ns}"))
+    source = IteratorReader(dump.chunks(), clock=clock, stage="dump")
+    compressed = CountingReader(zstd_compressing_reader(source, level=compression.level,
+                                                        threads=compression.threads),
+                                clock=clock, stage="compress")
+    object_metadata = {"backup-format": str(1), "tier": location.tier.value, "instance": location.instance,
+                       "database": location.database}
+    log(f"transfer: dump -> zstd(level {compression.level}) -> gpg -> {storage.where(location.object_key)}")
+    try:
+        with storage.open_upload(location.object_key, object_metadata) as upload:
+
+            def store(chunk: bytes) -> None:
+                try:
+                    with clock.measure("upload"):
+                        upload.write(chunk)
+                except BaseException as exc:
+                    source.abort(exc)  # nothing more can be stored: stop reading the database now
+                    raise
+
+            gpg.encrypt_stream(compressed, store, keys)
+            if not (source.exhausted and dump.summary.complete):
+                raise SourceError(location.instance, location.database, "the dump stream ended before its end")
+            receipt = upload.complete()
+    except BackupError as exc:
+        raise PipelineError(_stage_of(exc), target, exc) from exc
+    except zstandard.ZstdError as exc:
+        raise PipelineError("compress", target, exc) from exc
+    except OSError as exc:  # a broken pipe to gpg: it died mid-stream
+        raise PipelineError("encrypt", target, EncryptionError(f"gpg stream broken: {exc}")) from exc
+    finished = datetime.now(UTC)
+    seconds = clock.rounded()
+    seconds["total"] = round((finished - started).total_seconds(), 3)
+    log(f"transfer: stored {receipt.size} bytes in {receipt.parts} parts; stage seconds {seconds}")
+    return TransferOutcome(location, receipt, dump.summary, source.bytes_read, compressed.bytes_read, keys,
+                           compression, started, finished, seconds)
+
+
+def verify_upload(storage: S3Storage, outcome: TransferOutcome) -> None:
+    """Checks the stored object against the receipt; deletes it (it is uncommitted) when they differ."""
+    key = outcome.receipt.key
+    info = storage.head(key)
+    if info is None:
+        raise VerificationError(f"{storage.where(key)}: object missing right after its upload completed")
+    problems = []
+    if info.size != outcome.receipt.size:
+        problems.append(f"size {info.size} != {outcome.receipt.size} sent")
+    if info.etag != outcome.receipt.etag:
+        problems.append(f"ETag {info.etag} != {outcome.receipt.etag} computed from the parts' MD5")
+    if problems:
+        storage.delete(key)
+        raise VerificationError(f"{storage.where(key)}: " + "; ".join(problems) + " (object deleted)")
+
+
+def build_manifest(outcome: TransferOutcome, *, run_id: str, scheduled_at: datetime) -> BackupManifest:
+    location = outcome.location
+    keys = outcome.keys
+    return BackupManifest(
+        archive_format=ARCHIVE_VERSION, tool=TOOL_NAME, tool_version=tool_version(),
+        instance=location.instance, replica_set=outcome.summary.replica_set,
+        server_version=outcome.summary.server_version, database=location.database, tier=location.tier.value,
+        object_key=location.object_key, run_id=run_id, scheduled_at=scheduled_at,
+        started_at=outcome.started_at, finished_at=outcome.finished_at,
+        compression=f"zstd-{outcome.compression.level}",
+        sizes=Sizes(raw_bytes=outcome.raw_bytes, compressed_bytes=outcome.compressed_bytes,
+                    encrypted_bytes=outcome.receipt.size),
+        sha256=outcome.receipt.sha256, etag=outcome.receipt.etag,
+        encryption=EncryptionRecord(method="public-key" if keys.fingerprints else "symmetric", cipher=keys.cipher,
+                                    recipients=list(keys.fingerprints)),
+        namespaces=outcome.summary.namespaces, oplog=outcome.summary.oplog, stage_seconds=outcome.stage_seconds,
+    )
+
+
+def commit_manifest(storage: S3Storage, manifest: BackupManifest) -> str:
+    """Writes the manifest beside its object: the moment the backup starts to exist. Returns its key."""
+    location_key = manifest.object_key
+    if storage.head(location_key) is None:
+        raise VerificationError(f"{storage.where(location_key)}: refusing to commit a manifest for a missing object")
+    manifest_key = manifest_key_for(location_key)
+    storage.put_json(manifest_key, manifest.to_json_dict())
+    return manifest_key
+
+
+def _stage_of(exc: BackupError) -> str:
+    if isinstance(exc, SourceError):
+        return "dump"
+    if isinstance(exc, StorageError):
+        return "upload"
+    if isinstance(exc, EncryptionError):
+        return "encrypt"
+    return "transfer"

@@ -1,0 +1,237 @@
+"""One database of a MongoDB instance as a stream of mongodump-archive bytes.
+
+Documents are read as raw BSON (pymongo's RawBSONDocument) and passed on untouched, so the archive holds the
+exact bytes the server returned. When the instance has an oplog, the entries for this database written
+during the dump window are appended as the archive's oplog namespace: replaying them over the restored
+collections brings the backup to the single point in time at which the dump ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import SON
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
+from bson.timestamp import Timestamp
+from pymongo import MongoClient
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
+
+from mongobackup.archive import (
+    ARCHIVE_VERSION,
+    OPLOG_COLLECTION,
+    OPLOG_DB,
+    ArchiveHeader,
+    ArchiveWriter,
+    NamespaceMetadata,
+    collection_metadata_json,
+)
+from mongobackup.errors import SourceError
+from mongobackup.manifest import DocumentDigest, IndexRecord, NamespaceRecord, OplogWindow
+
+RAW = CodecOptions(document_class=RawBSONDocument)
+SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
+_AUTH_FAILED = {18, 13, 8000}  # AuthenticationFailed, Unauthorized, Atlas' AtlasError for bad credentials
+
+
+@dataclass
+class DumpSummary:
+    """What a finished dump saw: filled in as the stream is consumed, complete once it is exhausted."""
+
+    server_version: str = ""
+    replica_set: str | None = None
+    namespaces: list[NamespaceRecord] = field(default_factory=list)
+    oplog: OplogWindow | None = None
+    complete: bool = False
+
+    @property
+    def documents(self) -> int:
+        return sum(ns.documents for ns in self.namespaces if ns.type != "oplog")
+
+
+def open_client(uri: str, *, read_preference: str = "primaryPreferred", timeout_s: float = 10.0) -> MongoClient:
+    """A client that fails within `timeout_s` when the instance is unreachable, instead of pymongo's 30 s."""
+    ms = int(timeout_s * 1000)
+    return MongoClient(uri, readPreference=read_preference, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms,
+                       appname="mongo-backup-flows")
+
+
+def list_databases(client: MongoClient, instance: str) -> list[str]:
+    """Names of the instance's databases (raises SourceError naming the instance on failure)."""
+    with source_errors(instance, None):
+        return sorted(client.list_database_names())
+
+
+@contextlib.contextmanager
+def source_errors(instance: str, database: str | None) -> Iterator[None]:
+    """Maps pymongo failures to SourceError: transient for network faults, permanent for auth and the rest."""
+    try:
+        yield
+    except ServerSelectionTimeoutError as exc:
+        raise SourceError(instance, database, f"unreachable: {_first_line(exc)}", transient=True) from exc
+    except (AutoReconnect, ConnectionFailure) as exc:
+        raise SourceError(instance, database, f"connection lost: {_first_line(exc)}", transient=True) from exc
+    except OperationFailure as exc:
+        if exc.code in _AUTH_FAILED:
+            raise SourceError(instance, database, f"bad credentials or missing privileges: {_first_line(exc)}") \
+                from exc
+        raise SourceError(instance, database, f"server refused: {_first_line(exc)}") from exc
+    except PyMongoError as exc:
+        raise SourceError(instance, database, _first_line(exc)) from exc
+
+
+class DatabaseDump:
+    """Streams one database as archive bytes; `summary` is complete when the stream is exhausted."""
+
+    def __init__(self, client: MongoClient, instance: str, database: str, *, tool_version: str,
+                 on_namespace: Callable[[str], None] | None = None):
+        self.client = client
+        self.instance = instance
+        self.database = database
+        self.tool_version = tool_version
+        self.summary = DumpSummary()
+        self._on_namespace = on_namespace or (lambda ns: None)
+
+    def chunks(self) -> Iterator[bytes]:
+        with source_errors(self.instance, self.database):
+            yield from self._chunks()
+
+    def _chunks(self) -> Iterator[bytes]:
+        db = self.client.get_database(self.database, codec_options=RAW)
+        self.summary.server_version = self.client.admin.command("buildInfo").get("version", "")
+        self.summary.replica_set = self.client.admin.command("hello").get("setName")
+        oplog_start = self._last_oplog_ts()
+        collections = self._describe_collections(db)
+
+        namespaces = [NamespaceMetadata(self.database, c["name"], c["metadata"], c["size"], c["type"])
+                      for c in collections]
+        if oplog_start is not None:
+            namespaces.append(NamespaceMetadata(OPLOG_DB, OPLOG_COLLECTION, "", 0, ""))
+        writer = ArchiveWriter(ArchiveHeader(concurrent_collections=1, version=ARCHIVE_VERSION,
+                                             server_version=self.summary.server_version,
+                                             tool_version=self.tool_version))
+        yield writer.prelude(namespaces)
+
+        for info in collections:
+            if info["type"] == "view":
+                self.summary.namespaces.append(NamespaceRecord(collection=info["name"], type="view",
+                                                               view_on=info["options"].get("viewOn")))
+                continue
+            self._on_namespace(f"{self.database}.{info['name']}")
+            digest = DocumentDigest()
+            docs = _raw_documents(db.get_collection(info["name"]).find({}), digest)
+            yield from writer.documents(self.database, info["name"], docs)
+            yield writer.end_namespace(self.database, info["name"])
+            self.summary.namespaces.append(NamespaceRecord(
+                collection=info["name"], type=info["type"], documents=digest.count, bytes=digest.bytes,
+                crc=writer.crc(self.database, info["name"]), digest=digest.hexdigest,
+                indexes=[IndexRecord(name=ix["name"], key=_jsonable(ix["key"]), unique=bool(ix.get("unique")))
+                         for ix in info["indexes"]]))
+
+        if oplog_start is not None:
+            yield from self._oplog_chunks(writer, oplog_start)
+        # Every prelude namespace needs its end marker, views included: mongorestore refuses the archive
+        # ("archive finished before all collections were seen") otherwise.
+        yield writer.finish()
+        self.summary.complete = True
+
+    def _describe_collections(self, db: Any) -> list[dict[str, Any]]:
+        described = []
+        for info in sorted(db.list_collections(), key=lambda i: i["name"]):
+            info = _decoded(info)
+            name, kind = info["name"], info.get("type", "collection")
+            if name.startswith("system."):
+                continue  # views are listed as views; system.profile/js etc. are not user data
+            options = info.get("options", {})
+            indexes = [] if kind == "view" else [_without_ns(ix) for ix in db.get_collection(name).list_indexes()]
+            uuid = info.get("info", {}).get("uuid")
+            described.append({
+                "name": name, "type": kind, "options": options, "indexes": indexes,
+                "metadata": collection_metadata_json(options, indexes, _uuid_bytes(uuid), name, kind),
+                "size": 0 if kind == "view" else self._size_estimate(db, name),
+            })
+        return described
+
+    def _size_estimate(self, db: Any, name: str) -> int:
+        # Only mongorestore's progress bar uses it; a server without collStats just gets 0.
+        try:
+            return int(_decoded(db.command("collStats", name)).get("size", 0))
+        except (OperationFailure, TypeError, ValueError):
+            return 0
+
+    def _oplog(self) -> Any:
+        return self.client.get_database("local", codec_options=RAW).get_collection("oplog.rs")
+
+    def _last_oplog_ts(self) -> Timestamp | None:
+        try:
+            last = self._oplog().find_one({}, projection={"ts": 1}, sort=[("$natural", -1)])
+        except OperationFailure:
+            return None  # no oplog, or not allowed to read it: the dump is still whole, just not point-in-time
+        return None if last is None else last["ts"]
+
+    def _oplog_chunks(self, writer: ArchiveWriter, start: Timestamp) -> Iterator[bytes]:
+        end = self._last_oplog_ts() or start
+        self._on_namespace("oplog")
+        digest = DocumentDigest()
+        ours = re.compile("^" + re.escape(self.database) + r"\.")
+        # $gte, not $gt: some servers answer an exclusive bound on ts very slowly. The entry at `start` was
+        # applied before the dump began; replaying it again is harmless.
+        cursor = self._oplog().find({"ts": {"$gte": start, "$lte": end}}).sort("$natural", 1)
+        entries = (doc for doc in cursor if ours.match(doc.get("ns", "")))
+        yield from writer.documents(OPLOG_DB, OPLOG_COLLECTION, _raw_documents(entries, digest))
+        yield writer.end_namespace(OPLOG_DB, OPLOG_COLLECTION)
+        self.summary.namespaces.append(NamespaceRecord(
+            collection=OPLOG_COLLECTION, type="oplog", documents=digest.count, bytes=digest.bytes,
+            crc=writer.crc(OPLOG_DB, OPLOG_COLLECTION), digest=digest.hexdigest))
+        self.summary.oplog = OplogWindow(start=(start.time, start.inc), end=(end.time, end.inc),
+                                         entries=digest.count)
+
+
+def _raw_documents(cursor: Any, digest: DocumentDigest) -> Iterator[bytes]:
+    for document in cursor:
+        raw = document.raw
+        digest.add(raw)
+        yield raw
+
+
+def _decoded(document: Any) -> dict[str, Any]:
+    """A RawBSONDocument (or nested one) as plain Python values, for metadata we inspect."""
+    if isinstance(document, RawBSONDocument):
+        from bson import decode
+        return decode(document.raw)
+    return dict(document)
+
+
+def _without_ns(index: Any) -> SON:
+    spec = _decoded(index)
+    spec.pop("ns", None)  # dropped by mongodump: it names the source database
+    return SON(spec)
+
+
+def _uuid_bytes(uuid: Any) -> bytes | None:
+    if uuid is None:
+        return None
+    if hasattr(uuid, "bytes"):
+        return uuid.bytes
+    return bytes(uuid)
+
+
+def _jsonable(value: Any) -> dict[str, Any]:
+    import json
+
+    from bson import json_util
+    return json.loads(json_util.dumps(value))
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__

@@ -1,0 +1,85 @@
+"""A fault-injecting HTTP proxy in front of the real S3 server, for "S3 fails mid-upload" tests.
+
+Requests are forwarded byte for byte to moto over a real socket; from the Nth UploadPart on, the proxy answers
+503 SlowDown instead, as an overloaded S3 would. Everything else (abort, list, head) passes, so the test can
+check what the failed upload left behind on the real server.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_ERROR_BODY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+               b"<Message>injected by the test proxy</Message></Error>")
+
+
+class FaultyS3Proxy:
+    """Forwards to `upstream`; fails UploadPart requests whose part number is >= `fail_from_part`, and holds
+    each UploadPart for `part_delay_s` first (backpressure that keeps a transfer under way for a while)."""
+
+    def __init__(self, upstream: str):
+        parsed = urllib.parse.urlsplit(upstream)
+        self.upstream_host, self.upstream_port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self.fail_from_part: int | None = None
+        self.part_delay_s = 0.0
+        self.failed_requests = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                part = int(query.get("partNumber", ["0"])[0])
+                if part:
+                    time.sleep(proxy.part_delay_s)
+                if self.command == "PUT" and proxy.fail_from_part is not None and part >= proxy.fail_from_part:
+                    proxy.failed_requests += 1
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(_ERROR_BODY)))
+                    self.end_headers()
+                    self.wfile.write(_ERROR_BODY)
+                    return
+                upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                reply = upstream.getresponse()
+                data = reply.read()
+                self.send_response(reply.status)
+                for name, value in reply.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(name, value)
+                # A HEAD reply has no body but announces the object's length: pass that on as it is.
+                length = reply.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
+                self.send_header("Content-Length", length)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> FaultyS3Proxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

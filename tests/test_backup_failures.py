@@ -1,0 +1,222 @@
+"""Failures must lose nothing and hide nothing: no object under a final key, no manifest, no open multipart
+upload, an `instance_backup_failed` event, a Failed run, and a next run that succeeds.
+
+Faults are real: the source server is stopped by its PID mid-dump, the gpg process is killed mid-stream, and
+S3 answers 503 through a proxy in front of the real S3 server. A slow proxy holds the pipeline back (the
+stream has backpressure), so each fault lands while the transfer is still under way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from bson import Binary
+from pymongo import MongoClient
+
+from devservices import LocalServices
+from flows.backup import backup, main
+from tests.faults import FaultyS3Proxy
+from tests.planfiles import write_plan
+from tests.test_backup_flow import influx_points, stored_keys
+
+pytestmark = pytest.mark.usefixtures("aws_env")  # the flow builds its S3 client from the default chain
+
+DOC_BYTES = 256 * 1024
+
+
+def load_incompressible(uri: str, database: str, megabytes: int) -> None:
+    """Random payloads: zstd cannot shrink them, so stored bytes track dumped bytes and parts come steadily."""
+    with MongoClient(uri) as client:
+        client[database].blobs.insert_many(
+            [{"_id": n, "payload": Binary(os.urandom(DOC_BYTES))} for n in range(megabytes * 4)])
+
+
+def wait_for_first_part(s3_client, bucket: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for upload in s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            parts = s3_client.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            if parts.get("Parts"):
+                return
+        time.sleep(0.05)
+    raise AssertionError("no multipart upload got a part in time")
+
+
+def assert_nothing_left(s3_client, bucket: str) -> None:
+    assert stored_keys(s3_client, bucket) == []  # neither an object under a final key nor a manifest
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def assert_failed_event(services, instance: str, database: str, stage: str) -> None:
+    points = influx_points(services, "instance_backup_failed",
+                           f"\"instance\"='{instance}' AND \"database\"='{database}'")
+    assert [p["stage"] for p in points] == [stage], points
+    assert points[0]["value"] == 1 and points[0]["error"]
+    completed = influx_points(services, "instance_backup_completed", f"\"instance\"='{instance}'")
+    assert completed == []  # no success event for a failed backup
+
+
+def plan_for(tmp_path: Path, services, *, uri: str, instance: str, database: str, bucket: str, s3_endpoint: str,
+             gpg_key) -> Path:
+    return write_plan(tmp_path / f"plan-{uuid.uuid4().hex[:6]}.yaml", instances=[
+        {"name": instance, "uri": uri, "databases": [database], "connect_timeout_s": 2}],
+        bucket=bucket, s3_endpoint=s3_endpoint, public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "encrypt-home", influx_url=services.url("influxdb"))
+
+
+@pytest.fixture
+def slow_s3(services):
+    """A proxy in front of moto that holds each part for a moment, so a fault lands mid-transfer."""
+    with FaultyS3Proxy(services.url("moto")) as proxy:
+        proxy.part_delay_s = 0.5
+        yield proxy
+
+
+def test_source_server_stopped_mid_dump(services, s3_client, bucket, gpg_key, prefect, tmp_path, slow_s3):
+    own = LocalServices(tmp_path / "own-mongo")  # a server of our own, to stop by its PID
+    own.start(["mongo-a"])
+    try:
+        instance, database = f"rs-kill-{uuid.uuid4().hex[:4]}", "orders"
+        load_incompressible(own.mongo_uri("mongo-a"), database, megabytes=24)
+        plan = plan_for(tmp_path, services, uri=own.mongo_uri("mongo-a"), instance=instance, database=database,
+                        bucket=bucket, s3_endpoint=slow_s3.url, gpg_key=gpg_key)
+        killer = threading.Thread(target=lambda: (wait_for_first_part(s3_client, bucket), own.stop(["mongo-a"])))
+        killer.start()
+        state = backup(plan_path=str(plan), return_state=True)
+        killer.join()
+        assert state.is_failed()
+        assert f"{instance}/{database}" in state.message
+        assert_nothing_left(s3_client, bucket)
+        assert_failed_event(services, instance, database, "dump")
+
+        own.start(["mongo-a"])  # the same data folder: the server comes back with its data
+        slow_s3.part_delay_s = 0
+        state = backup(plan_path=str(plan), return_state=True)
+        assert state.is_completed(), state.message
+        assert len(stored_keys(s3_client, bucket)) == 2
+    finally:
+        own.stop()
+
+
+def test_gpg_killed_mid_stream(services, s3_client, bucket, gpg_key, prefect, tmp_path, slow_s3, monkeypatch):
+    # A `gpg` first on PATH that records its PID and command line, then becomes the real gpg (same PID).
+    wrapper_dir = tmp_path / "bin"
+    wrapper_dir.mkdir()
+    pids = tmp_path / "gpg-pids"
+    (wrapper_dir / "gpg").write_text(f'#!/bin/sh\necho "$$ $*" >> {pids}\nexec /usr/bin/gpg "$@"\n')
+    (wrapper_dir / "gpg").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper_dir}:{os.environ['PATH']}")
+
+    instance, database = f"rs-gpg-{uuid.uuid4().hex[:4]}", f"gpgdb-{uuid.uuid4().hex[:4]}"
+    load_incompressible(services.mongo_uri("mongo-b"), database, megabytes=16)
+    plan = plan_for(tmp_path, services, uri=services.mongo_uri("mongo-b"), instance=instance, database=database,
+                    bucket=bucket, s3_endpoint=slow_s3.url, gpg_key=gpg_key)
+
+    def kill_encrypting_gpg() -> None:
+        wait_for_first_part(s3_client, bucket)
+        encrypting = [line.split()[0] for line in pids.read_text().splitlines() if "--encrypt" in line]
+        os.kill(int(encrypting[-1]), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_encrypting_gpg)
+    killer.start()
+    state = backup(plan_path=str(plan), return_state=True)
+    killer.join()
+    assert state.is_failed()
+    assert_nothing_left(s3_client, bucket)
+    assert_failed_event(services, instance, database, "encrypt")
+
+    slow_s3.part_delay_s = 0
+    state = backup(plan_path=str(plan), return_state=True)
+    assert state.is_completed(), state.message
+    assert len(stored_keys(s3_client, bucket)) == 2
+
+
+def test_s3_failing_mid_upload(services, s3_client, bucket, gpg_key, prefect, tmp_path):
+    instance, database = f"rs-s3-{uuid.uuid4().hex[:4]}", f"s3db-{uuid.uuid4().hex[:4]}"
+    load_incompressible(services.mongo_uri("mongo-b"), database, megabytes=12)
+    with FaultyS3Proxy(services.url("moto")) as proxy:
+        proxy.fail_from_part = 2  # the first part lands, then every part is refused
+        plan = plan_for(tmp_path, services, uri=services.mongo_uri("mongo-b"), instance=instance,
+                        database=database, bucket=bucket, s3_endpoint=proxy.url, gpg_key=gpg_key)
+        state = backup(plan_path=str(plan), return_state=True)
+        assert state.is_failed()
+        assert proxy.failed_requests >= 1
+        assert_nothing_left(s3_client, bucket)
+        assert_failed_event(services, instance, database, "upload")
+
+        proxy.fail_from_part = None
+        state = backup(plan_path=str(plan), return_state=True)
+        assert state.is_completed(), state.message
+        assert len(stored_keys(s3_client, bucket)) == 2
+
+
+def test_unreachable_instance_fails_alone(services, s3_client, bucket, gpg_key, prefect, tmp_path):
+    database = f"alive-{uuid.uuid4().hex[:4]}"
+    with MongoClient(services.mongo_uri("mongo-b")) as client:
+        client[database].c.insert_one({"ok": True})
+    dead, alive = f"rs-dead-{uuid.uuid4().hex[:4]}", f"rs-alive-{uuid.uuid4().hex[:4]}"
+    plan = write_plan(tmp_path / "plan.yaml", instances=[
+        {"name": dead, "uri": "mongodb://127.0.0.1:9/?directConnection=true", "connect_timeout_s": 1},
+        {"name": alive, "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
+        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home", influx_url=services.url("influxdb"))
+    state = backup(plan_path=str(plan), return_state=True)
+    assert state.is_failed()
+    assert f"{dead}/*" in state.message
+    assert {k.split("/")[1] for k in stored_keys(s3_client, bucket)} == {alive}
+    failed = influx_points(services, "instance_backup_failed", f"\"instance\"='{dead}'")
+    assert [p["stage"] for p in failed] == ["list"]
+    assert f"instance {dead}" in failed[0]["error"] and "unreachable" in failed[0]["error"]
+
+
+def test_bad_credentials_are_named_and_never_echoed(services, s3_client, bucket, gpg_key, prefect, tmp_path):
+    instance = f"rs-auth-{uuid.uuid4().hex[:4]}"
+    uri = services.mongo_uri("mongo-b").replace("mongodb://", "mongodb://backup:Sup3rSecretPw@")
+    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": instance, "uri": uri}], bucket=bucket,
+                      s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
+                      gnupghome=tmp_path / "home", influx_url=services.url("influxdb"))
+    state = backup(plan_path=str(plan), return_state=True)
+    assert state.is_failed()
+    failed = influx_points(services, "instance_backup_failed", f"\"instance\"='{instance}'")
+    assert len(failed) == 1
+    assert "bad credentials" in failed[0]["error"] and "Sup3rSecretPw" not in failed[0]["error"]
+    assert "Sup3rSecretPw" not in state.message
+    assert stored_keys(s3_client, bucket) == []
+
+
+def test_unknown_gpg_recipient_fails_before_any_dump(services, s3_client, bucket, prefect, tmp_path):
+    instance = f"rs-key-{uuid.uuid4().hex[:4]}"
+    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": instance, "uri": services.mongo_uri("mongo-b")}],
+                      bucket=bucket, s3_endpoint=services.url("moto"), influx_url=services.url("influxdb"),
+                      encryption={"recipients": ["0123456789ABCDEF0123456789ABCDEF01234567"],
+                                  "gnupghome": str(tmp_path / "empty-home")})
+    state = backup(plan_path=str(plan), return_state=True)
+    assert state.is_failed()
+    assert "unknown GPG recipient '0123456789ABCDEF0123456789ABCDEF01234567'" in state.message
+    failed = influx_points(services, "instance_backup_failed", f"\"instance\"='{instance}'")
+    assert [p["stage"] for p in failed] == ["preflight"]
+    assert_nothing_left(s3_client, bucket)
+
+
+def test_missing_bucket_is_named(services, s3_client, gpg_key, prefect, tmp_path):
+    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": "rs-b", "uri": services.mongo_uri("mongo-b")}],
+                      bucket="no-such-bucket-here", s3_endpoint=services.url("moto"),
+                      public_key_file=gpg_key.public_key_file, gnupghome=tmp_path / "home")
+    state = backup(plan_path=str(plan), return_state=True)
+    assert state.is_failed()
+    assert "s3://no-such-bucket-here: bucket does not exist" in state.message
+
+
+def test_invalid_plan_field_is_named_by_the_cli(tmp_path, capsys):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("instances: []\nstorage: {bucket: b, prefx: x}\nencryption: {passphrase_env: P}\n"
+                    "tiers: {timezone: Europe/London}\n")
+    assert main(["--plan", str(plan), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "storage.prefx" in err and "instances" in err and str(plan) in err
