@@ -1,0 +1,149 @@
+"""Shared fixtures: real local services (SecantusDB, moto, InfluxDB 1.6, VictoriaMetrics, on demand Prefect),
+the real mongo tools under wine, an S3 client and fresh buckets on moto, and throwaway GnuPG keys.
+
+The services run once per session on free loopback ports under the session's tmp folder and are stopped by
+PID at the end, even when tests fail. Tests share them: give each test its own database, bucket or key
+prefix rather than resetting a server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.client import BaseClient
+from botocore.config import Config
+
+from devservices import (
+    S3_TEST_CREDENTIALS,
+    S3_TEST_REGION,
+    GpgKey,
+    LocalServices,
+    MongoTools,
+    create_gpg_key,
+    remove_gpg_home,
+)
+
+#: What the `services` fixture starts. Prefect (about 10-20 s) and SeaweedFS (optional) start on demand:
+#: `services.start(["prefect"])`, or the `prefect_api_url` / `prefect` fixtures.
+SESSION_SERVICES = ("mongo-a", "mongo-b", "mongo-scratch", "moto", "influxdb", "victoria")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the wine tools, so `-m "not wine"` leaves them out."""
+    for item in items:
+        if "mongo_tools" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.wine)
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
+    """The local services of SESSION_SERVICES, started in parallel; anything started later on this
+    object (`services.start(["prefect"])`) is stopped with them at the end of the session."""
+    local = LocalServices(tmp_path_factory.mktemp("services"))
+    try:
+        local.start(SESSION_SERVICES)
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(services: LocalServices) -> str:
+    """A Prefect server for the session, started on first use; its API URL (ending in /api)."""
+    services.start(["prefect"])
+    return services.url("prefect")
+
+
+@pytest.fixture(scope="session")
+def prefect(prefect_api_url: str) -> Iterator[str]:
+    """Flows run in this session report to the local Prefect server (in this process and in any
+    subprocess it starts); its API URL. The server starts on first use."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = prefect_api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: prefect_api_url}):
+            yield prefect_api_url
+            # Send buffered logs and events while the server is still the configured one: drained at exit
+            # with no API URL, Prefect would start a throwaway server just to receive them.
+            from prefect._internal.concurrency.services import QueueService
+
+            QueueService.drain_all(timeout=10)
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The dummy moto credentials and region in the environment, for code that builds its own boto3
+    client from the default credential chain; no profile or session token from the machine leaks in."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    values = {
+        "AWS_ACCESS_KEY_ID": S3_TEST_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": S3_TEST_CREDENTIALS["aws_secret_access_key"],
+        "AWS_DEFAULT_REGION": S3_TEST_REGION,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+@pytest.fixture(scope="session")
+def mongo_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoTools]:
+    """The real mongodump/mongorestore under wine, its prefix created here (about 5 s) rather than in
+    whichever test runs first."""
+    tools = MongoTools(tmp_path_factory.mktemp("wine") / "prefix")
+    tools.prepare()
+    try:
+        yield tools
+    finally:
+        tools.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_client(services: LocalServices) -> BaseClient:
+    """A boto3 S3 client for moto: dummy credentials, us-east-1, path-style addressing."""
+    return boto3.client(
+        "s3",
+        endpoint_url=services.url("moto"),
+        region_name=S3_TEST_REGION,
+        config=Config(s3={"addressing_style": "path"}),
+        **S3_TEST_CREDENTIALS,
+    )
+
+
+@pytest.fixture
+def bucket(s3_client: BaseClient) -> str:
+    """A fresh, empty bucket on moto, unique to this test; its name."""
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def gpg_key() -> Iterator[GpgKey]:
+    """A passphrase-less key pair (ed25519 + cv25519 encryption subkey) in its own short GnuPG home."""
+    key = create_gpg_key("Backup Test <backup@test>")
+    try:
+        yield key
+    finally:
+        remove_gpg_home(key.home)
+
+
+@pytest.fixture(scope="session")
+def other_gpg_key() -> Iterator[GpgKey]:
+    """A second, unrelated key pair in another home: for wrong-key and unknown-recipient tests."""
+    key = create_gpg_key("Other Test <other@test>")
+    try:
+        yield key
+    finally:
+        remove_gpg_home(key.home)
