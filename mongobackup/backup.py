@@ -8,17 +8,17 @@ commit:   the manifest is written beside the object; only then does the backup e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
+from typing import Protocol
 
 import zstandard
-from pymongo import MongoClient
 
 from mongobackup.archive import ARCHIVE_VERSION
 from mongobackup.crypto import EncryptionKeys, Gpg
-from mongobackup.dump import DatabaseDump, DumpSummary
+from mongobackup.dump import DumpSummary
 from mongobackup.errors import (
     BackupError,
     EncryptionError,
@@ -68,7 +68,15 @@ class TransferOutcome:
         return (self.finished_at - self.started_at).total_seconds()
 
 
-def transfer_database(*, client: MongoClient, location: BackupLocation, storage: S3Storage, gpg: Gpg,
+class ArchiveSource(Protocol):
+    """Where the archive bytes come from: our own dump (DatabaseDump) or the stock mongodump."""
+
+    summary: DumpSummary
+
+    def chunks(self) -> Iterator[bytes]: ...
+
+
+def transfer_database(*, dump: ArchiveSource, location: BackupLocation, storage: S3Storage, gpg: Gpg,
                       keys: EncryptionKeys, compression: Compression,
                       log: Callable[[str], None] = lambda message: None) -> TransferOutcome:
     """Streams one database into a new object under `location.object_key`; raises PipelineError naming the stage.
@@ -78,8 +86,6 @@ def transfer_database(*, client: MongoClient, location: BackupLocation, storage:
     target = f"instance {location.instance}, database {location.database} -> {storage.where(location.object_key)}"
     started = datetime.now(UTC)
     clock = StageClock()
-    dump = DatabaseDump(client, location.instance, location.database, tool_version=tool_version(),
-                        on_namespace=lambda ns: log(f"dump: {ns}"))
     source = IteratorReader(dump.chunks(), clock=clock, stage="dump")
     compressed = CountingReader(zstd_compressing_reader(source, level=compression.level,
                                                         threads=compression.threads),

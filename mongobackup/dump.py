@@ -9,12 +9,13 @@ collections brings the backup to the single point in time at which the dump ende
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from bson import SON
+from bson import SON, decode, json_util
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from bson.timestamp import Timestamp
@@ -135,7 +136,7 @@ class DatabaseDump:
             self.summary.namespaces.append(NamespaceRecord(
                 collection=info["name"], type=info["type"], documents=digest.count, bytes=digest.bytes,
                 crc=writer.crc(self.database, info["name"]), digest=digest.hexdigest,
-                indexes=[IndexRecord(name=ix["name"], key=_jsonable(ix["key"]), unique=bool(ix.get("unique")))
+                indexes=[IndexRecord(name=ix["name"], key=jsonable(ix["key"]), unique=bool(ix.get("unique")))
                          for ix in info["indexes"]]))
 
         if oplog_start is not None:
@@ -207,7 +208,6 @@ def _raw_documents(cursor: Any, digest: DocumentDigest) -> Iterator[bytes]:
 def _decoded(document: Any) -> dict[str, Any]:
     """A RawBSONDocument (or nested one) as plain Python values, for metadata we inspect."""
     if isinstance(document, RawBSONDocument):
-        from bson import decode
         return decode(document.raw)
     return dict(document)
 
@@ -226,10 +226,8 @@ def _uuid_bytes(uuid: Any) -> bytes | None:
     return bytes(uuid)
 
 
-def _jsonable(value: Any) -> dict[str, Any]:
-    import json
-
-    from bson import json_util
+def jsonable(value: Any) -> dict[str, Any]:
+    """A BSON value (an index key spec) as plain JSON types, as the manifest stores it."""
     return json.loads(json_util.dumps(value))
 
 

@@ -436,6 +436,56 @@ class RetryPlan(_Section):
     jitter: float = Field(default=0.5, ge=0)
 
 
+class StatusPlan(_Section):
+    """How `flows.status` and the `watchdog` flow judge the newest committed backup of each database."""
+
+    #: RED when the newest committed backup finished longer ago than this. 26: a nightly run plus two hours
+    #: of slack for a slow dump, so one late run is not an alarm and one missed run is.
+    max_age_h: float = Field(default=26.0, gt=0, le=24 * 400)
+
+
+class DrillPlan(_Section):
+    """The restore fire drill (`flows.firedrill`): where backups are restored to prove they restore.
+
+    The scratch MongoDB must be a server of its own: each drill restores into a fresh database there
+    (`drill_<database>_<run id>`) and drops it afterwards, whatever the outcome.
+    """
+
+    #: Exactly one of scratch_uri, scratch_uri_env (an environment variable), scratch_uri_secret (a Prefect Secret).
+    scratch_uri: str | None = Field(default=None, repr=False)  # may hold a password: never in a repr
+    scratch_uri_env: str | None = None
+    scratch_uri_secret: str | None = None
+    #: The drill of a database fails when its newest committed backup finished longer ago than this: an old
+    #: backup is a missed backup. 26: a nightly run plus two hours of slack.
+    max_age_h: float = Field(default=26.0, gt=0, le=24 * 400)
+    #: The GnuPG home holding the private key that opens the backups (the backup host needs only the public
+    #: key). None: encryption.gnupghome, else $GNUPGHOME. Relative to the plan file's folder.
+    gnupghome: Path | None = None
+
+    @field_validator("scratch_uri")
+    @classmethod
+    def _mongodb_uri(cls, uri: str | None) -> str | None:
+        if uri is not None and not uri.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError(f"{redact_uri(uri)!r} is not a mongodb:// or mongodb+srv:// URI")
+        return uri
+
+    _env = field_validator("scratch_uri_env")(_check_env_name)
+    _secret = field_validator("scratch_uri_secret")(_check_block_name)
+
+    @field_validator("gnupghome", mode="after")
+    @classmethod
+    def _resolve_home(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return None if path is None else _resolve(path, info)
+
+    @model_validator(mode="after")
+    def _one_scratch(self) -> DrillPlan:
+        sources = _set_fields(self, ("scratch_uri", "scratch_uri_env", "scratch_uri_secret"))
+        if len(sources) != 1:
+            got = f"got {', '.join(sources)}" if sources else "got none"
+            raise ValueError(f"exactly one of scratch_uri, scratch_uri_env, scratch_uri_secret must be set ({got})")
+        return self
+
+
 class BackupPlan(_Section):
     """A whole backup plan: what to back up, where, how it is encrypted and compressed, tiers, events."""
 
@@ -446,6 +496,9 @@ class BackupPlan(_Section):
     tiers: TierPolicy
     notify: NotifyPlan | None = None
     retries: RetryPlan = Field(default_factory=RetryPlan)
+    #: The restore fire drill; None: this plan is not drilled (flows.firedrill refuses it).
+    drill: DrillPlan | None = None
+    status: StatusPlan = Field(default_factory=StatusPlan)
 
     @field_validator("instances")
     @classmethod

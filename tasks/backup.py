@@ -29,7 +29,7 @@ from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest
 from mongobackup.plan import BackupPlan
 from mongobackup.redact import redact_text
-from tasks.resources import encryption_for, event_sink, mongo_client, storage_for
+from tasks.resources import archive_source, encryption_for, event_sink, mongo_client, storage_for
 
 
 def is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -121,7 +121,8 @@ def transfer(plan: BackupPlan, location: BackupLocation) -> TransferOutcome:
     gpg, keys = encryption_for(plan)
     compression = Compression(level=plan.compression.level, threads=plan.compression.threads)
     with mongo_client(plan, location.instance) as client:
-        outcome = transfer_database(client=client, location=location, storage=storage_for(plan), gpg=gpg,
+        dump = archive_source(plan, client, location, log=logger.info)
+        outcome = transfer_database(dump=dump, location=location, storage=storage_for(plan), gpg=gpg,
                                     keys=keys, compression=compression, log=logger.info)
     logger.info("stored %s: %d documents, %d raw -> %d stored bytes in %.1f s",
                 location.object_key, outcome.summary.documents, outcome.raw_bytes, outcome.receipt.size,

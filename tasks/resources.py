@@ -7,12 +7,16 @@ blocks. Values are handed to the core as arguments; the core never looks them up
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from pymongo import MongoClient
 
+from mongobackup.backup import ArchiveSource, tool_version
 from mongobackup.crypto import EncryptionKeys, Gpg
-from mongobackup.dump import open_client
+from mongobackup.dump import DatabaseDump, open_client, source_errors
 from mongobackup.errors import BackupError
+from mongobackup.keys import BackupLocation
+from mongobackup.mongodump import MongodumpDump
 from mongobackup.notify import EventSink, make_sink
 from mongobackup.plan import BackupPlan, InstancePlan
 from mongobackup.storage import MIB, S3Storage, s3_client
@@ -53,6 +57,20 @@ def mongo_client(plan: BackupPlan, instance_name: str) -> MongoClient:
     index, instance = plan.instance(instance_name)
     return open_client(instance_uri(instance, index), read_preference=instance.read_preference,
                        timeout_s=instance.connect_timeout_s)
+
+
+def archive_source(plan: BackupPlan, client: MongoClient, location: BackupLocation,
+                   log: Callable[[str], None]) -> ArchiveSource:
+    """The dump engine the plan chose for this instance: our own (pymongo) or the stock mongodump."""
+    index, instance = plan.instance(location.instance)
+    if instance.engine == "mongodump":
+        dump = MongodumpDump(instance_uri(instance, index), location.instance, location.database,
+                             read_preference=instance.read_preference)
+        with source_errors(location.instance, location.database):
+            dump.summary.replica_set = client.admin.command("hello").get("setName")
+        return dump
+    return DatabaseDump(client, location.instance, location.database, tool_version=tool_version(),
+                        on_namespace=lambda ns: log(f"dump: {ns}"))
 
 
 def storage_for(plan: BackupPlan) -> S3Storage:

@@ -9,6 +9,7 @@ prefix rather than resetting a server.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -32,6 +33,19 @@ from devservices import (
 SESSION_SERVICES = ("mongo-a", "mongo-b", "mongo-scratch", "moto", "influxdb", "victoria")
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+#: The session's Prefect server port, fixed before anything imports prefect. Prefect's log and event workers
+#: run in threads of their own, which see the settings of import time rather than a `temporary_settings`
+#: context: without PREFECT_API_URL in the environment from the start, they would start a throwaway server.
+PREFECT_PORT = _free_port()
+os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{PREFECT_PORT}/api"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses the wine tools, so `-m "not wine"` leaves them out."""
     for item in items:
@@ -43,7 +57,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
     """The local services of SESSION_SERVICES, started in parallel; anything started later on this
     object (`services.start(["prefect"])`) is stopped with them at the end of the session."""
-    local = LocalServices(tmp_path_factory.mktemp("services"))
+    local = LocalServices(tmp_path_factory.mktemp("services"), ports={"prefect": PREFECT_PORT})
     try:
         local.start(SESSION_SERVICES)
         yield local
@@ -59,26 +73,11 @@ def prefect_api_url(services: LocalServices) -> str:
 
 
 @pytest.fixture(scope="session")
-def prefect(prefect_api_url: str) -> Iterator[str]:
-    """Flows run in this session report to the local Prefect server (in this process and in any
-    subprocess it starts); its API URL. The server starts on first use."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    before = os.environ.get("PREFECT_API_URL")
-    os.environ["PREFECT_API_URL"] = prefect_api_url
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: prefect_api_url}):
-            yield prefect_api_url
-            # Send buffered logs and events while the server is still the configured one: drained at exit
-            # with no API URL, Prefect would start a throwaway server just to receive them.
-            from prefect._internal.concurrency.services import QueueService
-
-            QueueService.drain_all(timeout=10)
-    finally:
-        if before is None:
-            os.environ.pop("PREFECT_API_URL", None)
-        else:
-            os.environ["PREFECT_API_URL"] = before
+def prefect(prefect_api_url: str) -> str:
+    """Flows run in this session report to the local Prefect server (PREFECT_API_URL is set for the whole
+    session, see PREFECT_PORT); its API URL. The server starts on first use."""
+    assert os.environ["PREFECT_API_URL"] == prefect_api_url
+    return prefect_api_url
 
 
 @pytest.fixture

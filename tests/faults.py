@@ -26,6 +26,7 @@ class FaultyS3Proxy:
         self.upstream_host, self.upstream_port = parsed.hostname or "127.0.0.1", parsed.port or 80
         self.fail_from_part: int | None = None
         self.part_delay_s = 0.0
+        self.fail_budget: int | None = None  # stop failing after this many refusals (None: fail on and on)
         self.failed_requests = 0
         proxy = self
 
@@ -42,7 +43,7 @@ class FaultyS3Proxy:
                 part = int(query.get("partNumber", ["0"])[0])
                 if part:
                     time.sleep(proxy.part_delay_s)
-                if self.command == "PUT" and proxy.fail_from_part is not None and part >= proxy.fail_from_part:
+                if self.command == "PUT" and proxy.should_fail(part):
                     proxy.failed_requests += 1
                     self.send_response(503)
                     self.send_header("Content-Type", "application/xml")
@@ -71,6 +72,11 @@ class FaultyS3Proxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def should_fail(self, part: int) -> bool:
+        if self.fail_from_part is None or part < self.fail_from_part:
+            return False
+        return self.fail_budget is None or self.failed_requests < self.fail_budget
 
     @property
     def url(self) -> str:

@@ -220,3 +220,40 @@ def test_invalid_plan_field_is_named_by_the_cli(tmp_path, capsys):
     assert main(["--plan", str(plan), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "storage.prefx" in err and "instances" in err and str(plan) in err
+
+
+def test_retry_starts_a_fresh_upload(services, s3_client, bucket, gpg_key, prefect, tmp_path):
+    instance, database = f"rs-retry-{uuid.uuid4().hex[:4]}", f"retrydb-{uuid.uuid4().hex[:4]}"
+    load_incompressible(services.mongo_uri("mongo-b"), database, megabytes=8)
+    with FaultyS3Proxy(services.url("moto")) as proxy:
+        # Part 2 is refused as often as boto3 retries it, so the first attempt fails; the retry gets through.
+        proxy.fail_from_part, proxy.fail_budget = 2, 4
+        plan = write_plan(tmp_path / "plan.yaml", instances=[
+            {"name": instance, "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
+            bucket=bucket, s3_endpoint=proxy.url, public_key_file=gpg_key.public_key_file,
+            gnupghome=tmp_path / "home", influx_url=services.url("influxdb"),
+            retries={"attempts": 1, "backoff_s": 0.1, "jitter": 0})
+        state = backup(plan_path=str(plan), return_state=True)
+    assert state.is_completed(), state.message
+    assert proxy.failed_requests == 4
+    keys = stored_keys(s3_client, bucket)
+    assert len(keys) == 2  # one object from the second attempt and its manifest
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # the first was aborted
+    # Hooks fire only once retries are spent: a retried success writes no failure event.
+    assert influx_points(services, "instance_backup_failed", f"\"instance\"='{instance}'") == []
+
+
+def test_influxdb_outage_keeps_the_backup_and_fails_the_run_visibly(services, s3_client, bucket, gpg_key, prefect,
+                                                                    tmp_path):
+    database = f"noinflux-{uuid.uuid4().hex[:4]}"
+    with MongoClient(services.mongo_uri("mongo-b")) as client:
+        client[database].c.insert_many([{"n": n} for n in range(10)])
+    plan = write_plan(tmp_path / "plan.yaml", instances=[
+        {"name": "rs-b", "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
+        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home", influx_url="http://127.0.0.1:9")
+    state = backup(plan_path=str(plan), return_state=True)
+    assert state.is_failed()
+    assert "1 stored backups have no success event" in state.message
+    keys = stored_keys(s3_client, bucket)
+    assert len(keys) == 2 and any(k.endswith(".manifest.json") for k in keys)  # stored and committed

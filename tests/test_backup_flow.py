@@ -7,7 +7,10 @@ mongorestore (under wine) into another server: a backup that only our own code c
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
+import shlex
 import subprocess
 import uuid
 
@@ -16,6 +19,8 @@ import pytest
 from pymongo import MongoClient
 
 from flows.backup import backup, main
+from mongobackup.archive import ArchiveReader
+from mongobackup.keys import manifest_key_for
 from tests.dataset import load_rich_dataset, snapshot
 from tests.planfiles import write_plan
 
@@ -150,3 +155,107 @@ def test_dry_run_lists_planned_backups_and_touches_nothing(services, s3_client, 
     assert mine == [f"weekly rs-b {database} weekly/rs-b/{database}/20261130T120000Z-dryrun.archive.zst.gpg"]
     assert not any(" admin " in line or " local " in line or " config " in line for line in lines)
     assert stored_keys(s3_client, bucket) == []
+
+
+def test_events_through_the_v2_write_api_and_the_run_artifact(services, s3_client, bucket, gpg_key, prefect,
+                                                              tmp_path):
+    instance, database = unique("rs-v2"), unique("vm")
+    with MongoClient(services.mongo_uri("mongo-b")) as client:
+        client[database].c.insert_many([{"n": n} for n in range(7)])
+    plan = write_plan(tmp_path / "plan.yaml", instances=[
+        {"name": instance, "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
+        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+        notify={"influxdb": {"api": "v2", "url": services.url("victoria"), "org": "acme", "bucket": "backups"}})
+    state = backup(plan_path=str(plan), return_state=True)
+    assert state.is_completed(), state.message
+
+    series = victoria_series(services.url("victoria"), f'{{__name__=~"instance_backup_completed_.*",'
+                                                      f'instance="{instance}"}}', expected=5)
+    by_metric = {(s["metric"]["__name__"], s["metric"].get("database")): s["values"] for s in series}
+    assert by_metric[("instance_backup_completed_docs", database)] == [7]
+    assert by_metric[("instance_backup_completed_value", database)] == [1]
+    assert by_metric[("instance_backup_completed_value", None)] == [1]  # the bare per-instance point
+
+    rows = run_artifact_rows(state.state_details.flow_run_id)
+    assert [(r["instance"], r["database"], r["state"], r["docs"]) for r in rows] == [
+        (instance, database, "Completed", 7)]
+    assert f"/{instance}/{database}/" in rows[0]["key"] and rows[0]["key"].endswith(".archive.zst.gpg")
+
+
+def victoria_series(url: str, selector: str, expected: int, timeout: float = 30.0) -> list[dict]:
+    """Series from VictoriaMetrics' export API once `expected` of them are there (it flushes asynchronously)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    series: list[dict] = []
+    while time.monotonic() < deadline:
+        httpx.get(f"{url}/internal/force_flush", timeout=10)
+        reply = httpx.post(f"{url}/api/v1/export", data={"match[]": selector}, timeout=10)
+        series = [json.loads(line) for line in reply.text.splitlines() if line.strip()]
+        if len(series) >= expected:
+            return series
+        time.sleep(0.5)
+    raise AssertionError(f"VictoriaMetrics has {len(series)} of {expected} series for {selector}")
+
+
+def run_artifact_rows(flow_run_id) -> list[dict]:
+    """The table artifact the run published, read back from the Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["table"])))
+    assert len(artifacts) == 1
+    data = artifacts[0].data
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def test_stock_mongodump_engine_feeds_the_same_pipeline(services, mongo_tools, s3_client, bucket, gpg_key, prefect,
+                                                        tmp_path, monkeypatch):
+    # The stock mongodump first on PATH, as a user who has it installed would have it (here: under wine).
+    wrapper = tmp_path / "bin" / "mongodump"
+    wrapper.parent.mkdir()
+    env = [f"{k}={v}" for k, v in mongo_tools.env().items() if k.startswith("WINE")]
+    wrapper.write_text(f'#!/bin/sh\nexec env {shlex.join([*env, *mongo_tools.argv("mongodump")])} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
+
+    database = unique("stock")
+    with MongoClient(services.mongo_uri("mongo-b")) as client:
+        client[database].orders.insert_many([{"n": n, "s": "x" * (n % 50)} for n in range(300)])
+        client[database].orders.create_index("n", unique=True)
+        client[database].command({"create": "big", "viewOn": "orders", "pipeline": [{"$match": {"n": {"$gt": 9}}}]})
+    plan = write_plan(tmp_path / "plan.yaml", instances=[
+        {"name": "rs-b", "uri": services.mongo_uri("mongo-b"), "databases": [database], "engine": "mongodump"}],
+        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home")
+    state = backup(plan_path=str(plan), return_state=True)
+    assert state.is_completed(), state.message
+
+    object_key = next(k for k in stored_keys(s3_client, bucket) if k.endswith(".archive.zst.gpg"))
+    manifest = json.loads(s3_client.get_object(Bucket=bucket, Key=manifest_key_for(object_key))["Body"].read())
+    records = {ns["collection"]: ns for ns in manifest["namespaces"]}
+    assert records["orders"]["documents"] == 300 and records["big"]["type"] == "view"
+    assert {ix["name"] for ix in records["orders"]["indexes"]} == {"_id_", "n_1"}
+    assert manifest["replica_set"] == "secantus"
+    reader = ArchiveReader(io.BytesIO(open_object(s3_client, bucket, object_key, gpg_key.home)))
+    assert reader.header.tool_version == "100.3.1"  # written by the stock tool, stored by our pipeline
+
+
+def test_stock_mongodump_failure_names_instance_and_database(services, s3_client, bucket, gpg_key, prefect,
+                                                             tmp_path, monkeypatch):
+    wrapper = tmp_path / "bin" / "mongodump"
+    wrapper.parent.mkdir()
+    wrapper.write_text('#!/bin/sh\necho "Failed: cannot connect to mongodb://u:pw@host" >&2\nexit 1\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
+    plan = write_plan(tmp_path / "plan.yaml", instances=[
+        {"name": "rs-b", "uri": services.mongo_uri("mongo-b"), "databases": ["whatever"], "engine": "mongodump"}],
+        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home")
+    state = backup(plan_path=str(plan), return_state=True)
+    assert state.is_failed() and "rs-b/whatever" in state.message
+    assert stored_keys(s3_client, bucket) == []
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

@@ -1,0 +1,67 @@
+"""Prefect tasks of the retention flow: the bucket's lifecycle rules and settings, and prune.
+
+Each body calls plain functions of `mongobackup.lifecycle` and `mongobackup.prune`. Retries (transient faults
+only) are safe: applying reads and merges again, and a retried prune scans again and deletes what is left.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from mongobackup.inventory import scan
+from mongobackup.lifecycle import (
+    BucketSetting,
+    LifecycleDiff,
+    LockMode,
+    apply_lifecycle,
+    diff_lifecycle,
+    enable_object_lock,
+    enable_versioning,
+)
+from mongobackup.plan import BackupPlan
+from mongobackup.prune import PruneReport, prune
+from tasks.resources import storage_for
+
+
+@task(name="bucket-settings", cache_policy=NO_CACHE)
+def bucket_settings(plan: BackupPlan, versioning: bool, object_lock_days: int | None, object_lock_mode: LockMode,
+                    dry_run: bool) -> list[BucketSetting]:
+    """Versioning and Object Lock as asked; Object Lock implies versioning, which S3 requires for it."""
+    storage = storage_for(plan)
+    settings = []
+    if versioning or object_lock_days is not None:
+        settings.append(enable_versioning(storage, dry_run=dry_run))
+    if object_lock_days is not None:
+        settings.append(enable_object_lock(storage, plan.tiers, object_lock_days, object_lock_mode, dry_run=dry_run))
+    for setting in settings:
+        for line in setting.lines():
+            get_run_logger().info("%s", line)
+    return settings
+
+
+@task(name="lifecycle", cache_policy=NO_CACHE)
+def lifecycle(plan: BackupPlan, dry_run: bool) -> LifecycleDiff:
+    """The policy's lifecycle rules merged into the bucket's (or only the diff, in a dry run)."""
+    storage = storage_for(plan)
+    diff = (diff_lifecycle if dry_run else apply_lifecycle)(storage, plan.tiers, plan.storage.prefix)
+    for line in diff.lines():
+        get_run_logger().info("%s", line)
+    return diff
+
+
+@task(name="prune", cache_policy=NO_CACHE)
+def prune_expired(plan: BackupPlan, now: datetime, dry_run: bool) -> PruneReport:
+    """Scans the bucket and deletes the backups the policy expires at `now`, manifest first."""
+    logger = get_run_logger()
+    storage = storage_for(plan)
+    inventory = scan(storage, plan.storage.prefix)
+    if inventory.foreign:
+        logger.warning("%d keys under the tier prefixes are not backups of ours and are left alone, e.g. %s",
+                       len(inventory.foreign), inventory.foreign[0])
+    report = prune(storage, inventory, plan.tiers, now, dry_run=dry_run, log=logger.info)
+    for line in report.lines():
+        logger.info("%s", line)
+    return report
