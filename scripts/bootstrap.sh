@@ -20,7 +20,11 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-# This machine's pip config names local wheel folders that may be absent; its warnings are noise here.
-quiet_pip() { .venv/bin/pip install -q "$@" 2>&1 | { grep -v 'is ignored: it is neither' || true; }; }
-quiet_pip -e '.[dev]'
+# pip's own chatter (this machine's pip config names wheel folders that may be absent) goes to a log,
+# shown only when the install fails.
+if ! .venv/bin/pip install -q -e '.[dev]' > .venv/pip-install.log 2>&1; then
+    tail -40 .venv/pip-install.log
+    echo "bootstrap: pip install failed (full log: .venv/pip-install.log)" >&2
+    exit 1
+fi
 echo "bootstrap: ready (.venv)"
