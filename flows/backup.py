@@ -91,9 +91,14 @@ def backup(plan_path: str, at: str | None = None, instances: list[str] | None = 
         if not listing.state.is_completed():
             rows.append(BackupRow(instance, "*", tier.value, "", state="Failed", error=_message(listing.state)))
             continue
+        found, missing = listing.result()
+        for database in missing:
+            error = f"instance {instance}: database {database} not found (listed in the plan)"
+            t.record_failure(plan, instance, database, tier.value, "list", error)
+            rows.append(BackupRow(instance, database, tier.value, "", state="Failed", error=error))
         # Each lane runs its databases one after another: max_parallel lanes per instance at most.
         lanes: list[PrefectFuture | None] = [None] * plan.instance(instance)[1].max_parallel
-        for n, location in enumerate(planned_locations(plan, {instance: listing.result()}, when, run_id)):
+        for n, location in enumerate(planned_locations(plan, {instance: found}, when, run_id)):
             row = BackupRow(instance, location.database, tier.value, location.object_key)
             rows.append(row)
             committed, notified = _submit_chain(plan, location, run_id, when, after=lanes[n % len(lanes)])

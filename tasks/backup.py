@@ -53,21 +53,27 @@ def failure_event_hook(plan: BackupPlan, instance: str, database: str | None, ti
     """
 
     def hook(task: Task, task_run: TaskRun, state: State) -> None:
-        logger = get_run_logger()
         error = _error_of(state)
         failed_stage = error.stage if isinstance(error, PipelineError) else stage
-        message = redact_text(str(error), ())
-        logger.error("backup failed: instance %s, database %s, stage %s: %s", instance, database or "*",
-                     failed_stage, message)
-        sink = event_sink(plan)
-        if sink is None:
-            return
-        try:
-            sink.write([metrics.backup_failed(instance, database, tier, failed_stage, message, datetime.now(UTC))])
-        except Exception as exc:  # the event is best effort; the Failed run itself stays the truth
-            logger.error("could not write %s event: %s", metrics.INSTANCE_BACKUP_FAILED.name, exc)
+        record_failure(plan, instance, database, tier, failed_stage, str(error))
 
     return hook
+
+
+def record_failure(plan: BackupPlan, instance: str, database: str | None, tier: str, stage: str,
+                   error: str) -> None:
+    """Logs a failed backup with the instance and database named, and writes `instance_backup_failed`."""
+    logger = get_run_logger()
+    message = redact_text(error)
+    logger.error("backup failed: instance %s, database %s, stage %s: %s", instance, database or "*", stage,
+                 message)
+    sink = event_sink(plan)
+    if sink is None:
+        return
+    try:
+        sink.write([metrics.backup_failed(instance, database, tier, stage, message, datetime.now(UTC))])
+    except Exception as exc:  # the event is best effort; the Failed run itself stays the truth
+        logger.error("could not write %s event: %s", metrics.INSTANCE_BACKUP_FAILED.name, exc)
 
 
 def _error_of(state: State) -> BaseException:
@@ -92,18 +98,17 @@ def retrying(plan: BackupPlan, **options: Any) -> dict[str, Any]:
 
 
 @task(name="list-databases", cache_policy=NO_CACHE)
-def list_instance_databases(plan: BackupPlan, instance: str) -> list[str]:
-    """The databases of `instance` the plan selects (admin/local/config only when listed)."""
+def list_instance_databases(plan: BackupPlan, instance: str) -> tuple[list[str], list[str]]:
+    """(found, missing): the databases of `instance` the plan selects (admin/local/config only when listed),
+    and those the plan lists by name that the instance does not have (a typo must not back up nothing)."""
     _, instance_plan = plan.instance(instance)
     with mongo_client(plan, instance) as client:
         available = list_databases(client, instance)
     selected = plan.select_databases(instance_plan, available)
+    found = [name for name in selected if name in available]
     missing = [name for name in selected if name not in available]
-    if missing:
-        get_run_logger().warning("instance %s: listed databases not found (backed up empty): %s",
-                                 instance, ", ".join(missing))
-    get_run_logger().info("instance %s: %d databases to back up: %s", instance, len(selected), ", ".join(selected))
-    return selected
+    get_run_logger().info("instance %s: %d databases to back up: %s", instance, len(found), ", ".join(found))
+    return found, missing
 
 
 @task(name="preflight", cache_policy=NO_CACHE)

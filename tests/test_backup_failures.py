@@ -257,3 +257,22 @@ def test_influxdb_outage_keeps_the_backup_and_fails_the_run_visibly(services, s3
     assert "1 stored backups have no success event" in state.message
     keys = stored_keys(s3_client, bucket)
     assert len(keys) == 2 and any(k.endswith(".manifest.json") for k in keys)  # stored and committed
+
+
+def test_listed_database_that_does_not_exist_fails_alone(services, s3_client, bucket, gpg_key, prefect, tmp_path):
+    instance, present = f"rs-typo-{uuid.uuid4().hex[:4]}", f"present-{uuid.uuid4().hex[:4]}"
+    with MongoClient(services.mongo_uri("mongo-b")) as client:
+        client[present].c.insert_one({"ok": True})
+    plan = write_plan(tmp_path / "plan.yaml", instances=[
+        {"name": instance, "uri": services.mongo_uri("mongo-b"), "databases": [present, "ordres"]}],
+        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home", influx_url=services.url("influxdb"))
+    state = backup(plan_path=str(plan), return_state=True)
+    assert state.is_failed() and f"{instance}/ordres" in state.message
+    assert {k.split("/")[2] for k in stored_keys(s3_client, bucket)} == {present}
+    failed = influx_points(services, "instance_backup_failed", f"\"instance\"='{instance}'")
+    assert [(p["database"], p["stage"]) for p in failed] == [("ordres", "list")]
+    assert "database ordres not found" in failed[0]["error"]
+    # The instance is not reported whole: no bare success point for it.
+    assert influx_points(services, "instance_backup_completed",
+                         f"\"instance\"='{instance}' AND \"database\" = ''") == []

@@ -1,0 +1,160 @@
+"""The `retention` flow: S3 lifecycle rules from the tier policy, or `prune` where the store enforces none.
+
+    python -m flows.retention --plan PLAN.yaml [--dry-run] [--versioning] [--object-lock-days N]
+    python -m flows.retention --plan PLAN.yaml --prune [--dry-run] [--at ISO-8601]
+
+Without --prune: merges one lifecycle rule per tier into the bucket's configuration (rules that are not
+ours are kept; ours are replaced by ID; nothing is written when nothing changes), and optionally turns on
+versioning and a default Object Lock retention. With --prune: deletes the backups the same policy expires,
+manifest first, never the newest committed backup of any (instance, database); for stores that do not
+enforce lifecycle rules. --dry-run shows the diff, or the backups that would go, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import pendulum
+from prefect import flow, get_run_logger, runtime
+from prefect.artifacts import create_markdown_artifact
+from prefect.states import Completed, Failed, State
+
+from mongobackup.errors import BackupError
+from mongobackup.inventory import scan
+from mongobackup.lifecycle import (
+    LifecycleUnsupported,
+    LockMode,
+    diff_lifecycle,
+    object_lock_setting,
+    versioning_setting,
+)
+from mongobackup.plan import BackupPlan, PlanError, load_plan
+from mongobackup.prune import prune
+from tasks import retention as t
+from tasks.backup import retrying
+
+
+def parse_at(at: str | None) -> datetime:
+    """`at` (ISO-8601 with a zone) as an aware UTC time; now when None."""
+    if not at:
+        return datetime.now(UTC)
+    parsed = pendulum.parse(at)
+    if not isinstance(parsed, datetime) or parsed.tzinfo is None:
+        raise ValueError(f"--at {at!r}: give a full ISO-8601 time with a zone, e.g. 2026-01-01T02:00:00Z")
+    return parsed.astimezone(UTC)
+
+
+def _run_name() -> str:
+    params = runtime.flow_run.parameters
+    action = "prune" if params.get("prune") else "lifecycle"
+    return f"{action}-{Path(params['plan_path']).stem}" + ("-dry-run" if params.get("dry_run") else "")
+
+
+@flow(name="retention", flow_run_name=_run_name, log_prints=False)
+def retention(plan_path: str, dry_run: bool = False, prune: bool = False, versioning: bool = False,
+              object_lock_days: int | None = None, object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE",
+              at: str | None = None) -> State:
+    """Applies the plan's lifecycle rules (and bucket settings), or prunes expired backups (`prune=True`).
+
+    `at` (prune only): judge expiry as of this ISO-8601 time instead of now.
+    """
+    plan = load_plan(plan_path)
+    if prune:
+        return _prune(plan, parse_at(at), dry_run)
+    return _lifecycle(plan, dry_run, versioning, object_lock_days, object_lock_mode)
+
+
+def _lifecycle(plan: BackupPlan, dry_run: bool, versioning: bool, object_lock_days: int | None,
+               object_lock_mode: LockMode) -> State:
+    settings = t.bucket_settings.with_options(**retrying(plan))(plan, versioning, object_lock_days,
+                                                                 object_lock_mode, dry_run)
+    try:
+        diff = t.lifecycle.with_options(**retrying(plan))(plan, dry_run)
+    except LifecycleUnsupported as exc:
+        get_run_logger().error("%s", exc)
+        return Failed(message=str(exc))
+    lines = [line for setting in settings for line in setting.lines()] + diff.lines()
+    _publish("retention-lifecycle", lines, f"Lifecycle of s3://{plan.storage.bucket}" + (" (dry run)" * dry_run))
+    changed = diff.changed or any(s.changed for s in settings)
+    verb = ("would change" if changed else "nothing to change") if dry_run else ("applied" if changed else
+                                                                                  "already up to date")
+    return Completed(message=f"lifecycle of s3://{plan.storage.bucket}: {verb}")
+
+
+def _prune(plan: BackupPlan, now: datetime, dry_run: bool) -> State:
+    report = t.prune_expired.with_options(**retrying(plan))(plan, now, dry_run)
+    lines = report.lines()
+    _publish("retention-prune", lines, f"Prune of s3://{plan.storage.bucket}" + (" (dry run)" * dry_run))
+    return Completed(message=lines[0])
+
+
+def _publish(key: str, lines: list[str], description: str) -> None:
+    create_markdown_artifact(markdown="```\n" + "\n".join(lines) + "\n```", key=key, description=description)
+
+
+def dry_run_lines(plan: BackupPlan, *, prune_at: datetime | None, versioning: bool,
+                  object_lock_days: int | None, object_lock_mode: LockMode) -> list[str]:
+    """What a run would do, computed with plain functions (no Prefect run, nothing written)."""
+    from tasks.resources import storage_for
+
+    storage = storage_for(plan)
+    if prune_at is not None:
+        return prune(storage, scan(storage, plan.storage.prefix), plan.tiers, prune_at, dry_run=True).lines()
+    lines: list[str] = []
+    if versioning or object_lock_days is not None:
+        lines += versioning_setting(storage).lines()
+    if object_lock_days is not None:
+        lines += object_lock_setting(storage, plan.tiers, object_lock_days, object_lock_mode).lines()
+    return lines + diff_lifecycle(storage, plan.tiers, plan.storage.prefix).lines()
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m flows.retention", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plan", required=True, help="backup plan YAML")
+    parser.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+    parser.add_argument("--prune", action="store_true",
+                        help="delete expired backups instead of applying lifecycle rules (stores without lifecycle)")
+    parser.add_argument("--at", help="--prune: judge expiry as of this ISO-8601 time instead of now")
+    parser.add_argument("--versioning", action="store_true", help="also turn on bucket versioning")
+    parser.add_argument("--object-lock-days", type=int, metavar="N",
+                        help="also set a default Object Lock retention of N days (implies --versioning)")
+    parser.add_argument("--object-lock-mode", choices=["GOVERNANCE", "COMPLIANCE"], default="GOVERNANCE")
+    args = parser.parse_args(argv)
+    if args.prune and (args.versioning or args.object_lock_days is not None):
+        parser.error("--versioning and --object-lock-days go with the lifecycle rules, not with --prune")
+    if args.at and not args.prune:
+        parser.error("--at only applies to --prune")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _arguments(argv)
+    try:
+        plan = load_plan(args.plan)
+    except PlanError as exc:
+        print(f"retention: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        try:
+            lines = dry_run_lines(plan, prune_at=parse_at(args.at) if args.prune else None,
+                                  versioning=args.versioning, object_lock_days=args.object_lock_days,
+                                  object_lock_mode=args.object_lock_mode)
+        except (BackupError, ValueError) as exc:
+            print(f"retention: {exc}", file=sys.stderr)
+            return 1
+        print("\n".join(lines))
+        return 0
+    state = retention(plan_path=args.plan, prune=args.prune, versioning=args.versioning,
+                      object_lock_days=args.object_lock_days, object_lock_mode=args.object_lock_mode, at=args.at,
+                      return_state=True)
+    print(f"retention: {state.name}: {state.message or ''}")
+    return 0 if state.is_completed() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
