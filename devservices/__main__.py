@@ -26,6 +26,7 @@ ENV_NAMES: dict[str, str] = {
     "victoria": "VICTORIA_URL",
     "prefect": "PREFECT_API_URL",
     "prefect-worker": "PREFECT_WORKER_HEALTH_URL",
+    "prefect-worker-2": "PREFECT_WORKER_2_HEALTH_URL",
     "seaweedfs": "SEAWEEDFS_S3_URL",
 }
 

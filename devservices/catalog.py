@@ -225,7 +225,11 @@ class PrefectServerSpec(ServiceSpec):
 
 
 class PrefectWorkerSpec(ServiceSpec):
-    """A process worker polling the local work pool; its port is the worker's health-check server."""
+    """A process worker polling the local work pool; its port is the worker's health-check server.
+
+    Each worker is named after its service and runs one flow run at a time, so that with two workers started
+    a test can see the work of one run spread over both (each flow run is labelled with its worker's name).
+    """
 
     binary = "prefect"
     install_hint = 'pip install "prefect==3.9.1" (a project dependency)'
@@ -245,6 +249,10 @@ class PrefectWorkerSpec(ServiceSpec):
             "--with-healthcheck",
             "--install-policy",
             "never",
+            "--name",
+            self.name,
+            "--limit",
+            "1",
         ]
 
     def env(self, launch: Launch) -> dict[str, str]:
@@ -344,6 +352,7 @@ SPECS: dict[str, ServiceSpec] = {
         VictoriaSpec("victoria"),
         PrefectServerSpec("prefect"),
         PrefectWorkerSpec("prefect-worker"),
+        PrefectWorkerSpec("prefect-worker-2"),
         SeaweedSpec("seaweedfs"),
     )
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,8 +68,13 @@ def _run_name() -> str:
 
 
 @flow(name="backup", flow_run_name=_run_name, log_prints=False)
-def backup(plan_path: str, at: str | None = None, instances: list[str] | None = None) -> State:
-    """Backs up every database the plan selects; returns Failed when any backup or event failed."""
+def backup(plan_path: str, at: str | None = None, instances: list[str] | None = None,
+           fan_out_deployment: str | None = None) -> State:
+    """Backs up every database the plan selects; returns Failed when any backup or event failed.
+
+    fan_out_deployment: run each instance as its own run of this deployment (e.g. "backup/nightly"), so that
+    every worker polling its pool, on any machine, can take an instance; all runs share this run's tier.
+    """
     logger = get_run_logger()
     plan = load_plan(plan_path)
     for warning in plan.warnings():
@@ -78,6 +84,8 @@ def backup(plan_path: str, at: str | None = None, instances: list[str] | None = 
     run_id = short_run_id(str(runtime.flow_run.id or "local"))
     wanted = [i.name for i in plan.instances if not instances or i.name in instances]
     logger.info("run %s: tier %s for %s (%s)", run_id, tier.value, when.isoformat(), plan.tiers.timezone)
+    if fan_out_deployment:
+        return _fan_out(fan_out_deployment, plan_path, when, wanted)
 
     t.preflight.with_options(**t.retrying(plan, on_failure=[
         t.failure_event_hook(plan, name, None, tier.value, "preflight") for name in wanted]))(plan)
@@ -116,6 +124,35 @@ def backup(plan_path: str, at: str | None = None, instances: list[str] | None = 
                     r.state, r.error = "Completed (notify failed)", str(exc)
     _publish(rows, tier, run_id)
     return _final_state(rows)
+
+
+def _fan_out(deployment: str, plan_path: str, when: datetime, instances: list[str]) -> State:
+    """One run of `deployment` per instance, all for this run's scheduled time; Failed unless all complete."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    logger = get_run_logger()
+    children = {name: run_deployment(deployment, parameters={"plan_path": plan_path, "at": when.isoformat(),
+                                                             "instances": [name]},
+                                     flow_run_name=f"backup-{name}", timeout=0)
+                for name in instances}
+    logger.info("fanned out %d instances to %s: %s", len(children), deployment, ", ".join(children))
+    final: dict[str, State] = {}
+    with get_client(sync_client=True) as client:
+        while len(final) < len(children):
+            for name, run in children.items():
+                if name not in final:
+                    state = client.read_flow_run(run.id).state
+                    if state is not None and state.is_final():
+                        final[name] = state
+            time.sleep(1)
+    table = [{"instance": name, "flow_run": str(children[name].id), "state": state.name,
+              "message": state.message or ""} for name, state in final.items()]
+    create_table_artifact(table=table, key="backup-fan-out", description=f"Instance runs of {deployment}")
+    failed = [name for name, state in final.items() if not state.is_completed()]
+    if failed:
+        return Failed(message=f"{len(failed)} of {len(final)} instance runs failed: {', '.join(failed)}")
+    return Completed(message=f"{len(final)} instance runs completed")
 
 
 def _submit_chain(plan: BackupPlan, location: BackupLocation, run_id: str, when: datetime,

@@ -1,0 +1,111 @@
+"""prefect.yaml as a user runs it: `prefect deploy`, a worker, `prefect deployment run`, and a fan-out of one
+run per instance over two workers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from pymongo import MongoClient
+
+from flows.backup import backup
+from tests.planfiles import write_plan
+from tests.test_backup_flow import influx_points, run_artifact_rows, stored_keys
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFECT = str(Path(sys.executable).parent / "prefect")
+
+
+def prefect_cli(*args: str, api_url: str) -> str:
+    done = subprocess.run([PREFECT, "--no-prompt", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PREFECT_API_URL": api_url})
+    assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def wait_final(flow_run_id, timeout: float = 240.0):
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(flow_run_id)
+            if run.state is not None and run.state.is_final():
+                return run
+            time.sleep(1)
+    raise AssertionError(f"flow run {flow_run_id} did not finish in {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def deployed(services, prefect) -> str:
+    """The project's prefect.yaml deployed to the session's server, with two process workers polling."""
+    services.start(["prefect-worker", "prefect-worker-2"])
+    prefect_cli("deploy", "--all", api_url=prefect)
+    return prefect
+
+
+@pytest.fixture
+def moto_block(services, deployed) -> str:
+    """Credentials for moto as a prefect-aws block: the worker's runs read them from the server."""
+    from prefect_aws import AwsCredentials
+
+    name = f"moto-{uuid.uuid4().hex[:6]}"
+    AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
+                   region_name="us-east-1").save(name)
+    return name
+
+
+def two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block) -> tuple[Path, list[str], str]:
+    database = f"deployed-{uuid.uuid4().hex[:6]}"
+    instances = [f"rs-x{uuid.uuid4().hex[:4]}", f"rs-y{uuid.uuid4().hex[:4]}"]
+    for service in ("mongo-a", "mongo-b"):
+        with MongoClient(services.mongo_uri(service)) as client:
+            client[database].c.insert_many([{"n": n} for n in range(20)])
+    plan = write_plan(tmp_path / "plan.yaml", instances=[
+        {"name": instances[0], "uri": services.mongo_uri("mongo-a"), "databases": [database]},
+        {"name": instances[1], "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
+        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home", influx_url=services.url("influxdb"),
+        storage={"bucket": bucket, "endpoint_url": services.url("moto"), "region": "us-east-1",
+                 "credentials_block": moto_block, "part_size_mib": 5})
+    return plan, instances, database
+
+
+def test_prefect_deployment_run_backs_up_and_notifies(services, deployed, s3_client, bucket, gpg_key, moto_block,
+                                                      tmp_path):
+    plan, instances, database = two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block)
+    out = prefect_cli("deployment", "run", "backup/nightly", "-p", f"plan_path={plan}", api_url=deployed)
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
+    run = wait_final(flow_run_id)
+    assert run.state.is_completed(), run.state.message
+    keys = stored_keys(s3_client, bucket)
+    assert sorted({k.split("/")[1] for k in keys}) == sorted(instances) and len(keys) == 4
+    for instance in instances:
+        assert len(influx_points(services, "instance_backup_completed",
+                                 f"\"instance\"='{instance}' AND \"database\"='{database}'")) == 1
+
+
+def test_fan_out_spreads_instances_over_two_workers(services, deployed, s3_client, bucket, gpg_key, moto_block,
+                                                    tmp_path):
+    from prefect.client.orchestration import get_client
+
+    plan, instances, _ = two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block)
+    state = backup(plan_path=str(plan), fan_out_deployment="backup/nightly", return_state=True)
+    assert state.is_completed(), state.message
+    assert sorted({k.split("/")[1] for k in stored_keys(s3_client, bucket)}) == sorted(instances)
+    tiers = {k.split("/")[0] for k in stored_keys(s3_client, bucket)}
+    assert len(tiers) == 1  # every instance run used the parent's scheduled time
+
+    rows = run_artifact_rows(state.state_details.flow_run_id)
+    assert sorted(r["instance"] for r in rows) == sorted(instances)
+    with get_client(sync_client=True) as client:
+        workers = {client.read_flow_run(r["flow_run"]).labels.get("prefect.worker.name") for r in rows}
+    # Each worker runs one flow run at a time, so two instance runs in flight at once need both of them.
+    assert workers == {"prefect-worker", "prefect-worker-2"}
