@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-import pendulum
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
@@ -40,11 +39,18 @@ from tasks.backup import retrying
 
 
 def parse_at(at: str | None) -> datetime:
-    """`at` (ISO-8601 with a zone) as an aware UTC time; now when None."""
+    """`at` (ISO-8601 with a zone) as an aware UTC time; now when None.
+
+    A plain datetime, not pendulum's: `metrics.timestamp_ns` divides `time - epoch` by a timedelta, which a
+    pendulum Interval refuses.
+    """
     if not at:
         return datetime.now(UTC)
-    parsed = pendulum.parse(at)
-    if not isinstance(parsed, datetime) or parsed.tzinfo is None:
+    try:
+        parsed = datetime.fromisoformat(at)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
         raise ValueError(f"--at {at!r}: give a full ISO-8601 time with a zone, e.g. 2026-01-01T02:00:00Z")
     return parsed.astimezone(UTC)
 

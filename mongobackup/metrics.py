@@ -10,6 +10,7 @@ Shapes written today (<r> is the replica set; each line ends with a nanosecond t
   instance_backup_completed,database=<db>,instance=<r>,tier=<t> value=true,bytes=<n>i,docs=<n>i,duration_s=<x>
   instance_backup_completed,instance=<r> value=true
   instance_backup_failed,database=<db>,instance=<r>,stage=<stage>,tier=<t> value=1i,error="<short text>"
+  instance_backup_stale,database=<db>,instance=<r> value=1i,age_h=<x>          (the watchdog; no age_h: missing)
 
 The second line is the team's existing contract: their Grafana panel runs
 `SELECT last("value") FROM "instance_backup_completed" WHERE "instance"='<rs>' AND time > now() - 24h` and
@@ -135,7 +136,9 @@ INSTANCE_RESTORE_DRILL = MeasurementSpec(
     description="a restore drill of the newest committed backup of a database",
 )
 
-# Reserved for the watchdog (issue 5): written when the newest committed backup is too old or missing.
+# Written by the watchdog (issue 5) when the newest committed backup is too old or missing. value is always 1
+# (an integer, so that sum() counts stale databases); database is absent when an instance backed up with
+# `databases: all` has no backup at all.
 INSTANCE_BACKUP_STALE = MeasurementSpec(
     name="instance_backup_stale",
     tags=(INSTANCE, DATABASE),
@@ -253,6 +256,21 @@ def backup_failed(instance: str, database: str | None, tier: str | Enum | None, 
         tags[TIER] = _text(tier)
     return Event(measurement=INSTANCE_BACKUP_FAILED.name, tags=tags,
                  fields={VALUE: 1, ERROR: one_line(error)}, time=when)
+
+
+def backup_stale(instance: str, database: str | None, age_h: float | None, when: datetime) -> Event:
+    """backup_stale is the watchdog's event: the newest committed backup of a database is too old or missing.
+
+    `database` None: an instance backed up with `databases: all` has no backup of any database at all.
+    `age_h` None: there is no committed backup, so there is no age (the field is left out, not zero).
+    """
+    tags = {INSTANCE: instance}
+    if database is not None:
+        tags[DATABASE] = database
+    fields: dict[str, FieldValue] = {VALUE: 1}
+    if age_h is not None:
+        fields[AGE_H] = float(age_h)
+    return Event(measurement=INSTANCE_BACKUP_STALE.name, tags=tags, fields=fields, time=when)
 
 
 def _escape(text: str, specials: str) -> str:
