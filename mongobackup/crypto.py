@@ -8,7 +8,11 @@ streams through one.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +25,8 @@ from mongobackup.streams import CHUNK_SIZE
 
 DEFAULT_CIPHER = "AES256"
 _NO_COMPRESSION = ["--compress-algo", "none"]
+#: Plaintext chunks (of up to CHUNK_SIZE) a DecryptingReader holds between gpg and its consumer.
+DECRYPT_QUEUE_CHUNKS = 4
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,15 @@ class Gpg:
             self._set_sink(None)
         _check(result, "decrypt")
 
+    def decrypting_reader(self, source: BinaryIO, *, name: str, passphrase: str | None = None,
+                          queue_chunks: int = DECRYPT_QUEUE_CHUNKS) -> DecryptingReader:
+        """A readable of the plaintext of the OpenPGP message in `source`, decrypted as it is read.
+
+        `name` (e.g. the object's s3:// address) goes into every error. This Gpg must not be used for
+        anything else until the reader is exhausted or closed: python-gnupg's sink is per instance.
+        """
+        return DecryptingReader(self, source, name=name, passphrase=passphrase, queue_chunks=queue_chunks)
+
     def _set_sink(self, on_data: Callable[[bytes], None] | None) -> None:
         if on_data is None:
             self._gpg.on_data = None
@@ -126,6 +141,118 @@ class Gpg:
 
     def __exit__(self, *exc: object) -> None:
         self._set_sink(None)
+
+
+class _End:
+    """The last item a DecryptingReader's queue carries: how the decryption ended."""
+
+    def __init__(self, error: BaseException | None):
+        self.error = error
+
+
+class DecryptingReader(io.RawIOBase):
+    """Pull-based plaintext of an OpenPGP message: gpg decrypts in a thread, `read` takes from a bounded queue.
+
+    python-gnupg hands plaintext to a callback in its own thread. The callback blocks while the queue is
+    full, which stops python-gnupg reading gpg's stdout, which stops gpg, which stops the copy of `source`:
+    memory stays at `queue_chunks` chunks however large the message. A failure of gpg (wrong key, bad
+    passphrase, damaged or truncated data) is raised from `read` as EncryptionError naming `name`, at the
+    latest where the plaintext ends, so a consumer that reads to the end never takes damaged data for whole.
+    """
+
+    def __init__(self, gpg: Gpg, source: BinaryIO, *, name: str, passphrase: str | None,
+                 queue_chunks: int = DECRYPT_QUEUE_CHUNKS):
+        super().__init__()
+        self.name = name
+        self._source = source
+        self._queue: queue.Queue[bytes | _End] = queue.Queue(maxsize=max(1, queue_chunks))
+        self._cancelled = threading.Event()
+        self._pending = memoryview(b"")
+        self._finished = False
+        self.bytes_read = 0
+        self._thread = threading.Thread(target=self._decrypt, args=(gpg, passphrase), name="gpg-decrypt",
+                                        daemon=True)
+        self._thread.start()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            if self._finished:
+                return 0
+            item = self._queue.get()
+            if isinstance(item, _End):
+                self._finished = True
+                self._thread.join()
+                if item.error is not None:
+                    raise self._failure(item.error)
+                return 0
+            self._pending = memoryview(item)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        self.bytes_read += n
+        return n
+
+    def close(self) -> None:
+        """Stops early: later plaintext is dropped and the source closed, so gpg ends without reading it all."""
+        if not self._finished:
+            self._cancelled.set()
+            with contextlib.suppress(Exception):  # closing a stream another thread reads may complain
+                self._source.close()
+            self._thread.join(timeout=30)
+            self._finished = True
+        super().close()
+
+    def _decrypt(self, gpg: Gpg, passphrase: str | None) -> None:
+        error: BaseException | None = None
+        try:
+            gpg.decrypt_stream(self._source, self._offer, passphrase=passphrase)
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            error = exc
+        self._put(_End(None if self._cancelled.is_set() else error))
+
+    def _offer(self, chunk: bytes) -> None:
+        self._put(chunk)
+
+    def _put(self, item: bytes | _End) -> None:
+        # A timeout loop rather than a plain put: once the consumer has gone, nobody would ever take it.
+        while not self._cancelled.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _failure(self, error: BaseException) -> BaseException:
+        if isinstance(error, EncryptionError):
+            return EncryptionError(f"gpg could not decrypt {self.name}: {explain_decrypt_failure(str(error))} "
+                                   f"({error})")
+        if isinstance(error, OSError):  # gpg died or its pipe broke mid-stream
+            return EncryptionError(f"gpg could not decrypt {self.name}: gpg stream broken: {error}")
+        return error  # the source failed (e.g. a storage read): its own error names what failed
+
+
+#: What gpg's status and stderr lines mean for a restore, most specific first.
+_DECRYPT_FAILURES = (
+    (("NO_SECKEY", "No secret key"), "no secret key for this message in the keyring (wrong key, or the "
+                                     "private key is not in this GnuPG home)"),
+    (("BAD_PASSPHRASE", "Bad session key"), "wrong passphrase"),
+    (("BADMDC", "manipulated"), "the encrypted data was modified (integrity check failed)"),
+    (("pending bytes", "unexpected EOF", "packet(s) truncated", "premature EOF"),
+     "the encrypted data is truncated"),
+    (("NODATA",), "not an OpenPGP message (no encrypted data found)"),
+    (("invalid packet", "CRC error", "invalid", "unknown packet"), "the encrypted data is damaged"),
+)
+
+
+def explain_decrypt_failure(text: str) -> str:
+    """A short reason for a failed decryption, in an operator's words, from gpg's status and stderr text."""
+    for markers, reason in _DECRYPT_FAILURES:
+        if any(marker in text for marker in markers):
+            return reason
+    return "decryption failed"
 
 
 def _can_encrypt(key: dict) -> bool:

@@ -1,0 +1,248 @@
+"""`python -m flows.restore`: restore one backup, or check it, from a terminal. No Prefect server is involved.
+
+    python -m flows.restore --plan PLAN.yaml --instance NAME --database DB [--at TIME | --key KEY]
+                            [--uncommitted] [--to URI] [--as NAME] [--drop] [--verify-only]
+                            [--include NS] [--exclude NS] [--no-oplog] [--no-verify] [--gnupghome DIR]
+    python -m flows.restore --plan PLAN.yaml --instance NAME --database DB --list
+    python -m flows.restore --archive FILE (--to URI | --verify-only) [--as NAME] [--drop] ...
+
+Without --at or --key the newest committed backup is restored; --at picks the newest at or before a time.
+The target is the instance itself unless --to names another server; collections that already exist there
+are refused unless --drop. --verify-only downloads, decrypts and checks every CRC and digest against the
+manifest and writes nothing. --archive restores a stock `mongodump --archive` file (plain or --gzip).
+A progress bar (bytes, documents) goes to stderr, a summary to stdout. Exit status: 0 restored (or verified)
+and clean, 1 any failure or mismatch, 2 a bad command line or plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+
+import pendulum
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+
+from mongobackup.catalog import age_hours, list_backups, load_manifest, select_backup
+from mongobackup.dump import open_client
+from mongobackup.errors import BackupError
+from mongobackup.inventory import StoredBackup
+from mongobackup.manifest import BackupManifest
+from mongobackup.plan import BackupPlan, PlanError, load_plan
+from mongobackup.redact import redact_text
+from mongobackup.restore import (
+    DEFAULT_PARALLEL,
+    RestoreOptions,
+    RestoreProgress,
+    RestoreResult,
+    open_archive_file,
+    restore_backup,
+    restore_stream,
+)
+from tasks.resources import instance_uri, storage_for
+from tasks.restore import decryption_for
+
+
+class UsageError(ValueError):
+    """A command line that asks for something contradictory or incomplete."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flows.restore", description=__doc__.split("\n\n")[0])
+    source = parser.add_argument_group("what to restore")
+    source.add_argument("--plan", help="backup plan YAML (bucket, keys, instances)")
+    source.add_argument("--instance", help="the instance the backup was taken of")
+    source.add_argument("--database", help="the database the backup was taken of")
+    pick = source.add_mutually_exclusive_group()
+    pick.add_argument("--at", help="the newest committed backup at or before this ISO-8601 time (default zone UTC)")
+    pick.add_argument("--key", help="this backup object (or manifest) key")
+    source.add_argument("--uncommitted", action="store_true",
+                        help="allow the --key object to have no manifest (an upload that never committed)")
+    source.add_argument("--archive", help="a stock mongodump --archive file (plain or --gzip) instead of a backup")
+    source.add_argument("--list", action="store_true", help="list the backups of --instance/--database and exit")
+    target = parser.add_argument_group("where to")
+    target.add_argument("--to", help="target MongoDB URI (default: the instance itself)")
+    target.add_argument("--as", dest="as_name", help="restore under this database name")
+    target.add_argument("--drop", action="store_true", help="drop collections that exist in the target first")
+    target.add_argument("--verify-only", action="store_true", help="download, decrypt and check; write nothing")
+    target.add_argument("--include", action="append", default=[], metavar="NS",
+                        help="only namespaces matching this db.collection pattern (repeatable)")
+    target.add_argument("--exclude", action="append", default=[], metavar="NS",
+                        help="leave out namespaces matching this db.collection pattern (repeatable)")
+    target.add_argument("--no-oplog", action="store_true", help="do not replay the archive's oplog slice")
+    target.add_argument("--no-verify", action="store_true", help="do not read the restored data back")
+    target.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="namespaces inserted at once")
+    target.add_argument("--gnupghome", help="GnuPG home with the private key (default: drill.gnupghome, "
+                                            "encryption.gnupghome, $GNUPGHOME)")
+    target.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """UsageError for combinations that make no sense, before anything is read."""
+    if args.archive:
+        if args.plan or args.key or args.at or args.list or args.uncommitted:
+            raise UsageError("--archive restores a file: it takes no --plan, --key, --at, --list or --uncommitted")
+        if not args.to and not args.verify_only:
+            raise UsageError("--archive needs --to URI (or --verify-only)")
+        return
+    missing = [flag for flag, value in (("--plan", args.plan), ("--instance", args.instance),
+                                        ("--database", args.database)) if not value]
+    if missing:
+        raise UsageError(f"{', '.join(missing)} required (or --archive FILE)")
+    if args.uncommitted and not args.key:
+        raise UsageError("--uncommitted needs --key: the newest backup is always a committed one")
+    if args.parallel < 1:
+        raise UsageError("--parallel must be at least 1")
+    if args.at:
+        parse_time(args.at)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO-8601 time; one without a zone is UTC (pendulum's reading), like the keys' timestamps."""
+    try:
+        parsed = pendulum.parse(text)
+    except (ValueError, TypeError) as exc:  # pendulum's ParserError is a ValueError
+        raise UsageError(f"--at {text!r}: not an ISO-8601 time ({exc})") from None
+    if not isinstance(parsed, datetime):
+        raise UsageError(f"--at {text!r}: give a time, e.g. 2026-01-01T02:00:00Z")
+    return parsed.astimezone(UTC)
+
+
+def options_from(args: argparse.Namespace) -> RestoreOptions:
+    return RestoreOptions(target_database=args.as_name, include=tuple(args.include), exclude=tuple(args.exclude),
+                          drop=args.drop, apply_oplog=not args.no_oplog, verify=not args.no_verify,
+                          parallel=args.parallel)
+
+
+class ProgressBar:
+    """A rich progress bar on stderr: bytes of the object read, documents written, the current namespace."""
+
+    def __init__(self, quiet: bool):
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                             TextColumn("{task.fields[docs]} docs"), TimeElapsedColumn(),
+                             console=Console(stderr=True), disable=quiet, transient=False)
+        self._task = self._bar.add_task("restore", total=None, docs="0")
+
+    def update(self, progress: RestoreProgress) -> None:
+        self._bar.update(self._task, completed=progress.object_bytes, total=progress.object_total,
+                         docs=f"{progress.documents:,}", description=progress.namespace[:40] or "restore")
+
+    @contextlib.contextmanager
+    def shown(self) -> Iterator[ProgressBar]:
+        with self._bar:
+            yield self
+
+
+def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressBar) -> tuple[RestoreResult, str]:
+    """Finds the backup, then restores or verifies it; returns the result and a line describing the backup."""
+    storage = storage_for(plan)
+    index, instance = plan.instance(args.instance)
+    backup = select_backup(storage, plan.storage.prefix, args.instance, args.database,
+                           at=parse_time(args.at) if args.at else None, key=args.key, uncommitted=args.uncommitted)
+    manifest = load_manifest(storage, backup) if backup.committed else None
+    gpg, passphrase = decryption_for(plan, args.gnupghome)
+    about = describe_backup(backup, manifest)
+    if args.verify_only:
+        return restore_backup(storage, backup.object_key, gpg, None, options_from(args), manifest=manifest,
+                              passphrase=passphrase, on_progress=bar.update), about
+    with open_client(args.to or instance_uri(instance, index)) as client:
+        return restore_backup(storage, backup.object_key, gpg, client, options_from(args), manifest=manifest,
+                              passphrase=passphrase, on_progress=bar.update), about
+
+
+def restore_from_file(args: argparse.Namespace, bar: ProgressBar) -> RestoreResult:
+    size = os.path.getsize(args.archive)
+
+    def on_progress(progress: RestoreProgress) -> None:
+        # A compressed file's offset is not known here; the archive bytes read are near enough for a bar.
+        progress.object_bytes, progress.object_total = min(progress.archive_bytes, size), size
+        bar.update(progress)
+
+    with contextlib.closing(open_archive_file(args.archive)) as stream:
+        if args.verify_only:
+            return restore_stream(stream, None, options_from(args), source=args.archive, on_progress=on_progress)
+        with open_client(args.to) as client:
+            return restore_stream(stream, client, options_from(args), source=args.archive, on_progress=on_progress)
+
+
+def describe_backup(backup: StoredBackup, manifest: BackupManifest | None) -> str:
+    location = backup.location
+    taken = location.taken_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if manifest is None:
+        return (f"{location.instance}/{location.database}, {location.tier.value}, taken {taken}, "
+                "UNCOMMITTED (no manifest)")
+    age = age_hours(manifest, datetime.now(UTC))
+    return (f"{location.instance}/{location.database}, {location.tier.value}, taken {taken}, dump finished "
+            f"{manifest.finished_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} ({age:.1f} h ago), committed")
+
+
+def summary_lines(result: RestoreResult, about: str | None, verify_only: bool) -> list[str]:
+    verdict = result.verdict
+    head = "verified" if verify_only else "restored"
+    lines = [f"restore: {'OK' if verdict.ok else 'MISMATCH'} {result.source}"]
+    if about:
+        lines.append(f"  backup:   {about}")
+    lines.append(f"  target:   {result.target}")
+    stored = f" from {human_size(result.object_bytes)} stored" if result.object_bytes else ""
+    lines.append(f"  {head}: {len(result.namespaces)} namespaces, {result.documents:,} documents, "
+                 f"{human_size(result.archive_bytes)} archive{stored}, in {result.seconds:.1f} s "
+                 f"({result.mb_per_s:.1f} MB/s)")
+    if not verify_only:
+        lines.append(f"  oplog:    {result.oplog_applied} entries replayed, {result.oplog_skipped} skipped")
+    lines.append(f"  verdict:  {verdict.summary()}")
+    lines += [f"    {mismatch}" for mismatch in verdict.mismatches]
+    return lines
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
+    storage = storage_for(plan)
+    backups = list_backups(storage, plan.storage.prefix, instance, database)
+    lines = [f"{'committed' if b.committed else 'UNCOMMITTED':<11} {b.location.tier.value:<9} "
+             f"{b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} {b.object_key}" for b in backups]
+    return lines or [f"no backups of {instance}/{database} in {storage.where(plan.storage.prefix)}"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        check_arguments(args)
+        plan = load_plan(args.plan) if args.plan else None
+        if plan is not None:
+            plan.instance(args.instance)  # an unknown instance is a usage error, named with the known ones
+    except (UsageError, PlanError, KeyError) as exc:
+        print(f"restore: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return 2
+    if plan is not None and args.list:
+        print("\n".join(list_lines(plan, args.instance, args.database)))
+        return 0
+    bar = ProgressBar(args.quiet)
+    about = None
+    try:
+        with bar.shown():
+            if plan is None:
+                result = restore_from_file(args, bar)
+            else:
+                result, about = restore_from_plan(plan, args, bar)
+    except (BackupError, ValueError, OSError) as exc:
+        print(f"restore: FAILED: {redact_text(str(exc), [args.to] if args.to else [])}", file=sys.stderr)
+        return 1
+    print("\n".join(summary_lines(result, about, args.verify_only)))
+    return 0 if result.verdict.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
