@@ -4,8 +4,9 @@
 
 Starts SecantusDB x3, moto (S3), InfluxDB 1.6 and a Prefect server on the demo ports of
 deployments/plans/local.yaml, loads sample databases into the two "replica sets", runs the `backup` flow
-against that plan, prints the stored objects and the InfluxDB events, then restores one backup with the real
-mongorestore (under wine) into the scratch instance and compares it with the source.
+against that plan, prints the stored objects, the InfluxDB events and the status read from the bucket, runs
+the `firedrill` flow (our streamed restorer into the scratch instance, verified against each manifest), and
+finally restores one backup with the stock gpg, zstd and mongorestore (under wine) as an independent check.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
                         "devservices stop --run-dir RUN_DIR)")
     args = parser.parse_args(argv)
     services = LocalServices(Path(args.run_dir), DEMO_PORTS)
+    if not any(status.healthy for status in services.status()):
+        shutil.rmtree(args.run_dir, ignore_errors=True)  # a fresh start: no events or data of earlier demos
+        services = LocalServices(Path(args.run_dir), DEMO_PORTS)
     gpg_home = Path(tempfile.mkdtemp(prefix="gpg-demo-", dir="/tmp"))
     try:
         step("starting local services in " + args.run_dir)
@@ -88,8 +92,19 @@ def main(argv: list[str] | None = None) -> int:
         for obj in keys:
             print(f"  {obj['Size']:>10}  {obj['Key']}")
         step("events in InfluxDB (database backups)")
-        print_events(services.url("influxdb"))
-        step("restore drill: newest rs-a/shop backup -> gpg -> zstd -> real mongorestore -> scratch instance")
+        print_events(services.url("influxdb"), ("instance_backup_completed", "instance_backup_failed"))
+        from flows.firedrill import main as firedrill_main
+        from flows.status import main as status_main
+
+        step(f"status from the bucket (python -m flows.status --plan {PLAN.relative_to(ROOT)})")
+        status_main(["--plan", str(PLAN)])
+        step("fire drill: newest backup of every database restored into the scratch instance, verified against "
+             "its manifest, dropped")
+        if firedrill_main(["--plan", str(PLAN)]) != 0:
+            print("demo: the fire drill failed; see the log above", file=sys.stderr)
+            return 1
+        print_events(services.url("influxdb"), ("instance_restore_drill",))
+        step("independent check: newest rs-a/shop backup -> stock gpg -> zstd -> real mongorestore -> scratch")
         newest = max(o["Key"] for o in keys if "/rs-a/shop/" in o["Key"] and o["Key"].endswith(".archive.zst.gpg"))
         restore_with_mongorestore(s3, bucket, newest, services, Path(args.run_dir) / "wine")
         compare_counts(services.mongo_uri("mongo-a"), services.mongo_uri("mongo-scratch"), "shop")
@@ -104,8 +119,8 @@ def step(message: str) -> None:
     print(f"\n== {message}", flush=True)
 
 
-def print_events(influx_url: str) -> None:
-    for measurement in ("instance_backup_completed", "instance_backup_failed"):
+def print_events(influx_url: str, measurements: tuple[str, ...]) -> None:
+    for measurement in measurements:
         reply = httpx.get(f"{influx_url}/query", params={"db": "backups", "q": f'SELECT * FROM "{measurement}"'},
                           timeout=10).json()
         for series in reply["results"][0].get("series", []):
