@@ -42,6 +42,10 @@ from mongobackup.manifest import DocumentDigest, IndexRecord, NamespaceRecord, O
 
 RAW = CodecOptions(document_class=RawBSONDocument)
 SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
+#: Target bytes per cursor reply (see DatabaseDump._size_and_batch), and the bounds of the batch size.
+BATCH_BYTES = 2 << 20
+DEFAULT_BATCH_DOCUMENTS = 1000
+MIN_BATCH_DOCUMENTS, MAX_BATCH_DOCUMENTS = 16, 10_000
 _AUTH_FAILED = {18, 13, 8000}  # AuthenticationFailed, Unauthorized, Atlas' AtlasError for bad credentials
 
 
@@ -130,7 +134,8 @@ class DatabaseDump:
                 continue
             self._on_namespace(f"{self.database}.{info['name']}")
             digest = DocumentDigest()
-            docs = _raw_documents(db.get_collection(info["name"]).find({}), digest)
+            cursor = db.get_collection(info["name"]).find({}, batch_size=info["batch_size"])
+            docs = _raw_documents(cursor, digest)
             yield from writer.documents(self.database, info["name"], docs)
             yield writer.end_namespace(self.database, info["name"])
             self.summary.namespaces.append(NamespaceRecord(
@@ -159,37 +164,53 @@ class DatabaseDump:
             described.append({
                 "name": name, "type": kind, "options": options, "indexes": indexes,
                 "metadata": collection_metadata_json(options, indexes, _uuid_bytes(uuid), name, kind),
-                "size": 0 if kind == "view" else self._size_estimate(db, name),
             })
+            described[-1].update(self._size_and_batch(db, name) if kind != "view" else {"size": 0})
         return described
 
-    def _size_estimate(self, db: Any, name: str) -> int:
-        # Only mongorestore's progress bar uses it; a server without collStats just gets 0.
+    def _size_and_batch(self, db: Any, name: str) -> dict[str, int]:
+        """The collection's data size (only mongorestore's progress bar uses it) and a cursor batch size.
+
+        Left alone, the server fills each reply up to 16 MiB and pymongo holds several such replies at once,
+        so memory would climb with the collection's size; replies of about BATCH_BYTES keep it flat.
+        """
         try:
-            return int(_decoded(db.command("collStats", name)).get("size", 0))
+            stats = _decoded(db.command("collStats", name))
+            size, average = int(stats.get("size", 0)), int(stats.get("avgObjSize", 0))
         except (OperationFailure, TypeError, ValueError):
-            return 0
+            size, average = 0, 0  # a server without collStats: a batch size that suits 0.5-4 KB documents
+        batch = BATCH_BYTES // average if average > 0 else DEFAULT_BATCH_DOCUMENTS
+        return {"size": size, "batch_size": max(MIN_BATCH_DOCUMENTS, min(batch, MAX_BATCH_DOCUMENTS))}
 
     def _oplog(self) -> Any:
         return self.client.get_database("local", codec_options=RAW).get_collection("oplog.rs")
 
     def _last_oplog_ts(self) -> Timestamp | None:
+        """The newest oplog time, or None when there is no oplog we may read (then no point-in-time slice)."""
         try:
-            last = self._oplog().find_one({}, projection={"ts": 1}, sort=[("$natural", -1)])
+            # A probe in natural order: cheap, and it fails when the oplog is missing or not ours to read.
+            if self._oplog().find_one({}, projection={"ts": 1}) is None:
+                return None
         except OperationFailure:
-            return None  # no oplog, or not allowed to read it: the dump is still whole, just not point-in-time
+            return None  # the dump is still whole, just not point-in-time
+        # A replica set member reports its last write in `hello`: no reverse scan of the oplog, which some
+        # servers answer by reading all of it.
+        last_write = self.client.admin.command("hello").get("lastWrite", {}).get("opTime", {}).get("ts")
+        if last_write is not None:
+            return last_write
+        last = self._oplog().find_one({}, projection={"ts": 1}, sort=[("$natural", -1)])
         return None if last is None else last["ts"]
 
     def _oplog_chunks(self, writer: ArchiveWriter, start: Timestamp) -> Iterator[bytes]:
         end = self._last_oplog_ts() or start
         self._on_namespace("oplog")
         digest = DocumentDigest()
-        ours = re.compile("^" + re.escape(self.database) + r"\.")
         # $gte, not $gt: some servers answer an exclusive bound on ts very slowly. The entry at `start` was
-        # applied before the dump began; replaying it again is harmless.
-        cursor = self._oplog().find({"ts": {"$gte": start, "$lte": end}}).sort("$natural", 1)
-        entries = (doc for doc in cursor if ours.match(doc.get("ns", "")))
-        yield from writer.documents(OPLOG_DB, OPLOG_COLLECTION, _raw_documents(entries, digest))
+        # applied before the dump began; replaying it again is harmless. Only this database's entries (its
+        # collections and its `$cmd`) are fetched: other databases' writes during the dump stay on the server.
+        query = {"ts": {"$gte": start, "$lte": end}, "ns": {"$regex": "^" + re.escape(self.database) + r"\."}}
+        cursor = self._oplog().find(query, batch_size=DEFAULT_BATCH_DOCUMENTS).sort("$natural", 1)
+        yield from writer.documents(OPLOG_DB, OPLOG_COLLECTION, _raw_documents(cursor, digest))
         yield writer.end_namespace(OPLOG_DB, OPLOG_COLLECTION)
         self.summary.namespaces.append(NamespaceRecord(
             collection=OPLOG_COLLECTION, type="oplog", documents=digest.count, bytes=digest.bytes,

@@ -18,6 +18,8 @@ import zstandard
 
 #: Read size between stages. Large enough that per-call Python overhead is noise, small enough to be flat.
 CHUNK_SIZE = 1 << 20
+#: Input per zstd worker job when compressing with threads.
+ZSTD_JOB_SIZE = 2 << 20
 
 
 class StageClock:
@@ -126,8 +128,12 @@ class CountingReader(io.RawIOBase):
 
 def zstd_compressing_reader(source: BinaryIO, *, level: int, threads: int) -> BinaryIO:
     """A readable that yields the zstd frame of `source` as it is read (threads=0: compress inline)."""
-    compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
-    return compressor.stream_reader(source, read_size=CHUNK_SIZE, closefd=False)
+    # zstd's workers size their jobs from the level (tens of MiB); fixed small jobs keep memory flat.
+    job_size = ZSTD_JOB_SIZE if threads > 0 else 0
+    params = zstandard.ZstdCompressionParameters.from_level(level, threads=threads, job_size=job_size,
+                                                            write_checksum=True)
+    return zstandard.ZstdCompressor(compression_params=params).stream_reader(source, read_size=CHUNK_SIZE,
+                                                                             closefd=False)
 
 
 def zstd_decompressing_reader(source: BinaryIO) -> BinaryIO:
