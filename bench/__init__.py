@@ -1,0 +1,1 @@
+"""Benchmarks of the backup pipeline; run them as modules, e.g. `python -m bench.backup_memory`."""
