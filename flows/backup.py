@@ -24,8 +24,9 @@ from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import allow_failure
 
+from flows.cli import load_plan_or_report, run_flow
 from mongobackup.keys import BackupLocation, short_run_id
-from mongobackup.plan import BackupPlan, PlanError, load_plan
+from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.tiers import Tier
 from tasks import backup as t
 
@@ -254,19 +255,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--instance", action="append", dest="instances", help="only this instance (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="list the planned backups; touch nothing")
     args = parser.parse_args(argv)
-    try:
-        plan = load_plan(args.plan)  # before any run starts: a bad plan is the user's to fix, not to retry
-    except PlanError as exc:
-        print(f"backup: {exc}", file=sys.stderr)
+    plan = load_plan_or_report("backup", args.plan)
+    if plan is None:
         return 2
     if args.dry_run:
         when = scheduled_time(args.at) if args.at else datetime.now(UTC)
         for line in dry_run_lines(plan, when, args.instances):
             print(line)
         return 0
-    state = backup(plan_path=args.plan, at=args.at, instances=args.instances, return_state=True)
-    print(f"backup: {state.name}: {state.message or ''}")
-    return 0 if state.is_completed() else 1
+    return run_flow("backup", backup, plan_path=args.plan, at=args.at, instances=args.instances)
 
 
 if __name__ == "__main__":

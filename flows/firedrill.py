@@ -26,8 +26,9 @@ from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import allow_failure
 
+from flows.cli import load_plan_or_report, run_flow
 from mongobackup.keys import short_run_id
-from mongobackup.plan import BackupPlan, PlanError, load_plan
+from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.status import StatusRow
 from tasks import restore as t
 from tasks.backup import retrying
@@ -148,14 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plan", required=True, help="backup plan YAML (with a drill section)")
     parser.add_argument("--instance", action="append", dest="instances", help="only this instance (repeatable)")
     args = parser.parse_args(argv)
-    try:
-        load_plan(args.plan)
-    except PlanError as exc:
-        print(f"firedrill: {exc}", file=sys.stderr)
+    if load_plan_or_report("firedrill", args.plan) is None:
         return 2
-    state = firedrill(plan_path=args.plan, instances=args.instances, return_state=True)
-    print(f"firedrill: {state.name}: {state.message or ''}")
-    return 0 if state.is_completed() else 1
+    return run_flow("firedrill", firedrill, plan_path=args.plan, instances=args.instances)
 
 
 if __name__ == "__main__":

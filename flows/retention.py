@@ -23,6 +23,7 @@ from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
 
+from flows.cli import load_plan_or_report, run_flow
 from mongobackup.errors import BackupError
 from mongobackup.inventory import scan
 from mongobackup.lifecycle import (
@@ -32,7 +33,7 @@ from mongobackup.lifecycle import (
     object_lock_setting,
     versioning_setting,
 )
-from mongobackup.plan import BackupPlan, PlanError, load_plan
+from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.prune import prune
 from tasks import retention as t
 from tasks.backup import retrying
@@ -140,10 +141,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(argv)
-    try:
-        plan = load_plan(args.plan)
-    except PlanError as exc:
-        print(f"retention: {exc}", file=sys.stderr)
+    plan = load_plan_or_report("retention", args.plan)
+    if plan is None:
         return 2
     if args.dry_run:
         try:
@@ -155,11 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print("\n".join(lines))
         return 0
-    state = retention(plan_path=args.plan, prune=args.prune, versioning=args.versioning,
-                      object_lock_days=args.object_lock_days, object_lock_mode=args.object_lock_mode, at=args.at,
-                      return_state=True)
-    print(f"retention: {state.name}: {state.message or ''}")
-    return 0 if state.is_completed() else 1
+    return run_flow("retention", retention, plan_path=args.plan, prune=args.prune, versioning=args.versioning,
+                    object_lock_days=args.object_lock_days, object_lock_mode=args.object_lock_mode, at=args.at)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_table_artifact
 from prefect.states import Completed, Failed, State
 
+from flows.cli import load_plan_or_report, run_flow
 from flows.retention import parse_at
-from mongobackup.plan import PlanError, load_plan
+from mongobackup.plan import load_plan
 from mongobackup.status import StatusReport
 from tasks import status as t
 from tasks.backup import retrying
@@ -65,14 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-age-h", type=float, help="RED above this age in hours (default: the plan's)")
     parser.add_argument("--at", help="judge as of this ISO-8601 time instead of now")
     args = parser.parse_args(argv)
-    try:
-        load_plan(args.plan)
-    except PlanError as exc:
-        print(f"watchdog: {exc}", file=sys.stderr)
+    if load_plan_or_report("watchdog", args.plan) is None:
         return 2
-    state = watchdog(plan_path=args.plan, max_age_h=args.max_age_h, at=args.at, return_state=True)
-    print(f"watchdog: {state.name}: {state.message or ''}")
-    return 0 if state.is_completed() else 1
+    return run_flow("watchdog", watchdog, plan_path=args.plan, max_age_h=args.max_age_h, at=args.at)
 
 
 if __name__ == "__main__":
