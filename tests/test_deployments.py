@@ -109,3 +109,19 @@ def test_fan_out_spreads_instances_over_two_workers(services, deployed, s3_clien
         workers = {client.read_flow_run(r["flow_run"]).labels.get("prefect.worker.name") for r in rows}
     # Each worker runs one flow run at a time, so two instance runs in flight at once need both of them.
     assert workers == {"prefect-worker", "prefect-worker-2"}
+
+
+def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
+    import yaml
+    from prefect.client.orchestration import get_client
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    flow_of = {"flows/backup.py:backup": "backup", "flows/firedrill.py:firedrill": "firedrill",
+               "flows/watchdog.py:watchdog": "watchdog", "flows/retention.py:retention": "retention"}
+    wanted = {f"{flow_of[d['entrypoint']]}/{d['name']}" for d in spec["deployments"]}
+    assert wanted == {"backup/nightly", "firedrill/monthly", "watchdog/hourly", "retention/apply", "retention/prune"}
+    with get_client(sync_client=True) as client:
+        for name in wanted:
+            deployment = client.read_deployment_by_name(name)
+            assert deployment.work_pool_name == "local-process"
+        assert client.read_deployment_by_name("backup/nightly").schedules[0].schedule.cron == "30 1 * * *"
