@@ -64,6 +64,14 @@ def scheduled_time(at: str | None) -> datetime:
     return runtime.flow_run.scheduled_start_time.astimezone(UTC)
 
 
+def selected_instances(plan: BackupPlan, names: Sequence[str] | None) -> list[str]:
+    """The plan's instances, or those named; a name the plan does not have is an error, not an empty run."""
+    unknown = sorted(set(names or ()) - set(plan.instance_names))
+    if unknown:
+        raise ValueError(f"--instance {', '.join(unknown)}: not in the plan (it has {', '.join(plan.instance_names)})")
+    return [name for name in plan.instance_names if not names or name in names]
+
+
 def _run_name() -> str:
     return "backup-" + Path(runtime.flow_run.parameters["plan_path"]).stem
 
@@ -83,7 +91,7 @@ def backup(plan_path: str, at: str | None = None, instances: list[str] | None = 
     when = scheduled_time(at)
     tier = plan.tiers.tier_for(when)
     run_id = short_run_id(str(runtime.flow_run.id or "local"))
-    wanted = [i.name for i in plan.instances if not instances or i.name in instances]
+    wanted = selected_instances(plan, instances)
     logger.info("run %s: tier %s for %s (%s)", run_id, tier.value, when.isoformat(), plan.tiers.timezone)
     if fan_out_deployment:
         return _fan_out(fan_out_deployment, plan_path, when, wanted)
@@ -235,9 +243,8 @@ def dry_run_lines(plan: BackupPlan, when: datetime, instances: Sequence[str] | N
     from tasks.resources import mongo_client
 
     databases: dict[str, list[str]] = {}
-    for instance in plan.instances:
-        if instances and instance.name not in instances:
-            continue
+    for name in selected_instances(plan, instances):
+        instance = plan.instance(name)[1]
         if isinstance(instance.databases, list):
             available = list(instance.databases)
         else:
@@ -257,6 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = load_plan_or_report("backup", args.plan)
     if plan is None:
+        return 2
+    try:
+        selected_instances(plan, args.instances)
+    except ValueError as exc:
+        print(f"backup: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:
         when = scheduled_time(args.at) if args.at else datetime.now(UTC)

@@ -276,3 +276,10 @@ def test_listed_database_that_does_not_exist_fails_alone(services, s3_client, bu
     # The instance is not reported whole: no bare success point for it.
     assert influx_points(services, "instance_backup_completed",
                          f"\"instance\"='{instance}' AND \"database\" = ''") == []
+
+
+def test_unknown_instance_on_the_command_line_is_named(services, bucket, tmp_path, capsys):
+    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": "rs-b", "uri": services.mongo_uri("mongo-b")}],
+                      bucket=bucket, s3_endpoint=services.url("moto"), encryption={"passphrase_env": "P"})
+    assert main(["--plan", str(plan), "--instance", "rs-typo", "--dry-run"]) == 2
+    assert "--instance rs-typo: not in the plan (it has rs-b)" in capsys.readouterr().err
