@@ -349,11 +349,8 @@ def _child_instance(params: dict[str, Any]) -> dict[str, Any]:
     transfer, verify and manifest commit per database, minus Prefect."""
     from mongobackup.backup import (
         Compression,
-        build_manifest,
-        commit_manifest,
+        back_up_database,
         tool_version,
-        transfer_database,
-        verify_upload,
     )
     from mongobackup.crypto import EncryptionKeys, Gpg
     from mongobackup.dump import DatabaseDump, open_client
@@ -379,14 +376,12 @@ def _child_instance(params: dict[str, Any]) -> dict[str, Any]:
             location = BackupLocation(prefix=params["prefix"], tier=Tier.DAILY, instance="bench", database=database,
                                       taken_at=taken_at, run_id=run_id)
             dump = DatabaseDump(client, location.instance, database, tool_version=tool_version())
-            outcome = transfer_database(dump=dump, location=location, storage=storage, gpg=gpg, keys=keys,
+            manifest = back_up_database(dump=dump, location=location, storage=storage, gpg=gpg, keys=keys,
                                         compression=Compression(level=ZSTD_LEVEL, threads=ZSTD_THREADS))
-            verify_upload(storage, outcome)
-            commit_manifest(storage, build_manifest(outcome, run_id=run_id, scheduled_at=taken_at))
-            totals["documents"] += outcome.summary.documents
-            totals["raw_bytes"] += outcome.raw_bytes
-            totals["stored_bytes"] += outcome.receipt.size
-            for stage, seconds in outcome.stage_seconds.items():
+            totals["documents"] += manifest.documents
+            totals["raw_bytes"] += manifest.sizes.raw_bytes
+            totals["stored_bytes"] += manifest.sizes.encrypted_bytes
+            for stage, seconds in manifest.stage_seconds.items():
                 stages[stage] = round(stages.get(stage, 0.0) + seconds, 3)
         seconds = time.perf_counter() - started
     finally:
@@ -707,11 +702,8 @@ def prepare_restore_source(bench: Bench, dataset: Dataset, size_mb: int) -> Rest
     """Backs the dataset up once with the core (transfer, verify, commit), here: it is not what is measured."""
     from mongobackup.backup import (
         Compression,
-        build_manifest,
-        commit_manifest,
+        back_up_database,
         tool_version,
-        transfer_database,
-        verify_upload,
     )
     from mongobackup.crypto import EncryptionKeys, Gpg
     from mongobackup.dump import DatabaseDump, open_client
@@ -724,15 +716,14 @@ def prepare_restore_source(bench: Bench, dataset: Dataset, size_mb: int) -> Rest
         when = datetime.now(UTC)
         location = BackupLocation(prefix="restore-source/", tier=Tier.DAILY, instance="bench", database=dataset.name,
                                   taken_at=when, run_id=uuid.uuid4().hex[:8])
-        outcome = transfer_database(dump=DatabaseDump(client, "bench", dataset.name, tool_version=tool_version()),
+        manifest = back_up_database(dump=DatabaseDump(client, "bench", dataset.name, tool_version=tool_version()),
                                     location=location, storage=storage, gpg=Gpg(str(bench.key.home)),
                                     keys=EncryptionKeys((bench.key.fingerprint,)),
                                     compression=Compression(level=ZSTD_LEVEL, threads=ZSTD_THREADS))
-        verify_upload(storage, outcome)
-        manifest_key = commit_manifest(storage, build_manifest(outcome, run_id=location.run_id, scheduled_at=when))
     finally:
         client.close()
-    return RestoreSource(size_mb, dataset, outcome.receipt.key, manifest_key, outcome.receipt.size)
+    return RestoreSource(size_mb, dataset, manifest.object_key, location.manifest_key,
+                         manifest.sizes.encrypted_bytes)
 
 
 def measure_restore_ours(bench: Bench, source: RestoreSource, *, run: int, verify: bool) -> Measure:

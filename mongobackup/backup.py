@@ -175,3 +175,19 @@ def _stage_of(exc: BackupError) -> str:
     if isinstance(exc, EncryptionError):
         return "encrypt"
     return "transfer"
+
+
+def back_up_database(*, dump: ArchiveSource, location: BackupLocation, storage: S3Storage, gpg: Gpg,
+                     keys: EncryptionKeys, compression: Compression,
+                     log: Callable[[str], None] = lambda message: None) -> BackupManifest:
+    """One database's whole backup in one call: transfer, verify, commit. Returns the committed manifest.
+
+    For scripts, tests and benchmarks; the flow runs the same three steps as separate tasks, so that each
+    retries and shows on its own. The run id and scheduled time are the location's.
+    """
+    outcome = transfer_database(dump=dump, location=location, storage=storage, gpg=gpg, keys=keys,
+                                compression=compression, log=log)
+    verify_upload(storage, outcome)
+    manifest = build_manifest(outcome, run_id=location.run_id, scheduled_at=location.taken_at)
+    commit_manifest(storage, manifest)
+    return manifest

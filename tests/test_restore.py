@@ -24,11 +24,8 @@ from flows.backup import backup
 from flows.restore import main
 from mongobackup.backup import (
     Compression,
-    build_manifest,
-    commit_manifest,
+    back_up_database,
     tool_version,
-    transfer_database,
-    verify_upload,
 )
 from mongobackup.catalog import load_manifest, select_backup
 from mongobackup.crypto import EncryptionKeys, Gpg
@@ -80,12 +77,8 @@ def make_backup(client: MongoClient, storage: S3Storage, gpg: Gpg, instance: str
     """A committed backup made by the core functions the backup flow calls (no Prefect: fast)."""
     when = when or datetime.now(UTC)
     location = BackupLocation("", Tier.DAILY, instance, database, when, uuid.uuid4().hex[:8])
-    outcome = transfer_database(dump=DatabaseDump(client, instance, database, tool_version=tool_version()),
-                                location=location, storage=storage, gpg=gpg, keys=keys, compression=Compression())
-    verify_upload(storage, outcome)
-    manifest = build_manifest(outcome, run_id=location.run_id, scheduled_at=when)
-    commit_manifest(storage, manifest)
-    return manifest
+    return back_up_database(dump=DatabaseDump(client, instance, database, tool_version=tool_version()),
+                            location=location, storage=storage, gpg=gpg, keys=keys, compression=Compression())
 
 
 def database_names(uri: str) -> list[str]:

@@ -28,7 +28,7 @@ from mongobackup.archive import (
     NamespaceMetadata,
     collection_metadata_json,
 )
-from mongobackup.backup import Compression, build_manifest, commit_manifest, transfer_database, verify_upload
+from mongobackup.backup import Compression, back_up_database
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.dump import DumpSummary
 from mongobackup.keys import BackupLocation
@@ -83,11 +83,8 @@ def store_generated(storage: S3Storage, gpg_key: GpgKey, megabytes: int) -> str:
     database = f"memory_{megabytes}mb_{uuid.uuid4().hex[:6]}"
     when = datetime.now(UTC)
     location = BackupLocation("", Tier.DAILY, "rs-mem", database, when, uuid.uuid4().hex[:8])
-    outcome = transfer_database(dump=GeneratedDump(database, megabytes), location=location, storage=storage,
-                                gpg=Gpg(gpg_key.home), keys=EncryptionKeys((gpg_key.fingerprint,)),
-                                compression=Compression())
-    verify_upload(storage, outcome)
-    commit_manifest(storage, build_manifest(outcome, run_id=location.run_id, scheduled_at=when))
+    back_up_database(dump=GeneratedDump(database, megabytes), location=location, storage=storage,
+                     gpg=Gpg(gpg_key.home), keys=EncryptionKeys((gpg_key.fingerprint,)), compression=Compression())
     return location.object_key
 
 
