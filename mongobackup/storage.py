@@ -90,11 +90,11 @@ class S3Storage:
 
     def check_bucket(self) -> None:
         """Fails fast, naming the bucket, when it is missing or not ours to write."""
-        with self._errors("check bucket"):
+        with self.errors("check bucket"):
             self.client.head_bucket(Bucket=self.bucket)
 
     def open_upload(self, key: str, metadata: Mapping[str, str] | None = None) -> MultipartUpload:
-        with self._errors("start upload", key):
+        with self.errors("start upload", key):
             reply = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=dict(metadata or {}),
                                                         ContentType="application/pgp-encrypted")
         return MultipartUpload(self, key, reply["UploadId"])
@@ -113,12 +113,12 @@ class S3Storage:
     def put_json(self, key: str, document: Mapping[str, Any]) -> None:
         body = json.dumps(document, indent=2, sort_keys=True).encode()
         md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
-        with self._errors("put", key):
+        with self.errors("put", key):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentMD5=md5,
                                    ContentType="application/json")
 
     def get_json(self, key: str) -> dict[str, Any]:
-        with self._errors("get", key):
+        with self.errors("get", key):
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         try:
             return json.loads(body)
@@ -127,27 +127,28 @@ class S3Storage:
 
     def open_read(self, key: str) -> Any:
         """A streaming body (file-like `.read(n)`) of the object."""
-        with self._errors("get", key):
+        with self.errors("get", key):
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
 
     def delete(self, key: str) -> None:
-        with self._errors("delete", key):
+        with self.errors("delete", key):
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def list_keys(self, prefix: str) -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
-        with self._errors("list", prefix + "*"):
+        with self.errors("list", prefix + "*"):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     yield ObjectInfo(item["Key"], item["Size"], item["ETag"].strip('"'), {})
 
     def open_uploads(self, prefix: str = "") -> list[tuple[str, str]]:
         """(key, upload id) of multipart uploads still open under a prefix: a failed run must leave none."""
-        with self._errors("list uploads", prefix + "*"):
+        with self.errors("list uploads", prefix + "*"):
             reply = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
         return [(u["Key"], u["UploadId"]) for u in reply.get("Uploads", [])]
 
-    def _errors(self, action: str, key: str | None = None) -> _ErrorContext:
+    def errors(self, action: str, key: str | None = None) -> _ErrorContext:
+        """A context turning botocore failures into StorageError naming the action and the object."""
         return _ErrorContext(action, self.where(key))
 
 
@@ -185,7 +186,7 @@ class MultipartUpload:
         if self._buffer or not self._parts:
             self._send(bytes(self._buffer))  # the last part may be small (or empty for an empty stream)
             self._buffer = bytearray()
-        with self.storage._errors("complete upload", self.key):
+        with self.storage.errors("complete upload", self.key):
             self.storage.client.complete_multipart_upload(
                 Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id,
                 MultipartUpload={"Parts": self._parts})
@@ -211,7 +212,7 @@ class MultipartUpload:
         if number > MAX_PARTS:
             raise StorageError(f"{self.storage.where(self.key)}: more than {MAX_PARTS} parts")
         md5 = hashlib.md5(part).digest()
-        with self.storage._errors(f"upload part {number}", self.key):
+        with self.storage.errors(f"upload part {number}", self.key):
             reply = self.storage.client.upload_part(
                 Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
                 Body=part, ContentMD5=base64.b64encode(md5).decode())
