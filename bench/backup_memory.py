@@ -544,20 +544,22 @@ def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
     return 0
 
 
-def _sizes(text: str) -> list[int]:
+def parse_sizes(text: str, *, at_least: int = 2) -> list[int]:
+    """`--sizes` of the benchmarks: comma-separated whole MB, at least `at_least` of them, spanning 8x."""
     try:
         sizes = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
         raise argparse.ArgumentTypeError(f"--sizes: comma-separated whole MB, got {text!r}") from None
-    if len(sizes) < 2 or sizes[0] < 1 or sizes[-1] < MIN_SIZE_RATIO * sizes[0]:
+    if len(sizes) < at_least or sizes[0] < 1 or sizes[-1] < MIN_SIZE_RATIO * sizes[0]:
         raise argparse.ArgumentTypeError(
-            f"--sizes: at least two sizes >= 1 MB, the largest at least {MIN_SIZE_RATIO}x the smallest, got {text!r}")
+            f"--sizes: at least {at_least} sizes >= 1 MB, the largest at least {MIN_SIZE_RATIO}x the smallest, "
+            f"got {text!r}")
     return sizes
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.backup_memory", description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=_sizes, default=list(DEFAULT_SIZES),
+    parser.add_argument("--sizes", type=parse_sizes, default=list(DEFAULT_SIZES),
                         help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 16,128)")
     parser.add_argument("--runs", type=int, default=1, help="backups per size (default: 1)")
     parser.add_argument("--keep-data", action="store_true",

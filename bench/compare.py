@@ -53,7 +53,6 @@ from bench.backup_memory import (
     COLLECTION,
     MB,
     META_DATABASE,
-    MIN_SIZE_RATIO,
     MOTO_ENV,
     PROJECT_ROOT,
     SEED,
@@ -64,6 +63,7 @@ from bench.backup_memory import (
     _OplogTimer,
     ensure_dataset,
     make_document,
+    parse_sizes,
     sample_tree,
     write_json,
 )
@@ -1351,15 +1351,7 @@ def draw_chart(summaries: Sequence[Summary], path: Path, *, title: str) -> None:
 
 
 def _sizes(text: str) -> list[int]:
-    try:
-        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--sizes: comma-separated whole MB, got {text!r}") from None
-    if len(sizes) < MIN_SIZES or sizes[0] < 1 or sizes[-1] < MIN_SIZE_RATIO * sizes[0]:
-        raise argparse.ArgumentTypeError(
-            f"--sizes: at least {MIN_SIZES} sizes >= 1 MB, the largest at least {MIN_SIZE_RATIO}x the smallest, "
-            f"got {text!r}")
-    return sizes
+    return parse_sizes(text, at_least=MIN_SIZES)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
