@@ -23,6 +23,7 @@ from mongobackup.archive import ArchiveReader
 from mongobackup.keys import manifest_key_for
 from tests.dataset import load_rich_dataset, snapshot
 from tests.planfiles import write_plan
+from tests.test_notify import vm_export
 
 pytestmark = pytest.mark.usefixtures("aws_env")  # the flow builds its S3 client from the default chain
 
@@ -168,8 +169,9 @@ def test_events_through_the_v2_write_api_and_the_run_artifact(services, s3_clien
     state = backup(plan_path=str(plan), return_state=True)
     assert state.is_completed(), state.message
 
-    series = victoria_series(services.url("victoria"), f'{{__name__=~"instance_backup_completed_.*",'
-                                                      f'instance="{instance}"}}', expected=5)
+    series = vm_export(services.url("victoria"), f'{{__name__=~"instance_backup_completed_.*",instance="{instance}"}}',
+                       expected=5, timeout=30)
+    assert len(series) >= 5, series
     by_metric = {(s["metric"]["__name__"], s["metric"].get("database")): s["values"] for s in series}
     assert by_metric[("instance_backup_completed_docs", database)] == [7]
     assert by_metric[("instance_backup_completed_value", database)] == [1]
@@ -179,22 +181,6 @@ def test_events_through_the_v2_write_api_and_the_run_artifact(services, s3_clien
     assert [(r["instance"], r["database"], r["state"], r["docs"]) for r in rows] == [
         (instance, database, "Completed", 7)]
     assert f"/{instance}/{database}/" in rows[0]["key"] and rows[0]["key"].endswith(".archive.zst.gpg")
-
-
-def victoria_series(url: str, selector: str, expected: int, timeout: float = 30.0) -> list[dict]:
-    """Series from VictoriaMetrics' export API once `expected` of them are there (it flushes asynchronously)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    series: list[dict] = []
-    while time.monotonic() < deadline:
-        httpx.get(f"{url}/internal/force_flush", timeout=10)
-        reply = httpx.post(f"{url}/api/v1/export", data={"match[]": selector}, timeout=10)
-        series = [json.loads(line) for line in reply.text.splitlines() if line.strip()]
-        if len(series) >= expected:
-            return series
-        time.sleep(0.5)
-    raise AssertionError(f"VictoriaMetrics has {len(series)} of {expected} series for {selector}")
 
 
 def run_artifact_rows(flow_run_id) -> list[dict]:
