@@ -25,6 +25,7 @@ from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import allow_failure
 
 from flows.cli import load_plan_or_report, run_flow
+from mongobackup.errors import first_line
 from mongobackup.keys import BackupLocation, short_run_id
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.tiers import Tier
@@ -199,11 +200,7 @@ def _collect(chains: list[tuple[BackupRow, PrefectFuture, PrefectFuture]]) -> No
 
 
 def _message(state: State) -> str:
-    try:
-        state.result(raise_on_failure=True)
-    except BaseException as exc:
-        return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-    return state.message or state.name or ""
+    return first_line(t.error_of(state))
 
 
 def _publish(rows: list[BackupRow], tier: Tier, run_id: str) -> None:

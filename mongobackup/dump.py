@@ -37,7 +37,7 @@ from mongobackup.archive import (
     NamespaceMetadata,
     collection_metadata_json,
 )
-from mongobackup.errors import SourceError
+from mongobackup.errors import SourceError, first_line
 from mongobackup.manifest import DocumentDigest, IndexRecord, NamespaceRecord, OplogWindow
 
 RAW = CodecOptions(document_class=RawBSONDocument)
@@ -83,16 +83,16 @@ def source_errors(instance: str, database: str | None) -> Iterator[None]:
     try:
         yield
     except ServerSelectionTimeoutError as exc:
-        raise SourceError(instance, database, f"unreachable: {_first_line(exc)}", transient=True) from exc
+        raise SourceError(instance, database, f"unreachable: {first_line(exc)}", transient=True) from exc
     except (AutoReconnect, ConnectionFailure) as exc:
-        raise SourceError(instance, database, f"connection lost: {_first_line(exc)}", transient=True) from exc
+        raise SourceError(instance, database, f"connection lost: {first_line(exc)}", transient=True) from exc
     except OperationFailure as exc:
         if exc.code in _AUTH_FAILED:
-            raise SourceError(instance, database, f"bad credentials or missing privileges: {_first_line(exc)}") \
+            raise SourceError(instance, database, f"bad credentials or missing privileges: {first_line(exc)}") \
                 from exc
-        raise SourceError(instance, database, f"server refused: {_first_line(exc)}") from exc
+        raise SourceError(instance, database, f"server refused: {first_line(exc)}") from exc
     except PyMongoError as exc:
-        raise SourceError(instance, database, _first_line(exc)) from exc
+        raise SourceError(instance, database, first_line(exc)) from exc
 
 
 class DatabaseDump:
@@ -251,6 +251,3 @@ def jsonable(value: Any) -> dict[str, Any]:
     """A BSON value (an index key spec) as plain JSON types, as the manifest stores it."""
     return json.loads(json_util.dumps(value))
 
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__

@@ -8,6 +8,12 @@ URIs through `redact_uri` before they reach an error.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (drivers attach long diagnostics), or its type's name."""
+    text = str(exc)
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 class BackupError(Exception):
     """Base of every error the backup core raises on purpose."""
 

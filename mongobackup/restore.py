@@ -57,7 +57,14 @@ from mongobackup.archive import (
     parse_collection_metadata,
 )
 from mongobackup.crypto import Gpg
-from mongobackup.errors import BackupError, EncryptionError, PipelineError, StorageError, VerificationError
+from mongobackup.errors import (
+    BackupError,
+    EncryptionError,
+    PipelineError,
+    StorageError,
+    VerificationError,
+    first_line,
+)
 from mongobackup.manifest import BackupManifest, NamespaceRecord
 from mongobackup.oplog_replay import OplogReplayer, OplogReplayError
 from mongobackup.plan import check_database_name
@@ -275,7 +282,7 @@ class _Inserter:
 
 class _InsertFailed(BackupError):
     def __init__(self, ns: str, cause: BaseException):
-        super().__init__(f"insert into {ns} failed: {_first_line(cause)}")
+        super().__init__(f"insert into {ns} failed: {first_line(cause)}")
         self.transient = False
 
 
@@ -399,7 +406,7 @@ class _MongoWriter:
                 self.client[database].drop_collection(name)
                 dropped.append(f"{database}.{name}")
             except PyMongoError as exc:
-                failed.append(f"{database}.{name} ({_first_line(exc)})")
+                failed.append(f"{database}.{name} ({first_line(exc)})")
         if failed:
             return f"COULD NOT DROP what it wrote: {', '.join(failed)}; drop them by hand"
         if not dropped:
@@ -590,9 +597,6 @@ def _stage_of(exc: BaseException) -> str:
     return getattr(exc, "stage", None) or "restore"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 # --- sources: a stored backup, or an archive file -----------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -141,11 +141,3 @@ def zstd_decompressing_reader(source: BinaryIO) -> BinaryIO:
     return zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK_SIZE, closefd=False,
                                                       read_across_frames=True)
 
-
-def drain(reader: BinaryIO, sink: Callable[[bytes], object], chunk_size: int = CHUNK_SIZE) -> int:
-    """Copies a readable into a callback chunk by chunk; returns the byte count."""
-    total = 0
-    while chunk := reader.read(chunk_size):
-        sink(chunk)
-        total += len(chunk)
-    return total

@@ -53,7 +53,7 @@ def failure_event_hook(plan: BackupPlan, instance: str, database: str | None, ti
     """
 
     def hook(task: Task, task_run: TaskRun, state: State) -> None:
-        error = _error_of(state)
+        error = error_of(state)
         failed_stage = error.stage if isinstance(error, PipelineError) else stage
         record_failure(plan, instance, database, tier, failed_stage, str(error))
 
@@ -76,7 +76,8 @@ def record_failure(plan: BackupPlan, instance: str, database: str | None, tier: 
         logger.error("could not write %s event: %s", metrics.INSTANCE_BACKUP_FAILED.name, exc)
 
 
-def _error_of(state: State) -> BaseException:
+def error_of(state: State) -> BaseException:
+    """The exception a failed state holds (or one carrying its message)."""
     try:
         state.result(raise_on_failure=True)
     except BaseException as exc:
