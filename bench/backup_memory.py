@@ -68,12 +68,70 @@ BUCKET = "bench-backup-memory"
 MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 _WORDS = (
-    "order", "invoice", "shipment", "customer", "warehouse", "pallet", "express", "standard", "refund", "credit",
-    "debit", "account", "balance", "ledger", "north", "south", "east", "west", "central", "priority", "delayed",
-    "delivered", "pending", "cancelled", "returned", "alpha", "bravo", "charlie", "delta", "echo", "foxtrot",
-    "golf", "hotel", "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
-    "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu", "the", "and", "with", "for",
-    "from", "please", "note", "contact", "support", "regarding", "package", "damaged", "replacement",
+    "order",
+    "invoice",
+    "shipment",
+    "customer",
+    "warehouse",
+    "pallet",
+    "express",
+    "standard",
+    "refund",
+    "credit",
+    "debit",
+    "account",
+    "balance",
+    "ledger",
+    "north",
+    "south",
+    "east",
+    "west",
+    "central",
+    "priority",
+    "delayed",
+    "delivered",
+    "pending",
+    "cancelled",
+    "returned",
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "uniform",
+    "victor",
+    "whiskey",
+    "xray",
+    "yankee",
+    "zulu",
+    "the",
+    "and",
+    "with",
+    "for",
+    "from",
+    "please",
+    "note",
+    "contact",
+    "support",
+    "regarding",
+    "package",
+    "damaged",
+    "replacement",
 )
 _CITIES = ("Lisbon", "Oslo", "Quito", "Osaka", "Lagos", "Perth", "Austin", "Graz", "Turku", "Cork", "Lyon")
 _KINDS = ("order", "refund", "shipment", "invoice", "ticket")
@@ -113,12 +171,21 @@ def make_document(rng: random.Random, seq: int) -> bytes:
         "customer": {
             "name": f"{rng.choice(_WORDS).title()} {rng.choice(_WORDS).title()}",
             "score": rng.random(),
-            "address": {"street": f"{rng.randint(1, 999)} {rng.choice(_WORDS)} street",
-                        "city": rng.choice(_CITIES), "zip": f"{rng.randint(10_000, 99_999)}"},
+            "address": {
+                "street": f"{rng.randint(1, 999)} {rng.choice(_WORDS)} street",
+                "city": rng.choice(_CITIES),
+                "zip": f"{rng.randint(10_000, 99_999)}",
+            },
         },
         "tags": rng.sample(_WORDS, k=rng.randint(1, 6)),
-        "lines": [{"sku": f"SKU-{rng.randint(0, 99_999):05d}", "qty": rng.randint(1, 9),
-                   "price": round(rng.uniform(1, 500), 2)} for _ in range(rng.randint(1, 5))],
+        "lines": [
+            {
+                "sku": f"SKU-{rng.randint(0, 99_999):05d}",
+                "qty": rng.randint(1, 9),
+                "price": round(rng.uniform(1, 500), 2),
+            }
+            for _ in range(rng.randint(1, 5))
+        ],
         "payload": Binary(rng.randbytes(target // 3)),
     }
     # The "notes" element costs 12 bytes besides its text: type, "notes\0", int32 length, trailing NUL.
@@ -131,15 +198,19 @@ def make_document(rng: random.Random, seq: int) -> bytes:
     return bson.encode(doc)
 
 
-def ensure_dataset(client: MongoClient, name: str, target_bytes: int, *, reuse: bool,
-                   progress: Callable[[str], None] = print) -> Dataset:
+def ensure_dataset(
+    client: MongoClient, name: str, target_bytes: int, *, reuse: bool, progress: Callable[[str], None] = print
+) -> Dataset:
     """The database `name` holding `target_bytes` of BSON: reused when `reuse` and a finished one is there."""
     meta = client[META_DATABASE]["datasets"]
     if reuse:
         found = meta.find_one({"_id": name})
-        if (found is not None and found.get("generator") == GENERATOR_VERSION
-                and found.get("target_bytes") == target_bytes
-                and client[name][COLLECTION].estimated_document_count() == found.get("documents")):
+        if (
+            found is not None
+            and found.get("generator") == GENERATOR_VERSION
+            and found.get("target_bytes") == target_bytes
+            and client[name][COLLECTION].estimated_document_count() == found.get("documents")
+        ):
             progress(f"{name}: reusing {found['documents']} documents, {found['bson_bytes'] / MB:.1f} MB")
             return Dataset(name, target_bytes, found["documents"], found["bson_bytes"], True, 0.0)
     # The marker goes first: an interrupted generation must never look finished to a later --keep-data run.
@@ -160,11 +231,22 @@ def ensure_dataset(client: MongoClient, name: str, target_bytes: int, *, reuse: 
         now = time.perf_counter()
         if now - last_report >= PROGRESS_EVERY_S or total >= target_bytes:
             last_report = now
-            progress(f"{name}: {total / MB:6.1f}/{target_bytes / MB:.0f} MB, {documents} documents, "
-                     f"{total / MB / (now - started):.1f} MB/s")
+            progress(
+                f"{name}: {total / MB:6.1f}/{target_bytes / MB:.0f} MB, {documents} documents, "
+                f"{total / MB / (now - started):.1f} MB/s"
+            )
     seconds = time.perf_counter() - started
-    meta.replace_one({"_id": name}, {"_id": name, "generator": GENERATOR_VERSION, "target_bytes": target_bytes,
-                                     "documents": documents, "bson_bytes": total}, upsert=True)
+    meta.replace_one(
+        {"_id": name},
+        {
+            "_id": name,
+            "generator": GENERATOR_VERSION,
+            "target_bytes": target_bytes,
+            "documents": documents,
+            "bson_bytes": total,
+        },
+        upsert=True,
+    )
     return Dataset(name, target_bytes, documents, total, False, round(seconds, 1))
 
 
@@ -183,9 +265,24 @@ class BackupTarget:
     fingerprint: str
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "bench.backup_memory", "--child", "--uri", self.uri, "--database",
-                self.database, "--bucket", self.bucket, "--endpoint", self.endpoint, "--gnupghome", self.gnupghome,
-                "--fingerprint", self.fingerprint]
+        return [
+            sys.executable,
+            "-m",
+            "bench.backup_memory",
+            "--child",
+            "--uri",
+            self.uri,
+            "--database",
+            self.database,
+            "--bucket",
+            self.bucket,
+            "--endpoint",
+            self.endpoint,
+            "--gnupghome",
+            self.gnupghome,
+            "--fingerprint",
+            self.fingerprint,
+        ]
 
 
 def run_backup(target: BackupTarget) -> dict[str, Any]:
@@ -203,16 +300,27 @@ def run_backup(target: BackupTarget) -> dict[str, Any]:
     client = open_client(target.uri)
     storage = S3Storage(s3_client(endpoint_url=target.endpoint, region="us-east-1"), target.bucket)
     gpg = Gpg(target.gnupghome)
-    location = BackupLocation(prefix="bench/", tier=Tier.DAILY, instance="bench", database=target.database,
-                              taken_at=datetime.now(UTC), run_id=uuid.uuid4().hex[:8])
+    location = BackupLocation(
+        prefix="bench/",
+        tier=Tier.DAILY,
+        instance="bench",
+        database=target.database,
+        taken_at=datetime.now(UTC),
+        run_id=uuid.uuid4().hex[:8],
+    )
     rss_before = psutil.Process().memory_info().rss  # the baseline: interpreter + imports + clients
     started = time.perf_counter()
     try:
         # Our own dump (DatabaseDump), as a plan with the default archive source backs up.
         dump = DatabaseDump(client, location.instance, location.database, tool_version=tool_version())
-        outcome = transfer_database(dump=dump, location=location, storage=storage, gpg=gpg,
-                                    keys=EncryptionKeys((target.fingerprint,)),
-                                    compression=Compression(level=3, threads=2))
+        outcome = transfer_database(
+            dump=dump,
+            location=location,
+            storage=storage,
+            gpg=gpg,
+            keys=EncryptionKeys((target.fingerprint,)),
+            compression=Compression(level=3, threads=2),
+        )
         verify_upload(storage, outcome)
         seconds = time.perf_counter() - started
         storage.delete(outcome.receipt.key)  # moto holds objects in memory; repeated runs would pile up
@@ -293,8 +401,7 @@ class Row:
         return self.raw_mb / self.backup_s if self.backup_s > 0 else 0.0
 
 
-def measure_backup(target: BackupTarget, *, size_mb: float, run: int = 1,
-                   interval_s: float = SAMPLE_INTERVAL_S) -> Row:
+def measure_backup(target: BackupTarget, *, size_mb: float, run: int = 1, interval_s: float = SAMPLE_INTERVAL_S) -> Row:
     """Runs one backup in a child process and samples its process tree's RSS until it exits.
 
     The tree is the child python and its descendants (the gpg it spawns); the gpg-agent daemonizes away
@@ -310,13 +417,24 @@ def measure_backup(target: BackupTarget, *, size_mb: float, run: int = 1,
         raise RuntimeError(f"backup child for {target.database} exited with {done.returncode}:\n{tail}")
     report = _last_json_line(done.stdout, target.database)
     return Row(
-        size_mb=size_mb, run=run, database=target.database, documents=report["documents"],
-        raw_bytes=report["raw_bytes"], stored_bytes=report["stored_bytes"], backup_s=report["backup_s"],
-        process_wall_s=round(done.wall_s, 3), peak_rss_tree_mb=round(done.peak_tree / MB, 1),
-        peak_rss_python_mb=round(done.peak_root / MB, 1), peak_rss_gpg_mb=round(done.peak_descendants / MB, 1),
-        samples=done.samples, stage_seconds=report["stage_seconds"],
-        child={k: v for k, v in report.items() if k not in {"documents", "raw_bytes", "stored_bytes", "backup_s",
-                                                            "stage_seconds", "database"}},
+        size_mb=size_mb,
+        run=run,
+        database=target.database,
+        documents=report["documents"],
+        raw_bytes=report["raw_bytes"],
+        stored_bytes=report["stored_bytes"],
+        backup_s=report["backup_s"],
+        process_wall_s=round(done.wall_s, 3),
+        peak_rss_tree_mb=round(done.peak_tree / MB, 1),
+        peak_rss_python_mb=round(done.peak_root / MB, 1),
+        peak_rss_gpg_mb=round(done.peak_descendants / MB, 1),
+        samples=done.samples,
+        stage_seconds=report["stage_seconds"],
+        child={
+            k: v
+            for k, v in report.items()
+            if k not in {"documents", "raw_bytes", "stored_bytes", "backup_s", "stage_seconds", "database"}
+        },
     )
 
 
@@ -334,9 +452,16 @@ class TreeRun:
     stderr: str
 
 
-def sample_tree(argv: Sequence[str], *, env: dict[str, str], what: str, cwd: Path = PROJECT_ROOT,
-                interval_s: float = SAMPLE_INTERVAL_S, timeout_s: float = CHILD_TIMEOUT_S,
-                on_sample: Callable[[psutil.Process], None] | None = None) -> TreeRun:
+def sample_tree(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str],
+    what: str,
+    cwd: Path = PROJECT_ROOT,
+    interval_s: float = SAMPLE_INTERVAL_S,
+    timeout_s: float = CHILD_TIMEOUT_S,
+    on_sample: Callable[[psutil.Process], None] | None = None,
+) -> TreeRun:
     """Runs `argv` to its end, sampling the RSS of its process tree every `interval_s`.
 
     `on_sample` gets the root process at every sample, for a caller that watches more than memory (the
@@ -411,15 +536,36 @@ def _last_json_line(stdout: str, database: str) -> dict[str, Any]:
 
 # --- report ------------------------------------------------------------------------------------------------
 
-_COLUMNS = ("size MB", "run", "documents", "raw MB", "stored MB", "wall s", "MB/s", "peak RSS tree MB",
-            "peak RSS python MB", "stage s dump/compress/upload")
+_COLUMNS = (
+    "size MB",
+    "run",
+    "documents",
+    "raw MB",
+    "stored MB",
+    "wall s",
+    "MB/s",
+    "peak RSS tree MB",
+    "peak RSS python MB",
+    "stage s dump/compress/upload",
+)
 
 
 def table_rows(rows: Sequence[Row]) -> list[tuple[str, ...]]:
-    return [(f"{r.size_mb:g}", str(r.run), str(r.documents), f"{r.raw_mb:.1f}", f"{r.stored_mb:.1f}",
-             f"{r.backup_s:.2f}", f"{r.mb_per_s:.1f}", f"{r.peak_rss_tree_mb:.1f}", f"{r.peak_rss_python_mb:.1f}",
-             "/".join(f"{r.stage_seconds.get(s, 0.0):.2f}" for s in ("dump", "compress", "upload")))
-            for r in rows]
+    return [
+        (
+            f"{r.size_mb:g}",
+            str(r.run),
+            str(r.documents),
+            f"{r.raw_mb:.1f}",
+            f"{r.stored_mb:.1f}",
+            f"{r.backup_s:.2f}",
+            f"{r.mb_per_s:.1f}",
+            f"{r.peak_rss_tree_mb:.1f}",
+            f"{r.peak_rss_python_mb:.1f}",
+            "/".join(f"{r.stage_seconds.get(s, 0.0):.2f}" for s in ("dump", "compress", "upload")),
+        )
+        for r in rows
+    ]
 
 
 def format_table(rows: Sequence[Row]) -> str:
@@ -450,10 +596,12 @@ class Verdict:
         return self.peak_largest_mb - self.peak_smallest_mb
 
     def line(self) -> str:
-        return (f"peak RSS (tree) {self.peak_smallest_mb:.1f} MB at {self.smallest_mb:g} MB vs "
-                f"{self.peak_largest_mb:.1f} MB at {self.largest_mb:g} MB: delta {self.delta_mb:+.1f} MB "
-                f"(target: < {TARGET_PEAK_MB:.0f} MB and flat within {FLAT_WITHIN_MB:.0f} MB): "
-                f"{'MET' if self.met else 'MISSED'}")
+        return (
+            f"peak RSS (tree) {self.peak_smallest_mb:.1f} MB at {self.smallest_mb:g} MB vs "
+            f"{self.peak_largest_mb:.1f} MB at {self.largest_mb:g} MB: delta {self.delta_mb:+.1f} MB "
+            f"(target: < {TARGET_PEAK_MB:.0f} MB and flat within {FLAT_WITHIN_MB:.0f} MB): "
+            f"{'MET' if self.met else 'MISSED'}"
+        )
 
 
 def verdict(rows: Sequence[Row]) -> Verdict:
@@ -473,8 +621,15 @@ def write_results(rows: Sequence[Row], result: Verdict, path: Path = RESULTS_FIL
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "mb": MB,
         "sample_interval_s": SAMPLE_INTERVAL_S,
-        "rows": [{**asdict(r), "raw_mb": round(r.raw_mb, 2), "stored_mb": round(r.stored_mb, 2),
-                  "mb_per_s": round(r.mb_per_s, 2)} for r in rows],
+        "rows": [
+            {
+                **asdict(r),
+                "raw_mb": round(r.raw_mb, 2),
+                "stored_mb": round(r.stored_mb, 2),
+                "mb_per_s": round(r.mb_per_s, 2),
+            }
+            for r in rows
+        ],
         "verdict": {**asdict(result), "delta_mb": round(result.delta_mb, 1), "line": result.line()},
         **extra,
     }
@@ -505,26 +660,42 @@ def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
         services.start(["mongo-a", "moto"])
         import boto3
 
-        boto3.client("s3", endpoint_url=services.url("moto"), region_name=S3_TEST_REGION,
-                     **S3_TEST_CREDENTIALS).create_bucket(Bucket=BUCKET)
+        boto3.client(
+            "s3", endpoint_url=services.url("moto"), region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS
+        ).create_bucket(Bucket=BUCKET)
         client: MongoClient = MongoClient(services.mongo_uri("mongo-a"))
         try:
             # Every dataset first, then every backup: each backup then finds the server (and its oplog, which
             # SecantusDB scans whole on every oplog query) in the same state, whatever its size.
             for size in sizes:
-                datasets.append(ensure_dataset(client, f"bench_{size}mb", size * MB, reuse=keep_data,
-                                               progress=lambda line: print(line, flush=True)))
+                datasets.append(
+                    ensure_dataset(
+                        client,
+                        f"bench_{size}mb",
+                        size * MB,
+                        reuse=keep_data,
+                        progress=lambda line: print(line, flush=True),
+                    )
+                )
             for size, dataset in zip(sizes, datasets, strict=True):
-                target = BackupTarget(uri=services.mongo_uri("mongo-a"), database=dataset.name, bucket=BUCKET,
-                                      endpoint=services.url("moto"), gnupghome=str(key.home),
-                                      fingerprint=key.fingerprint)
+                target = BackupTarget(
+                    uri=services.mongo_uri("mongo-a"),
+                    database=dataset.name,
+                    bucket=BUCKET,
+                    endpoint=services.url("moto"),
+                    gnupghome=str(key.home),
+                    fingerprint=key.fingerprint,
+                )
                 for run in range(1, runs + 1):
                     row = measure_backup(target, size_mb=size, run=run)
                     rows.append(row)
-                    print(f"{dataset.name} run {run}: {row.raw_mb:.1f} MB in {row.backup_s:.2f} s, peak RSS tree "
-                          f"{row.peak_rss_tree_mb:.1f} MB (python {row.peak_rss_python_mb:.1f}, "
-                          f"gpg {row.peak_rss_gpg_mb:.1f}), {row.samples} samples; oplog queries "
-                          f"{row.child.get('oplog_query_s', 0.0):.1f} s of the dump", flush=True)
+                    print(
+                        f"{dataset.name} run {run}: {row.raw_mb:.1f} MB in {row.backup_s:.2f} s, peak RSS tree "
+                        f"{row.peak_rss_tree_mb:.1f} MB (python {row.peak_rss_python_mb:.1f}, "
+                        f"gpg {row.peak_rss_gpg_mb:.1f}), {row.samples} samples; oplog queries "
+                        f"{row.child.get('oplog_query_s', 0.0):.1f} s of the dump",
+                        flush=True,
+                    )
         finally:
             client.close()
     finally:
@@ -553,18 +724,26 @@ def parse_sizes(text: str, *, at_least: int = 2) -> list[int]:
     if len(sizes) < at_least or sizes[0] < 1 or sizes[-1] < MIN_SIZE_RATIO * sizes[0]:
         raise argparse.ArgumentTypeError(
             f"--sizes: at least {at_least} sizes >= 1 MB, the largest at least {MIN_SIZE_RATIO}x the smallest, "
-            f"got {text!r}")
+            f"got {text!r}"
+        )
     return sizes
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.backup_memory", description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=parse_sizes, default=list(DEFAULT_SIZES),
-                        help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 16,128)")
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=list(DEFAULT_SIZES),
+        help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 16,128)",
+    )
     parser.add_argument("--runs", type=int, default=1, help="backups per size (default: 1)")
-    parser.add_argument("--keep-data", action="store_true",
-                        help=f"keep the services' state in {KEEP_RUN_DIR.relative_to(PROJECT_ROOT)} and reuse "
-                             "databases of the right size from an earlier run")
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help=f"keep the services' state in {KEEP_RUN_DIR.relative_to(PROJECT_ROOT)} and reuse "
+        "databases of the right size from an earlier run",
+    )
     child = parser.add_argument_group("child mode (internal: one measured backup, a JSON line on stdout)")
     child.add_argument("--child", action="store_true")
     for name in ("uri", "database", "bucket", "endpoint", "gnupghome", "fingerprint"):
@@ -573,8 +752,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.runs < 1:
         parser.error("--runs: at least 1")
     if args.child:
-        missing = [n for n in ("uri", "database", "bucket", "endpoint", "gnupghome", "fingerprint")
-                   if not getattr(args, n)]
+        missing = [
+            n for n in ("uri", "database", "bucket", "endpoint", "gnupghome", "fingerprint") if not getattr(args, n)
+        ]
         if missing:
             parser.error("--child needs " + ", ".join(f"--{n}" for n in missing))
     return args

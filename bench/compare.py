@@ -210,9 +210,11 @@ class Bench:
 
         from mongobackup.storage import s3_client
 
-        session = boto3.Session(aws_access_key_id=MOTO_ENV["AWS_ACCESS_KEY_ID"],
-                                aws_secret_access_key=MOTO_ENV["AWS_SECRET_ACCESS_KEY"],
-                                region_name=MOTO_ENV["AWS_DEFAULT_REGION"])
+        session = boto3.Session(
+            aws_access_key_id=MOTO_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=MOTO_ENV["AWS_SECRET_ACCESS_KEY"],
+            region_name=MOTO_ENV["AWS_DEFAULT_REGION"],
+        )
         return s3_client(session=session, endpoint_url=self.endpoint, region=MOTO_ENV["AWS_DEFAULT_REGION"])
 
     def storage(self) -> Any:
@@ -227,13 +229,16 @@ class Bench:
         return path
 
 
-def prepare_size(client: MongoClient, size_mb: int, *, reuse: bool, prefix: str = "bench",
-                 progress: Callable[[str], None] = print) -> SizeData:
+def prepare_size(
+    client: MongoClient, size_mb: int, *, reuse: bool, prefix: str = "bench", progress: Callable[[str], None] = print
+) -> SizeData:
     """The size's databases, generated (or with `reuse`, found) by backup_memory's generator."""
     single = ensure_dataset(client, f"{prefix}_{size_mb}mb", size_mb * MB, reuse=reuse, progress=progress)
     part_bytes = size_mb * MB // INSTANCE_PARTS
-    parts = tuple(ensure_dataset(client, f"{prefix}_{size_mb}mb_p{n}", part_bytes, reuse=reuse, progress=progress)
-                  for n in range(1, INSTANCE_PARTS + 1))
+    parts = tuple(
+        ensure_dataset(client, f"{prefix}_{size_mb}mb_p{n}", part_bytes, reuse=reuse, progress=progress)
+        for n in range(1, INSTANCE_PARTS + 1)
+    )
     return SizeData(size_mb, single, parts)
 
 
@@ -362,8 +367,9 @@ def _child_instance(params: dict[str, Any]) -> dict[str, Any]:
     monitoring.register(oplog)  # before the client exists: pymongo copies the listeners when it is created
     monitoring.register(stats)
     client = open_client(params["uri"])
-    storage = S3Storage(s3_client(endpoint_url=params["endpoint"], region=MOTO_ENV["AWS_DEFAULT_REGION"]),
-                        params["bucket"])
+    storage = S3Storage(
+        s3_client(endpoint_url=params["endpoint"], region=MOTO_ENV["AWS_DEFAULT_REGION"]), params["bucket"]
+    )
     gpg = Gpg(params["gnupghome"])
     keys = EncryptionKeys((params["fingerprint"],))
     taken_at = datetime.now(UTC)
@@ -373,11 +379,23 @@ def _child_instance(params: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         for database in params["databases"]:
-            location = BackupLocation(prefix=params["prefix"], tier=Tier.DAILY, instance="bench", database=database,
-                                      taken_at=taken_at, run_id=run_id)
+            location = BackupLocation(
+                prefix=params["prefix"],
+                tier=Tier.DAILY,
+                instance="bench",
+                database=database,
+                taken_at=taken_at,
+                run_id=run_id,
+            )
             dump = DatabaseDump(client, location.instance, database, tool_version=tool_version())
-            manifest = back_up_database(dump=dump, location=location, storage=storage, gpg=gpg, keys=keys,
-                                        compression=Compression(level=ZSTD_LEVEL, threads=ZSTD_THREADS))
+            manifest = back_up_database(
+                dump=dump,
+                location=location,
+                storage=storage,
+                gpg=gpg,
+                keys=keys,
+                compression=Compression(level=ZSTD_LEVEL, threads=ZSTD_THREADS),
+            )
             totals["documents"] += manifest.documents
             totals["raw_bytes"] += manifest.sizes.raw_bytes
             totals["stored_bytes"] += manifest.sizes.encrypted_bytes
@@ -386,8 +404,13 @@ def _child_instance(params: dict[str, Any]) -> dict[str, Any]:
         seconds = time.perf_counter() - started
     finally:
         client.close()
-    return {**totals, "backup_s": round(seconds, 3), "stage_seconds": stages,
-            "oplog_query_s": round(oplog.seconds, 3), "collstats_s": round(stats.seconds, 3)}
+    return {
+        **totals,
+        "backup_s": round(seconds, 3),
+        "stage_seconds": stages,
+        "oplog_query_s": round(oplog.seconds, 3),
+        "collstats_s": round(stats.seconds, 3),
+    }
 
 
 class _GeneratedArchive:
@@ -403,8 +426,11 @@ class _GeneratedArchive:
     def chunks(self) -> Iterator[bytes]:
         from mongobackup.archive import ARCHIVE_VERSION, ArchiveHeader, ArchiveWriter, NamespaceMetadata
 
-        writer = ArchiveWriter(ArchiveHeader(concurrent_collections=1, version=ARCHIVE_VERSION,
-                                             server_version="generated", tool_version="bench"))
+        writer = ArchiveWriter(
+            ArchiveHeader(
+                concurrent_collections=1, version=ARCHIVE_VERSION, server_version="generated", tool_version="bench"
+            )
+        )
         yield writer.prelude([NamespaceMetadata(self.database, COLLECTION, "", 0, "collection")])
         yield from writer.documents(self.database, COLLECTION, self.documents)
         yield writer.end_namespace(self.database, COLLECTION)
@@ -427,22 +453,40 @@ def _child_pipeline(params: dict[str, Any]) -> dict[str, Any]:
     while total < params["size_bytes"]:
         documents.append(make_document(rng, len(documents)))
         total += len(documents[-1])
-    storage = S3Storage(s3_client(endpoint_url=params["endpoint"], region=MOTO_ENV["AWS_DEFAULT_REGION"]),
-                        params["bucket"])
+    storage = S3Storage(
+        s3_client(endpoint_url=params["endpoint"], region=MOTO_ENV["AWS_DEFAULT_REGION"]), params["bucket"]
+    )
     gpg = Gpg(params["gnupghome"])
     keys = EncryptionKeys((params["fingerprint"],))
     runs = []
     for _ in range(params["runs"]):
-        location = BackupLocation(prefix=params["prefix"], tier=Tier.DAILY, instance="generated", database="generated",
-                                  taken_at=datetime.now(UTC), run_id=uuid.uuid4().hex[:8])
+        location = BackupLocation(
+            prefix=params["prefix"],
+            tier=Tier.DAILY,
+            instance="generated",
+            database="generated",
+            taken_at=datetime.now(UTC),
+            run_id=uuid.uuid4().hex[:8],
+        )
         started = time.perf_counter()
-        outcome = transfer_database(dump=_GeneratedArchive(documents, "generated"), location=location,
-                                    storage=storage, gpg=gpg, keys=keys,
-                                    compression=Compression(level=ZSTD_LEVEL, threads=ZSTD_THREADS))
+        outcome = transfer_database(
+            dump=_GeneratedArchive(documents, "generated"),
+            location=location,
+            storage=storage,
+            gpg=gpg,
+            keys=keys,
+            compression=Compression(level=ZSTD_LEVEL, threads=ZSTD_THREADS),
+        )
         seconds = time.perf_counter() - started
         storage.delete(outcome.receipt.key)  # moto keeps objects in memory
-        runs.append({"seconds": round(seconds, 3), "raw_bytes": outcome.raw_bytes,
-                     "stored_bytes": outcome.receipt.size, "stage_seconds": outcome.stage_seconds})
+        runs.append(
+            {
+                "seconds": round(seconds, 3),
+                "raw_bytes": outcome.raw_bytes,
+                "stored_bytes": outcome.receipt.size,
+                "stage_seconds": outcome.stage_seconds,
+            }
+        )
     return {"documents": len(documents), "bson_bytes": total, "runs": runs}
 
 
@@ -454,20 +498,32 @@ def _child_restore(params: dict[str, Any]) -> dict[str, Any]:
     from mongobackup.restore import RestoreOptions, restore_backup
     from mongobackup.storage import S3Storage, s3_client
 
-    storage = S3Storage(s3_client(endpoint_url=params["endpoint"], region=MOTO_ENV["AWS_DEFAULT_REGION"]),
-                        params["bucket"])
+    storage = S3Storage(
+        s3_client(endpoint_url=params["endpoint"], region=MOTO_ENV["AWS_DEFAULT_REGION"]), params["bucket"]
+    )
     manifest = BackupManifest.from_json_dict(storage.get_json(params["manifest_key"]), key=params["manifest_key"])
     client = open_client(params["uri"])
     try:
         started = time.perf_counter()
-        result = restore_backup(storage, params["key"], Gpg(params["gnupghome"]), client,
-                                RestoreOptions(target_database=params["target_database"], verify=params["verify"]),
-                                manifest=manifest)
+        result = restore_backup(
+            storage,
+            params["key"],
+            Gpg(params["gnupghome"]),
+            client,
+            RestoreOptions(target_database=params["target_database"], verify=params["verify"]),
+            manifest=manifest,
+        )
         seconds = time.perf_counter() - started
     finally:
         client.close()
-    return {"restore_s": round(seconds, 3), "documents": result.documents, "archive_bytes": result.archive_bytes,
-            "object_bytes": result.object_bytes, "verdict": result.verdict.summary(), "ok": result.verdict.ok}
+    return {
+        "restore_s": round(seconds, 3),
+        "documents": result.documents,
+        "archive_bytes": result.archive_bytes,
+        "object_bytes": result.object_bytes,
+        "verdict": result.verdict.summary(),
+        "ok": result.verdict.ok,
+    }
 
 
 CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -503,8 +559,14 @@ def measure_floor(bench: Bench, datasets: Sequence[Dataset], *, subject: str, si
     expected = sum(d.bson_bytes for d in datasets)
     if scanned != expected:
         raise RuntimeError(f"floor scan read {scanned} bytes of BSON, the datasets hold {expected}")
-    return Measure(subject, size_mb, run, round(wall, 3), scanned,
-                   extra={"documents": documents, "collstats_s": round(collstats, 3), "load1": load})
+    return Measure(
+        subject,
+        size_mb,
+        run,
+        round(wall, 3),
+        scanned,
+        extra={"documents": documents, "collstats_s": round(collstats, 3), "load1": load},
+    )
 
 
 def measure_dump_alone(bench: Bench, dataset: Dataset, *, size_mb: int, run: int) -> Measure:
@@ -515,8 +577,9 @@ def measure_dump_alone(bench: Bench, dataset: Dataset, *, size_mb: int, run: int
 
     oplog, stats = _OplogTimer(), _CommandTimer("collStats")
     # Listeners on this client only: registered globally they would also slow every later floor scan.
-    client: MongoClient = MongoClient(bench.source_uri, readPreference="primaryPreferred",
-                                      event_listeners=[oplog, stats])
+    client: MongoClient = MongoClient(
+        bench.source_uri, readPreference="primaryPreferred", event_listeners=[oplog, stats]
+    )
     try:
         client.admin.command("ping")
         load = _load1()
@@ -527,9 +590,19 @@ def measure_dump_alone(bench: Bench, dataset: Dataset, *, size_mb: int, run: int
         wall = time.perf_counter() - started
     finally:
         client.close()
-    return Measure("dump_alone", size_mb, run, round(wall, 3), dataset.bson_bytes,
-                   extra={"archive_bytes": archive, "oplog_query_s": round(oplog.seconds, 3),
-                          "collstats_s": round(stats.seconds, 3), "load1": load})
+    return Measure(
+        "dump_alone",
+        size_mb,
+        run,
+        round(wall, 3),
+        dataset.bson_bytes,
+        extra={
+            "archive_bytes": archive,
+            "oplog_query_s": round(oplog.seconds, 3),
+            "collstats_s": round(stats.seconds, 3),
+            "load1": load,
+        },
+    )
 
 
 def measure_mongodump(bench: Bench, dataset: Dataset, *, size_mb: int, run: int) -> Measure:
@@ -541,9 +614,16 @@ def measure_mongodump(bench: Bench, dataset: Dataset, *, size_mb: int, run: int)
     done = _checked(sample_tree(argv, env=tools.env(), what=f"mongodump of {dataset.name}"), "mongodump")
     stored = out.stat().st_size
     shutil.rmtree(out.parent)
-    return Measure("mongodump", size_mb, run, round(done.wall_s, 3), dataset.bson_bytes,
-                   peak_rss_mb=round(done.peak_tree / MB, 1), stored_bytes=stored,
-                   extra={"samples": done.samples, "load1": load})
+    return Measure(
+        "mongodump",
+        size_mb,
+        run,
+        round(done.wall_s, 3),
+        dataset.bson_bytes,
+        peak_rss_mb=round(done.peak_tree / MB, 1),
+        stored_bytes=stored,
+        extra={"samples": done.samples, "load1": load},
+    )
 
 
 def measure_old_pipeline(bench: Bench, dataset: Dataset, *, size_mb: int, run: int) -> Measure:
@@ -555,72 +635,145 @@ def measure_old_pipeline(bench: Bench, dataset: Dataset, *, size_mb: int, run: i
     config = _s3cmd_config(bench)
     dump_dir = work / "dump"
     prefix = f"old/{size_mb}mb/{run}-{uuid.uuid4().hex[:6]}/"
-    mongodump = shlex.join(tools.argv("mongodump", f"--uri={bench.source_uri}", f"--db={dataset.name}",
-                                      f"--out={dump_dir}"))
-    gpg = shlex.join(["gpg", "--homedir", str(bench.key.home), "--batch", "--yes", "--quiet", "--trust-model",
-                      "always", "--recipient", bench.key.fingerprint, "--encrypt"])
+    mongodump = shlex.join(
+        tools.argv("mongodump", f"--uri={bench.source_uri}", f"--db={dataset.name}", f"--out={dump_dir}")
+    )
+    gpg = shlex.join(
+        [
+            "gpg",
+            "--homedir",
+            str(bench.key.home),
+            "--batch",
+            "--yes",
+            "--quiet",
+            "--trust-model",
+            "always",
+            "--recipient",
+            bench.key.fingerprint,
+            "--encrypt",
+        ]
+    )
     s3cmd = shlex.join([str(Path(sys.executable).parent / "s3cmd"), "-c", str(config), "--no-progress", "--quiet"])
     folder = shlex.quote(str(dump_dir / dataset.name))
-    script = "\n".join([
-        "set -euo pipefail",
-        mongodump,
-        f'for f in {folder}/*; do {gpg} --output "$f.gpg" "$f"; done',
-        f"{s3cmd} put {folder}/*.gpg s3://{bench.bucket}/{prefix}",
-        f"rm -rf {shlex.quote(str(dump_dir))}",
-    ])
+    script = "\n".join(
+        [
+            "set -euo pipefail",
+            mongodump,
+            f'for f in {folder}/*; do {gpg} --output "$f.gpg" "$f"; done',
+            f"{s3cmd} put {folder}/*.gpg s3://{bench.bucket}/{prefix}",
+            f"rm -rf {shlex.quote(str(dump_dir))}",
+        ]
+    )
     probe = DiskProbe([work], ignore=[bench.key.home])
     load = _load1()
-    done = _checked(sample_tree(["bash", "-c", script], env=tools.env(), what="the old pipeline",
-                                on_sample=probe), "the old pipeline")
+    done = _checked(
+        sample_tree(["bash", "-c", script], env=tools.env(), what="the old pipeline", on_sample=probe),
+        "the old pipeline",
+    )
     stored = _delete_prefix(bench, prefix)
     shutil.rmtree(work)
-    return Measure("old_pipeline", size_mb, run, round(done.wall_s, 3), dataset.bson_bytes,
-                   peak_rss_mb=round(done.peak_tree / MB, 1), temp_disk_bytes=probe.peak, stored_bytes=stored,
-                   extra={"samples": done.samples, "load1": load})
+    return Measure(
+        "old_pipeline",
+        size_mb,
+        run,
+        round(done.wall_s, 3),
+        dataset.bson_bytes,
+        peak_rss_mb=round(done.peak_tree / MB, 1),
+        temp_disk_bytes=probe.peak,
+        stored_bytes=stored,
+        extra={"samples": done.samples, "load1": load},
+    )
 
 
 def measure_ours_db(bench: Bench, dataset: Dataset, *, size_mb: int, run: int) -> Measure:
     """Our core path on one database, in backup_memory's child (transfer_database + verify_upload)."""
     tmpdir = bench.scratch("ours-tmp")
-    target = BackupTarget(uri=bench.source_uri, database=dataset.name, bucket=bench.bucket, endpoint=bench.endpoint,
-                          gnupghome=str(bench.key.home), fingerprint=bench.key.fingerprint)
+    target = BackupTarget(
+        uri=bench.source_uri,
+        database=dataset.name,
+        bucket=bench.bucket,
+        endpoint=bench.endpoint,
+        gnupghome=str(bench.key.home),
+        fingerprint=bench.key.fingerprint,
+    )
     probe = DiskProbe([tmpdir], ignore=[bench.key.home])
     load = _load1()
-    done = _checked(sample_tree(target.argv(), env=child_env(tmpdir), what=f"backup of {dataset.name}",
-                                on_sample=probe), f"backup child for {dataset.name}")
+    done = _checked(
+        sample_tree(target.argv(), env=child_env(tmpdir), what=f"backup of {dataset.name}", on_sample=probe),
+        f"backup child for {dataset.name}",
+    )
     report = _last_json_line(done.stdout, dataset.name)
     shutil.rmtree(tmpdir)
-    return Measure("ours_db", size_mb, run, report["backup_s"], dataset.bson_bytes,
-                   peak_rss_mb=round(done.peak_tree / MB, 1), temp_disk_bytes=probe.peak,
-                   stored_bytes=report["stored_bytes"],
-                   extra={"process_wall_s": round(done.wall_s, 3), "raw_bytes": report["raw_bytes"],
-                          "stage_seconds": report["stage_seconds"], "oplog_query_s": report.get("oplog_query_s"),
-                          "peak_rss_python_mb": round(done.peak_root / MB, 1),
-                          "peak_rss_gpg_mb": round(done.peak_descendants / MB, 1),
-                          "files_written": probe.written, "samples": done.samples, "load1": load})
+    return Measure(
+        "ours_db",
+        size_mb,
+        run,
+        report["backup_s"],
+        dataset.bson_bytes,
+        peak_rss_mb=round(done.peak_tree / MB, 1),
+        temp_disk_bytes=probe.peak,
+        stored_bytes=report["stored_bytes"],
+        extra={
+            "process_wall_s": round(done.wall_s, 3),
+            "raw_bytes": report["raw_bytes"],
+            "stage_seconds": report["stage_seconds"],
+            "oplog_query_s": report.get("oplog_query_s"),
+            "peak_rss_python_mb": round(done.peak_root / MB, 1),
+            "peak_rss_gpg_mb": round(done.peak_descendants / MB, 1),
+            "files_written": probe.written,
+            "samples": done.samples,
+            "load1": load,
+        },
+    )
 
 
 def measure_ours_instance(bench: Bench, data: SizeData, *, run: int) -> Measure:
     """Our core path over the instance's databases, in this module's `instance` child."""
     tmpdir = bench.scratch("instance-tmp")
     prefix = f"instance/{data.size_mb}mb/{run}-{uuid.uuid4().hex[:6]}/"
-    params = {"uri": bench.source_uri, "databases": [d.name for d in data.parts], "bucket": bench.bucket,
-              "endpoint": bench.endpoint, "gnupghome": str(bench.key.home), "fingerprint": bench.key.fingerprint,
-              "prefix": prefix}
+    params = {
+        "uri": bench.source_uri,
+        "databases": [d.name for d in data.parts],
+        "bucket": bench.bucket,
+        "endpoint": bench.endpoint,
+        "gnupghome": str(bench.key.home),
+        "fingerprint": bench.key.fingerprint,
+        "prefix": prefix,
+    }
     probe = DiskProbe([tmpdir], ignore=[bench.key.home])
     load = _load1()
-    done = _checked(sample_tree(_child_argv("instance", params), env=child_env(tmpdir),
-                                what=f"instance backup at {data.size_mb} MB", on_sample=probe), "instance child")
+    done = _checked(
+        sample_tree(
+            _child_argv("instance", params),
+            env=child_env(tmpdir),
+            what=f"instance backup at {data.size_mb} MB",
+            on_sample=probe,
+        ),
+        "instance child",
+    )
     report = _last_json_line(done.stdout, f"instance at {data.size_mb} MB")
     _delete_prefix(bench, prefix)
     shutil.rmtree(tmpdir)
-    return Measure("ours_instance", data.size_mb, run, report["backup_s"], data.instance_bytes,
-                   peak_rss_mb=round(done.peak_tree / MB, 1), temp_disk_bytes=probe.peak,
-                   stored_bytes=report["stored_bytes"],
-                   extra={"process_wall_s": round(done.wall_s, 3), "raw_bytes": report["raw_bytes"],
-                          "stage_seconds": report["stage_seconds"], "oplog_query_s": report["oplog_query_s"],
-                          "collstats_s": report["collstats_s"], "files_written": probe.written,
-                          "samples": done.samples, "load1": load})
+    return Measure(
+        "ours_instance",
+        data.size_mb,
+        run,
+        report["backup_s"],
+        data.instance_bytes,
+        peak_rss_mb=round(done.peak_tree / MB, 1),
+        temp_disk_bytes=probe.peak,
+        stored_bytes=report["stored_bytes"],
+        extra={
+            "process_wall_s": round(done.wall_s, 3),
+            "raw_bytes": report["raw_bytes"],
+            "stage_seconds": report["stage_seconds"],
+            "oplog_query_s": report["oplog_query_s"],
+            "collstats_s": report["collstats_s"],
+            "files_written": probe.written,
+            "samples": done.samples,
+            "load1": load,
+        },
+    )
 
 
 def measure_flow(bench: Bench, data: SizeData) -> Measure:
@@ -635,8 +788,12 @@ def measure_flow(bench: Bench, data: SizeData) -> Measure:
     prefix = f"flow/{data.size_mb}mb-{uuid.uuid4().hex[:6]}/"
     plan = {
         "instances": [{"name": "bench", "uri": bench.source_uri, "databases": [d.name for d in data.parts]}],
-        "storage": {"bucket": bench.bucket, "prefix": prefix, "endpoint_url": bench.endpoint,
-                    "region": MOTO_ENV["AWS_DEFAULT_REGION"]},
+        "storage": {
+            "bucket": bench.bucket,
+            "prefix": prefix,
+            "endpoint_url": bench.endpoint,
+            "region": MOTO_ENV["AWS_DEFAULT_REGION"],
+        },
         "encryption": {"recipients": [bench.key.fingerprint], "gnupghome": str(bench.key.home)},
         "compression": {"level": ZSTD_LEVEL, "threads": ZSTD_THREADS},
         "tiers": {"timezone": "UTC"},
@@ -648,43 +805,85 @@ def measure_flow(bench: Bench, data: SizeData) -> Measure:
     # PREFECT_HOME is Prefect's own state (profiles, logs), reported apart from temp disk below.
     probe = DiskProbe([tmpdir], ignore=[bench.key.home, prefect_home])
     load = _load1()
-    done = _checked(sample_tree([sys.executable, "-m", "flows.backup", "--plan", str(plan_path)], env=env,
-                                what=f"backup flow at {data.size_mb} MB", on_sample=probe), "backup flow")
+    done = _checked(
+        sample_tree(
+            [sys.executable, "-m", "flows.backup", "--plan", str(plan_path)],
+            env=env,
+            what=f"backup flow at {data.size_mb} MB",
+            on_sample=probe,
+        ),
+        "backup flow",
+    )
     storage = bench.storage()
     manifests = [storage.get_json(o.key) for o in storage.list_keys(prefix) if o.key.endswith(".manifest.json")]
-    transfer_s = sum((datetime.fromisoformat(m["finished_at"]) - datetime.fromisoformat(m["started_at"]))
-                     .total_seconds() for m in manifests)
+    transfer_s = sum(
+        (datetime.fromisoformat(m["finished_at"]) - datetime.fromisoformat(m["started_at"])).total_seconds()
+        for m in manifests
+    )
     stored = sum(m["sizes"]["encrypted_bytes"] for m in manifests)
     if len(manifests) != len(data.parts):
-        raise RuntimeError(f"the flow committed {len(manifests)} backups, expected {len(data.parts)}:\n"
-                           f"{done.stdout[-2000:]}")
+        raise RuntimeError(
+            f"the flow committed {len(manifests)} backups, expected {len(data.parts)}:\n{done.stdout[-2000:]}"
+        )
     _delete_prefix(bench, prefix)
     prefect_state = sum(_files_under(prefect_home).values())
     for folder in (tmpdir, prefect_home, plan_path.parent):
         shutil.rmtree(folder, ignore_errors=True)
-    return Measure("ours_flow", data.size_mb, 1, round(done.wall_s, 3), data.instance_bytes,
-                   peak_rss_mb=round(done.peak_tree / MB, 1), temp_disk_bytes=probe.peak, stored_bytes=stored,
-                   extra={"transfer_s_from_manifests": round(transfer_s, 3), "files_written": probe.written,
-                          "prefect_home_bytes": prefect_state,
-                          "samples": done.samples, "load1": load})
+    return Measure(
+        "ours_flow",
+        data.size_mb,
+        1,
+        round(done.wall_s, 3),
+        data.instance_bytes,
+        peak_rss_mb=round(done.peak_tree / MB, 1),
+        temp_disk_bytes=probe.peak,
+        stored_bytes=stored,
+        extra={
+            "transfer_s_from_manifests": round(transfer_s, 3),
+            "files_written": probe.written,
+            "prefect_home_bytes": prefect_state,
+            "samples": done.samples,
+            "load1": load,
+        },
+    )
 
 
 def measure_pipeline_alone(bench: Bench, size_mb: int, *, runs: int) -> list[Measure]:
     """zstd -> gpg -> S3 on `size_mb` of generated BSON, `runs` times in one child (data generated once)."""
     tmpdir = bench.scratch("pipeline-tmp")
-    params = {"size_bytes": size_mb * MB, "runs": runs, "bucket": bench.bucket, "endpoint": bench.endpoint,
-              "gnupghome": str(bench.key.home), "fingerprint": bench.key.fingerprint,
-              "prefix": f"pipeline/{size_mb}mb/"}
+    params = {
+        "size_bytes": size_mb * MB,
+        "runs": runs,
+        "bucket": bench.bucket,
+        "endpoint": bench.endpoint,
+        "gnupghome": str(bench.key.home),
+        "fingerprint": bench.key.fingerprint,
+        "prefix": f"pipeline/{size_mb}mb/",
+    }
     load = _load1()
-    done = _checked(sample_tree(_child_argv("pipeline", params), env=child_env(tmpdir),
-                                what=f"pipeline alone at {size_mb} MB"), "pipeline child")
+    done = _checked(
+        sample_tree(_child_argv("pipeline", params), env=child_env(tmpdir), what=f"pipeline alone at {size_mb} MB"),
+        "pipeline child",
+    )
     report = _last_json_line(done.stdout, f"pipeline at {size_mb} MB")
     shutil.rmtree(tmpdir)
-    return [Measure("pipeline_alone", size_mb, n, r["seconds"], r["raw_bytes"], stored_bytes=r["stored_bytes"],
-                    # The child holds the generated documents in memory: its RSS says nothing about the pipeline.
-                    extra={"stage_seconds": r["stage_seconds"], "child_peak_rss_mb": round(done.peak_tree / MB, 1),
-                           "load1": load})
-            for n, r in enumerate(report["runs"], start=1)]
+    return [
+        Measure(
+            "pipeline_alone",
+            size_mb,
+            n,
+            r["seconds"],
+            r["raw_bytes"],
+            stored_bytes=r["stored_bytes"],
+            # The child holds the generated documents in memory: its RSS says nothing about the pipeline.
+            extra={
+                "stage_seconds": r["stage_seconds"],
+                "child_peak_rss_mb": round(done.peak_tree / MB, 1),
+                "load1": load,
+            },
+        )
+        for n, r in enumerate(report["runs"], start=1)
+    ]
 
 
 @dataclass(frozen=True)
@@ -714,41 +913,73 @@ def prepare_restore_source(bench: Bench, dataset: Dataset, size_mb: int) -> Rest
     client = open_client(bench.source_uri)
     try:
         when = datetime.now(UTC)
-        location = BackupLocation(prefix="restore-source/", tier=Tier.DAILY, instance="bench", database=dataset.name,
-                                  taken_at=when, run_id=uuid.uuid4().hex[:8])
-        manifest = back_up_database(dump=DatabaseDump(client, "bench", dataset.name, tool_version=tool_version()),
-                                    location=location, storage=storage, gpg=Gpg(str(bench.key.home)),
-                                    keys=EncryptionKeys((bench.key.fingerprint,)),
-                                    compression=Compression(level=ZSTD_LEVEL, threads=ZSTD_THREADS))
+        location = BackupLocation(
+            prefix="restore-source/",
+            tier=Tier.DAILY,
+            instance="bench",
+            database=dataset.name,
+            taken_at=when,
+            run_id=uuid.uuid4().hex[:8],
+        )
+        manifest = back_up_database(
+            dump=DatabaseDump(client, "bench", dataset.name, tool_version=tool_version()),
+            location=location,
+            storage=storage,
+            gpg=Gpg(str(bench.key.home)),
+            keys=EncryptionKeys((bench.key.fingerprint,)),
+            compression=Compression(level=ZSTD_LEVEL, threads=ZSTD_THREADS),
+        )
     finally:
         client.close()
-    return RestoreSource(size_mb, dataset, manifest.object_key, location.manifest_key,
-                         manifest.sizes.encrypted_bytes)
+    return RestoreSource(size_mb, dataset, manifest.object_key, location.manifest_key, manifest.sizes.encrypted_bytes)
 
 
 def measure_restore_ours(bench: Bench, source: RestoreSource, *, run: int, verify: bool) -> Measure:
     """restore_backup (S3 -> gpg -> zstd -> archive reader -> insert threads) into a fresh database."""
     target = f"restored_{source.size_mb}mb_{'v' if verify else 'n'}{run}_{uuid.uuid4().hex[:4]}"
     tmpdir = bench.scratch("restore-tmp")
-    params = {"uri": _restore_uri(bench), "bucket": bench.bucket, "endpoint": bench.endpoint,
-              "gnupghome": str(bench.key.home), "key": source.key, "manifest_key": source.manifest_key,
-              "target_database": target, "verify": verify}
+    params = {
+        "uri": _restore_uri(bench),
+        "bucket": bench.bucket,
+        "endpoint": bench.endpoint,
+        "gnupghome": str(bench.key.home),
+        "key": source.key,
+        "manifest_key": source.manifest_key,
+        "target_database": target,
+        "verify": verify,
+    }
     probe = DiskProbe([tmpdir], ignore=[bench.key.home])
     load = _load1()
     try:
-        done = _checked(sample_tree(_child_argv("restore", params), env=child_env(tmpdir),
-                                    what=f"restore into {target}", on_sample=probe), "restore child")
+        done = _checked(
+            sample_tree(
+                _child_argv("restore", params), env=child_env(tmpdir), what=f"restore into {target}", on_sample=probe
+            ),
+            "restore child",
+        )
         report = _last_json_line(done.stdout, target)
         _check_restored(bench, target, source.dataset)
     finally:
         _drop_restored(bench, target)
         shutil.rmtree(tmpdir)
     subject = "restore_ours" if verify else "restore_ours_noverify"
-    return Measure(subject, source.size_mb, run, report["restore_s"], source.dataset.bson_bytes,
-                   peak_rss_mb=round(done.peak_tree / MB, 1), temp_disk_bytes=probe.peak,
-                   extra={"process_wall_s": round(done.wall_s, 3), "archive_bytes": report["archive_bytes"],
-                          "verdict": report["verdict"], "peak_rss_python_mb": round(done.peak_root / MB, 1),
-                          "peak_rss_gpg_mb": round(done.peak_descendants / MB, 1), "load1": load})
+    return Measure(
+        subject,
+        source.size_mb,
+        run,
+        report["restore_s"],
+        source.dataset.bson_bytes,
+        peak_rss_mb=round(done.peak_tree / MB, 1),
+        temp_disk_bytes=probe.peak,
+        extra={
+            "process_wall_s": round(done.wall_s, 3),
+            "archive_bytes": report["archive_bytes"],
+            "verdict": report["verdict"],
+            "peak_rss_python_mb": round(done.peak_root / MB, 1),
+            "peak_rss_gpg_mb": round(done.peak_descendants / MB, 1),
+            "load1": load,
+        },
+    )
 
 
 def measure_mongorestore_prep(bench: Bench, source: RestoreSource, *, run: int) -> tuple[Measure, Path]:
@@ -772,24 +1003,43 @@ def measure_mongorestore_prep(bench: Bench, source: RestoreSource, *, run: int) 
         decrypted.close()
     wall = time.perf_counter() - started
     size = out.stat().st_size
-    return Measure("mongorestore_prep", source.size_mb, run, round(wall, 3), source.dataset.bson_bytes,
-                   temp_disk_bytes=size, extra={"archive_bytes": size, "load1": load}), out
+    return Measure(
+        "mongorestore_prep",
+        source.size_mb,
+        run,
+        round(wall, 3),
+        source.dataset.bson_bytes,
+        temp_disk_bytes=size,
+        extra={"archive_bytes": size, "load1": load},
+    ), out
 
 
 def measure_mongorestore(bench: Bench, source: RestoreSource, archive: Path, *, run: int) -> Measure:
     """Stock `mongorestore --archive=FILE` under wine into a fresh database (--nsFrom/--nsTo)."""
     tools = _tools(bench)
     target = f"mongorestored_{source.size_mb}mb_{run}_{uuid.uuid4().hex[:4]}"
-    argv = tools.argv("mongorestore", f"--uri={_restore_uri(bench)}", f"--archive={archive}",
-                      f"--nsFrom={source.dataset.name}.*", f"--nsTo={target}.*")
+    argv = tools.argv(
+        "mongorestore",
+        f"--uri={_restore_uri(bench)}",
+        f"--archive={archive}",
+        f"--nsFrom={source.dataset.name}.*",
+        f"--nsTo={target}.*",
+    )
     load = _load1()
     try:
         done = _checked(sample_tree(argv, env=tools.env(), what=f"mongorestore into {target}"), "mongorestore")
         _check_restored(bench, target, source.dataset)
     finally:
         _drop_restored(bench, target)
-    return Measure("mongorestore", source.size_mb, run, round(done.wall_s, 3), source.dataset.bson_bytes,
-                   peak_rss_mb=round(done.peak_tree / MB, 1), extra={"samples": done.samples, "load1": load})
+    return Measure(
+        "mongorestore",
+        source.size_mb,
+        run,
+        round(done.wall_s, 3),
+        source.dataset.bson_bytes,
+        peak_rss_mb=round(done.peak_tree / MB, 1),
+        extra={"samples": done.samples, "load1": load},
+    )
 
 
 def _tools(bench: Bench) -> MongoTools:
@@ -809,8 +1059,9 @@ def _check_restored(bench: Bench, database: str, dataset: Dataset) -> None:
     finally:
         client.close()
     if count != dataset.documents:
-        raise RuntimeError(f"{database} holds {count} documents after the restore, {dataset.name} has "
-                           f"{dataset.documents}")
+        raise RuntimeError(
+            f"{database} holds {count} documents after the restore, {dataset.name} has {dataset.documents}"
+        )
 
 
 def _drop_restored(bench: Bench, database: str) -> None:
@@ -838,26 +1089,36 @@ def _s3cmd_config(bench: Bench) -> Path:
     path = bench.work / "s3cmd.cfg"
     if not path.exists():
         host = bench.endpoint.removeprefix("http://").rstrip("/")
-        path.write_text("\n".join([
-            "[default]",
-            f"access_key = {MOTO_ENV['AWS_ACCESS_KEY_ID']}",
-            f"secret_key = {MOTO_ENV['AWS_SECRET_ACCESS_KEY']}",
-            f"host_base = {host}",
-            f"host_bucket = {host}",
-            f"bucket_location = {MOTO_ENV['AWS_DEFAULT_REGION']}",
-            "use_https = False",
-            "signature_v2 = False",
-            "guess_mime_type = False",
-            "",
-        ]))
+        path.write_text(
+            "\n".join(
+                [
+                    "[default]",
+                    f"access_key = {MOTO_ENV['AWS_ACCESS_KEY_ID']}",
+                    f"secret_key = {MOTO_ENV['AWS_SECRET_ACCESS_KEY']}",
+                    f"host_base = {host}",
+                    f"host_bucket = {host}",
+                    f"bucket_location = {MOTO_ENV['AWS_DEFAULT_REGION']}",
+                    "use_https = False",
+                    "signature_v2 = False",
+                    "guess_mime_type = False",
+                    "",
+                ]
+            )
+        )
     return path
 
 
 # --- one benchmark --------------------------------------------------------------------------------------------
 
 
-def measure_backups(bench: Bench, data: SizeData, *, run: int, subjects: Sequence[str] = BACKUP_SUBJECTS,
-                    progress: Callable[[str], None] = print) -> list[Measure]:
+def measure_backups(
+    bench: Bench,
+    data: SizeData,
+    *,
+    run: int,
+    subjects: Sequence[str] = BACKUP_SUBJECTS,
+    progress: Callable[[str], None] = print,
+) -> list[Measure]:
     """One run of each backup subject at one size."""
     measures: list[Measure] = []
     for subject in subjects:
@@ -882,11 +1143,14 @@ def measure_backups(bench: Bench, data: SizeData, *, run: int, subjects: Sequenc
     return measures
 
 
-def measure_restores(bench: Bench, source: RestoreSource, *, run: int, wine: bool = True,
-                     progress: Callable[[str], None] = print) -> list[Measure]:
+def measure_restores(
+    bench: Bench, source: RestoreSource, *, run: int, wine: bool = True, progress: Callable[[str], None] = print
+) -> list[Measure]:
     """One run of each restore subject at one size."""
-    measures = [measure_restore_ours(bench, source, run=run, verify=True),
-                measure_restore_ours(bench, source, run=run, verify=False)]
+    measures = [
+        measure_restore_ours(bench, source, run=run, verify=True),
+        measure_restore_ours(bench, source, run=run, verify=False),
+    ]
     if wine:
         prep, archive = measure_mongorestore_prep(bench, source, run=run)
         try:
@@ -929,8 +1193,15 @@ def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
         key = create_gpg_key("Backup Compare <compare@localhost>", home=gpg_home)
         print(f"services under {run_dir}: starting mongo-a, mongo-b, moto", flush=True)
         services.start(["mongo-a", "mongo-b", "moto"])
-        bench = Bench(source_uri=services.mongo_uri("mongo-a"), restore_uri=services.mongo_uri("mongo-b"),
-                      endpoint=services.url("moto"), bucket=BUCKET, key=key, work=work, tools=tools)
+        bench = Bench(
+            source_uri=services.mongo_uri("mongo-a"),
+            restore_uri=services.mongo_uri("mongo-b"),
+            endpoint=services.url("moto"),
+            bucket=BUCKET,
+            key=key,
+            work=work,
+            tools=tools,
+        )
         with contextlib.suppress(Exception):  # already there from an earlier --keep-data run
             bench.s3().create_bucket(Bucket=BUCKET)
         tools.prepare()
@@ -938,8 +1209,10 @@ def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
         client: MongoClient = MongoClient(bench.source_uri)
         try:
             clock = time.perf_counter()
-            data = [prepare_size(client, size, reuse=keep_data, progress=lambda line: print(line, flush=True))
-                    for size in sizes]
+            data = [
+                prepare_size(client, size, reuse=keep_data, progress=lambda line: print(line, flush=True))
+                for size in sizes
+            ]
             phases["generate"] = time.perf_counter() - clock
         finally:
             client.close()
@@ -1005,9 +1278,13 @@ def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
     document = {
         "benchmark": "compare",
         "finished_at": finished_at.isoformat(timespec="seconds"),
-        "mb": MB, "sizes_mb": list(sizes), "runs": runs, "total_seconds": round(total, 1),
+        "mb": MB,
+        "sizes_mb": list(sizes),
+        "runs": runs,
+        "total_seconds": round(total, 1),
         "phase_seconds": {k: round(v, 1) for k, v in phases.items()},
-        "machine": machine, "subjects": SUBJECTS,
+        "machine": machine,
+        "subjects": SUBJECTS,
         "summaries": [asdict(s) for s in summaries],
         "targets": [asdict(t) | {"line": t.line()} for t in targets],
         "measures": [asdict(m) | {"mb_per_s": round(m.mb_per_s, 2)} for m in measures],
@@ -1017,8 +1294,10 @@ def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
     draw_chart(summaries, RESULTS_PNG, title=f"bench.compare on {machine['cpu_model']} x{machine['nproc']}")
     PUBLISHED_MD.write_text(results_markdown(summaries, targets, machine, sizes, runs, total, finished_at))
     shutil.copyfile(RESULTS_PNG, PUBLISHED_PNG)
-    print(f"\nwritten: {_rel(RESULTS_JSON)}, {_rel(RESULTS_PNG)}; published: {_rel(PUBLISHED_MD)}, "
-          f"{_rel(PUBLISHED_PNG)}; whole benchmark {total:.0f} s")
+    print(
+        f"\nwritten: {_rel(RESULTS_JSON)}, {_rel(RESULTS_PNG)}; published: {_rel(PUBLISHED_MD)}, "
+        f"{_rel(PUBLISHED_PNG)}; whole benchmark {total:.0f} s"
+    )
     return 0
 
 
@@ -1053,17 +1332,28 @@ def summarize(measures: Sequence[Measure]) -> list[Summary]:
     order = list(SUBJECTS)
     summaries = []
     for (subject, size), group in sorted(groups.items(), key=lambda kv: (kv[0][1], order.index(kv[0][0]))):
-        ratios = {column: round(walls[(subject, size)] / walls[(ref, size)], 2)
-                  for column, ref in RATIOS.get(subject, {}).items() if walls.get((ref, size))}
+        ratios = {
+            column: round(walls[(subject, size)] / walls[(ref, size)], 2)
+            for column, ref in RATIOS.get(subject, {}).items()
+            if walls.get((ref, size))
+        }
         rss = [m.peak_rss_mb for m in group if m.peak_rss_mb is not None]
         disk = [m.temp_disk_bytes for m in group if m.temp_disk_bytes is not None]
         stored = [m.stored_bytes for m in group if m.stored_bytes is not None]
-        summaries.append(Summary(
-            subject=subject, size_mb=size, runs=len(group), wall_s=round(walls[(subject, size)], 3),
-            mb_per_s=round(statistics.median(m.mb_per_s for m in group), 2),
-            peak_rss_mb=max(rss) if rss else None, temp_disk_mb=round(max(disk) / MB, 2) if disk else None,
-            stored_mb=round(statistics.median(stored) / MB, 2) if stored else None, ratios=ratios,
-            details=_median_details(group)))
+        summaries.append(
+            Summary(
+                subject=subject,
+                size_mb=size,
+                runs=len(group),
+                wall_s=round(walls[(subject, size)], 3),
+                mb_per_s=round(statistics.median(m.mb_per_s for m in group), 2),
+                peak_rss_mb=max(rss) if rss else None,
+                temp_disk_mb=round(max(disk) / MB, 2) if disk else None,
+                stored_mb=round(statistics.median(stored) / MB, 2) if stored else None,
+                ratios=ratios,
+                details=_median_details(group),
+            )
+        )
     return summaries
 
 
@@ -1077,17 +1367,37 @@ def _median_details(group: Sequence[Measure]) -> dict[str, float]:
     return {key: round(statistics.median(v), 3) for key, v in values.items()}
 
 
-_TABLE_COLUMNS = ("size MB", "subject", "runs", "wall s", "MB/s", "peak RSS MB", "temp disk MB", "stored MB",
-                  "÷ floor", "÷ mongodump", "÷ old", "÷ mongorestore")
+_TABLE_COLUMNS = (
+    "size MB",
+    "subject",
+    "runs",
+    "wall s",
+    "MB/s",
+    "peak RSS MB",
+    "temp disk MB",
+    "stored MB",
+    "÷ floor",
+    "÷ mongodump",
+    "÷ old",
+    "÷ mongorestore",
+)
 
 
 def _cells(s: Summary) -> tuple[str, ...]:
     def opt(value: float | None, fmt: str) -> str:
         return "" if value is None else format(value, fmt)
 
-    return (str(s.size_mb), s.label, str(s.runs), f"{s.wall_s:.2f}", f"{s.mb_per_s:.1f}", opt(s.peak_rss_mb, ".1f"),
-            opt(s.temp_disk_mb, ".1f"), opt(s.stored_mb, ".1f"),
-            *(f"{s.ratios[c]:.2f}x" if c in s.ratios else "" for c in RATIO_COLUMNS))
+    return (
+        str(s.size_mb),
+        s.label,
+        str(s.runs),
+        f"{s.wall_s:.2f}",
+        f"{s.mb_per_s:.1f}",
+        opt(s.peak_rss_mb, ".1f"),
+        opt(s.temp_disk_mb, ".1f"),
+        opt(s.stored_mb, ".1f"),
+        *(f"{s.ratios[c]:.2f}x" if c in s.ratios else "" for c in RATIO_COLUMNS),
+    )
 
 
 def format_table(summaries: Sequence[Summary]) -> str:
@@ -1096,8 +1406,9 @@ def format_table(summaries: Sequence[Summary]) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(len(_TABLE_COLUMNS))]
 
     def render(row: Sequence[str]) -> str:
-        return " | ".join(c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths,
-                                                                                                  strict=True)))
+        return " | ".join(
+            c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
 
     lines = [render(_TABLE_COLUMNS), "-+-".join("-" * w for w in widths)]
     previous = None
@@ -1110,8 +1421,10 @@ def format_table(summaries: Sequence[Summary]) -> str:
 
 
 def markdown_table(summaries: Sequence[Summary]) -> str:
-    lines = ["| " + " | ".join(_TABLE_COLUMNS) + " |",
-             "|" + "|".join("---" if i == 1 else "---:" for i in range(len(_TABLE_COLUMNS))) + "|"]
+    lines = [
+        "| " + " | ".join(_TABLE_COLUMNS) + " |",
+        "|" + "|".join("---" if i == 1 else "---:" for i in range(len(_TABLE_COLUMNS))) + "|",
+    ]
     lines += ["| " + " | ".join(_cells(s)) + " |" for s in summaries]
     return "\n".join(lines)
 
@@ -1145,35 +1458,60 @@ def check_targets(summaries: Sequence[Summary]) -> list[TargetVerdict]:
         return values, ", ".join(texts)
 
     verdicts = []
-    for column, limit, name in (("floor", TARGET_FLOOR_RATIO, "backup wall <= 1.25x the floor"),
-                                ("mongodump", TARGET_MONGODUMP_RATIO, "backup wall <= stock mongodump")):
+    for column, limit, name in (
+        ("floor", TARGET_FLOOR_RATIO, "backup wall <= 1.25x the floor"),
+        ("mongodump", TARGET_MONGODUMP_RATIO, "backup wall <= stock mongodump"),
+    ):
         values, text = per_size("ours_db", lambda s, c=column: s.ratios.get(c), ".2f")
-        verdicts.append(TargetVerdict(name, all(v <= limit for v in values) if values else None,
-                                      f"ours (1 db) / {column}: {text or '-'}"))
+        verdicts.append(
+            TargetVerdict(
+                name, all(v <= limit for v in values) if values else None, f"ours (1 db) / {column}: {text or '-'}"
+            )
+        )
     peaks, text = per_size("ours_db", lambda s: s.peak_rss_mb, ".1f")
     spread = max(peaks) - min(peaks) if peaks else 0.0
-    verdicts.append(TargetVerdict(
-        f"peak RSS < {TARGET_PEAK_MB:.0f} MB and flat within {TARGET_FLAT_MB:.0f} MB",
-        (max(peaks) < TARGET_PEAK_MB and spread <= TARGET_FLAT_MB) if peaks else None,
-        f"ours (1 db, python + gpg, worst run): {text or '-'}; spread {spread:.1f} MB"))
-    disks = [(s.label, s.size_mb, s.temp_disk_mb) for s in summaries
-             if s.subject in ("ours_db", "ours_instance", "ours_flow", "restore_ours", "restore_ours_noverify")
-             and s.temp_disk_mb is not None]
+    verdicts.append(
+        TargetVerdict(
+            f"peak RSS < {TARGET_PEAK_MB:.0f} MB and flat within {TARGET_FLAT_MB:.0f} MB",
+            (max(peaks) < TARGET_PEAK_MB and spread <= TARGET_FLAT_MB) if peaks else None,
+            f"ours (1 db, python + gpg, worst run): {text or '-'}; spread {spread:.1f} MB",
+        )
+    )
+    disks = [
+        (s.label, s.size_mb, s.temp_disk_mb)
+        for s in summaries
+        if s.subject in ("ours_db", "ours_instance", "ours_flow", "restore_ours", "restore_ours_noverify")
+        and s.temp_disk_mb is not None
+    ]
     worst = max((d for d in disks), key=lambda d: d[2], default=None)
-    verdicts.append(TargetVerdict(
-        "zero temp disk", all(d[2] == 0 for d in disks) if disks else None,
-        f"{len(disks)} rows of ours (backups, flow, restores); largest {worst[2]:.2f} MB ({worst[0]} at "
-        f"{worst[1]} MB)" if worst else "-"))
+    verdicts.append(
+        TargetVerdict(
+            "zero temp disk",
+            all(d[2] == 0 for d in disks) if disks else None,
+            f"{len(disks)} rows of ours (backups, flow, restores); largest {worst[2]:.2f} MB ({worst[0]} at "
+            f"{worst[1]} MB)"
+            if worst
+            else "-",
+        )
+    )
     values, text = per_size("restore_ours", lambda s: s.ratios.get("mongorestore"), ".2f")
     _, text_off = per_size("restore_ours_noverify", lambda s: s.ratios.get("mongorestore"), ".2f")
-    verdicts.append(TargetVerdict(
-        "restore wall <= 1.0x stock mongorestore", all(v <= TARGET_RESTORE_RATIO for v in values) if values else None,
-        f"ours (verify on) / mongorestore: {text or '-'}; verify off: {text_off or '-'} "
-        "(mongorestore's decrypt+decompress prep not included)"))
+    verdicts.append(
+        TargetVerdict(
+            "restore wall <= 1.0x stock mongorestore",
+            all(v <= TARGET_RESTORE_RATIO for v in values) if values else None,
+            f"ours (verify on) / mongorestore: {text or '-'}; verify off: {text_off or '-'} "
+            "(mongorestore's decrypt+decompress prep not included)",
+        )
+    )
     values, text = per_size("pipeline_alone", lambda s: s.mb_per_s, ".1f")
-    verdicts.append(TargetVerdict(
-        f"compress+encrypt+upload >= {TARGET_PIPELINE_MB_S:.0f} MB/s",
-        all(v >= TARGET_PIPELINE_MB_S for v in values) if values else None, f"MB/s: {text or '-'}"))
+    verdicts.append(
+        TargetVerdict(
+            f"compress+encrypt+upload >= {TARGET_PIPELINE_MB_S:.0f} MB/s",
+            all(v >= TARGET_PIPELINE_MB_S for v in values) if values else None,
+            f"MB/s: {text or '-'}",
+        )
+    )
     return verdicts
 
 
@@ -1195,58 +1533,82 @@ def machine_info() -> dict[str, Any]:
         "zstd": f"level {ZSTD_LEVEL}, {ZSTD_THREADS} threads",
     }
     with contextlib.suppress(Exception):
-        info["gpg"] = subprocess.run(["gpg", "--version"], capture_output=True, text=True, check=False,
-                                     timeout=30).stdout.splitlines()[0]
+        info["gpg"] = subprocess.run(
+            ["gpg", "--version"], capture_output=True, text=True, check=False, timeout=30
+        ).stdout.splitlines()[0]
     with contextlib.suppress(Exception):
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                              text=True, check=False, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, check=False, timeout=30).stdout.split()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        ).stdout.split()
         info["git"] = head + (" + uncommitted changes to " + ", ".join(dirty[1::2]) if dirty else "")
     return info
 
 
 def header_text(machine: dict[str, Any], sizes: Sequence[int], runs: int, total: float) -> str:
-    return (f"machine: {machine['nproc']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB; "
-            f"load average at start {machine['load_average_start'][0]}, at end "
-            f"{machine.get('load_average_end', ['?'])[0]}; python {machine['python']}; {machine.get('gpg', '')}\n"
-            f"code: {machine.get('git', '?')}\n"
-            f"sizes {', '.join(map(str, sizes))} MB (MB = 2^20 bytes of BSON), median of {runs} runs (flow: 1 run); "
-            f"zstd {machine['zstd']}; SecantusDB oplog capped at {machine['oplog_max_entries']} entries; "
-            f"wine start-up {machine.get('wine_startup_s', '?')} s per stock-tool run; whole run {total:.0f} s")
+    return (
+        f"machine: {machine['nproc']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB; "
+        f"load average at start {machine['load_average_start'][0]}, at end "
+        f"{machine.get('load_average_end', ['?'])[0]}; python {machine['python']}; {machine.get('gpg', '')}\n"
+        f"code: {machine.get('git', '?')}\n"
+        f"sizes {', '.join(map(str, sizes))} MB (MB = 2^20 bytes of BSON), median of {runs} runs (flow: 1 run); "
+        f"zstd {machine['zstd']}; SecantusDB oplog capped at {machine['oplog_max_entries']} entries; "
+        f"wine start-up {machine.get('wine_startup_s', '?')} s per stock-tool run; whole run {total:.0f} s"
+    )
 
 
-def results_markdown(summaries: Sequence[Summary], targets: Sequence[TargetVerdict], machine: dict[str, Any],
-                     sizes: Sequence[int], runs: int, total: float, finished_at: datetime) -> str:
+def results_markdown(
+    summaries: Sequence[Summary],
+    targets: Sequence[TargetVerdict],
+    machine: dict[str, Any],
+    sizes: Sequence[int],
+    runs: int,
+    total: float,
+    finished_at: datetime,
+) -> str:
     """bench/RESULTS.md: the latest table, the machine it ran on and the targets (written by the CLI)."""
     notes = time_notes(summaries)
-    return "\n".join([
-        "# Comparative benchmark: latest results",
-        "",
-        f"Written by `.venv/bin/python -m bench.compare --sizes {','.join(map(str, sizes))} --runs {runs}` on "
-        f"{finished_at.strftime('%Y-%m-%d %H:%M UTC')}. What each column means, and why targets are missed: "
-        "`bench/README.md`.",
-        "",
-        "```",
-        header_text(machine, sizes, runs, total),
-        "```",
-        "",
-        markdown_table(summaries),
-        "",
-        "Ratios are wall-time ratios of medians (lower is better for ours). `÷ floor` of the instance and flow rows "
-        "is against the floor of the instance's three databases.",
-        "",
-        "## Targets",
-        "",
-        *(f"- {t.line()}" for t in targets),
-        "",
-        "## Where the time goes (measured in this run)",
-        "",
-        *(f"- {n}" for n in notes),
-        "",
-        "![chart](compare.png)",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Comparative benchmark: latest results",
+            "",
+            f"Written by `.venv/bin/python -m bench.compare --sizes {','.join(map(str, sizes))} --runs {runs}` on "
+            f"{finished_at.strftime('%Y-%m-%d %H:%M UTC')}. What each column means, and why targets are missed: "
+            "`bench/README.md`.",
+            "",
+            "```",
+            header_text(machine, sizes, runs, total),
+            "```",
+            "",
+            markdown_table(summaries),
+            "",
+            "Ratios are wall-time ratios of medians (lower is better for ours). `÷ floor` of the instance and "
+            "flow rows is against the floor of the instance's three databases.",
+            "",
+            "## Targets",
+            "",
+            *(f"- {t.line()}" for t in targets),
+            "",
+            "## Where the time goes (measured in this run)",
+            "",
+            *(f"- {n}" for n in notes),
+            "",
+            "![chart](compare.png)",
+            "",
+        ]
+    )
 
 
 def time_notes(summaries: Sequence[Summary]) -> list[str]:
@@ -1264,22 +1626,28 @@ def time_notes(summaries: Sequence[Summary]) -> list[str]:
         oplog = ours.details.get("oplog_query_s", 0.0)
         stages = "/".join(f"{ours.details.get(f'stage:{n}', 0.0):.2f}" for n in ("dump", "compress", "upload"))
         net = ours.wall_s - collstats - oplog
-        note = (f"{size} MB, ours (1 db): wall {ours.wall_s:.2f} s (stage s dump/compress/upload {stages}); "
-                f"collStats {collstats:.2f} s + oplog queries {oplog:.2f} s are SecantusDB scans; without them "
-                f"{net:.2f} s = {net / floor.wall_s:.2f}x the floor ({floor.wall_s:.2f} s)")
+        note = (
+            f"{size} MB, ours (1 db): wall {ours.wall_s:.2f} s (stage s dump/compress/upload {stages}); "
+            f"collStats {collstats:.2f} s + oplog queries {oplog:.2f} s are SecantusDB scans; without them "
+            f"{net:.2f} s = {net / floor.wall_s:.2f}x the floor ({floor.wall_s:.2f} s)"
+        )
         if dump is not None:
             dump_net = dump.wall_s - dump.details.get("collstats_s", 0.0) - dump.details.get("oplog_query_s", 0.0)
-            note += (f"; the dump alone takes {dump.wall_s:.2f} s ({dump_net:.2f} s without those scans = "
-                     f"{dump_net / floor.wall_s:.2f}x the floor), so running zstd+gpg+S3 beside it adds "
-                     f"{ours.wall_s - dump.wall_s:.2f} s")
+            note += (
+                f"; the dump alone takes {dump.wall_s:.2f} s ({dump_net:.2f} s without those scans = "
+                f"{dump_net / floor.wall_s:.2f}x the floor), so running zstd+gpg+S3 beside it adds "
+                f"{ours.wall_s - dump.wall_s:.2f} s"
+            )
         notes.append(note)
     for size in sorted({s.size_mb for s in summaries}):
         flow, instance = by.get(("ours_flow", size)), by.get(("ours_instance", size))
         if flow is not None:
             inside = flow.details.get("transfer_s_from_manifests", 0.0)
-            notes.append(f"{size} MB, backup flow: {flow.wall_s:.2f} s for the whole `python -m flows.backup` "
-                         f"process, of which the transfers took {inside:.2f} s"
-                         + (f" (core path for the same databases: {instance.wall_s:.2f} s)" if instance else ""))
+            notes.append(
+                f"{size} MB, backup flow: {flow.wall_s:.2f} s for the whole `python -m flows.backup` "
+                f"process, of which the transfers took {inside:.2f} s"
+                + (f" (core path for the same databases: {instance.wall_s:.2f} s)" if instance else "")
+            )
     return notes
 
 
@@ -1294,8 +1662,13 @@ def draw_chart(summaries: Sequence[Summary], path: Path, *, title: str) -> None:
     by = {(s.subject, s.size_mb): s for s in summaries}
     x = list(range(len(sizes)))
 
-    def series(ax: Any, subjects: Sequence[str], value: Callable[[Summary], float | None], *,
-               label: Callable[[str], str] = lambda subject: SUBJECTS[subject]) -> None:
+    def series(
+        ax: Any,
+        subjects: Sequence[str],
+        value: Callable[[Summary], float | None],
+        *,
+        label: Callable[[str], str] = lambda subject: SUBJECTS[subject],
+    ) -> None:
         for subject in subjects:
             points = [(i, value(by[(subject, size)])) for i, size in enumerate(sizes) if (subject, size) in by]
             points = [(i, v) for i, v in points if v is not None]
@@ -1304,19 +1677,28 @@ def draw_chart(summaries: Sequence[Summary], path: Path, *, title: str) -> None:
 
     fig, axes = plt.subplots(2, 3, figsize=(17, 9.5))
     panels = axes.flatten()
-    series(panels[0], ("floor", "dump_alone", "mongodump", "old_pipeline", "ours_db", "floor_instance", "ours_instance",
-                       "ours_flow"), lambda s: s.mb_per_s)
+    series(
+        panels[0],
+        ("floor", "dump_alone", "mongodump", "old_pipeline", "ours_db", "floor_instance", "ours_instance", "ours_flow"),
+        lambda s: s.mb_per_s,
+    )
     panels[0].set_title("backup throughput (MB/s of BSON, higher is better)")
-    series(panels[1], ("ours_db", "ours_instance", "ours_flow", "old_pipeline", "mongodump", "restore_ours",
-                       "mongorestore"), lambda s: s.peak_rss_mb)
+    series(
+        panels[1],
+        ("ours_db", "ours_instance", "ours_flow", "old_pipeline", "mongodump", "restore_ours", "mongorestore"),
+        lambda s: s.peak_rss_mb,
+    )
     panels[1].axhline(TARGET_PEAK_MB, color="red", linestyle="--", label=f"target {TARGET_PEAK_MB:.0f} MB")
     panels[1].set_title("peak RSS of the process tree (MB)")
     # The prep (a file copy at 100-300 MB/s) would flatten the restores' lines: its disk use is in panel 6.
     series(panels[2], ("restore_ours", "restore_ours_noverify", "mongorestore"), lambda s: s.mb_per_s)
     panels[2].set_title("restore throughput (MB/s of BSON, higher is better)")
-    for subject, column, name in (("ours_db", "floor", "ours / floor"), ("ours_db", "mongodump", "ours / mongodump"),
-                                  ("ours_db", "old", "ours / old pipeline"),
-                                  ("restore_ours", "mongorestore", "restore ours / mongorestore")):
+    for subject, column, name in (
+        ("ours_db", "floor", "ours / floor"),
+        ("ours_db", "mongodump", "ours / mongodump"),
+        ("ours_db", "old", "ours / old pipeline"),
+        ("restore_ours", "mongorestore", "restore ours / mongorestore"),
+    ):
         points = [(i, by[(subject, size)].ratios.get(column)) for i, size in enumerate(sizes) if (subject, size) in by]
         points = [(i, v) for i, v in points if v is not None]
         if points:
@@ -1356,12 +1738,18 @@ def _sizes(text: str) -> list[int]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=_sizes, default=list(DEFAULT_SIZES),
-                        help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 8,24,64)")
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=list(DEFAULT_SIZES),
+        help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 8,24,64)",
+    )
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="runs per figure (default: 3)")
-    parser.add_argument("--keep-data", action="store_true",
-                        help=f"keep the services' state in {_rel(KEEP_RUN_DIR)} and reuse the databases an "
-                             "earlier run generated")
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help=f"keep the services' state in {_rel(KEEP_RUN_DIR)} and reuse the databases an earlier run generated",
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -35,11 +35,13 @@ def load_sample_data(services: LocalServices) -> None:
     """Two small "replica sets": rs-a with a shop and an analytics database, rs-b with accounts."""
     with MongoClient(services.mongo_uri("mongo-a")) as a:
         a.drop_database("shop")
-        a.shop.customers.insert_many([{"_id": n, "name": f"customer {n}", "email": f"c{n}@example.com"}
-                                      for n in range(2_000)])
+        a.shop.customers.insert_many(
+            [{"_id": n, "name": f"customer {n}", "email": f"c{n}@example.com"} for n in range(2_000)]
+        )
         a.shop.customers.create_index([("email", ASCENDING)], unique=True)
-        a.shop.orders.insert_many([{"customer": n % 2_000, "total": n * 1.25, "items": [{"sku": n % 97}]}
-                                   for n in range(20_000)])
+        a.shop.orders.insert_many(
+            [{"customer": n % 2_000, "total": n * 1.25, "items": [{"sku": n % 97}]} for n in range(20_000)]
+        )
         a.shop.command({"create": "big_orders", "viewOn": "orders", "pipeline": [{"$match": {"total": {"$gt": 100}}}]})
         a.drop_database("analytics-2026")
         a["analytics-2026"].events.insert_many([{"kind": "click", "n": n} for n in range(5_000)])
@@ -53,8 +55,11 @@ def load_sample_data(services: LocalServices) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", default=str(ROOT / ".run" / "demo"))
-    parser.add_argument("--keep-running", action="store_true", help="leave the services up (stop: python -m "
-                        "devservices stop --run-dir RUN_DIR)")
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the services up (stop: python -m devservices stop --run-dir RUN_DIR)",
+    )
     args = parser.parse_args(argv)
     services = LocalServices(Path(args.run_dir), DEMO_PORTS)
     if not any(status.healthy for status in services.status()):
@@ -67,10 +72,15 @@ def main(argv: list[str] | None = None) -> int:
         key = create_gpg_key("Demo Backup Key <backup@demo.invalid>", home=gpg_home)
         KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(key.public_key_file, KEY_FILE)
-        os.environ.update({"GNUPGHOME": str(gpg_home), "PREFECT_API_URL": services.url("prefect"),
-                           "AWS_ACCESS_KEY_ID": S3_TEST_CREDENTIALS["aws_access_key_id"],
-                           "AWS_SECRET_ACCESS_KEY": S3_TEST_CREDENTIALS["aws_secret_access_key"],
-                           "AWS_DEFAULT_REGION": S3_TEST_REGION})
+        os.environ.update(
+            {
+                "GNUPGHOME": str(gpg_home),
+                "PREFECT_API_URL": services.url("prefect"),
+                "AWS_ACCESS_KEY_ID": S3_TEST_CREDENTIALS["aws_access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": S3_TEST_CREDENTIALS["aws_secret_access_key"],
+                "AWS_DEFAULT_REGION": S3_TEST_REGION,
+            }
+        )
         step("loading sample data")
         load_sample_data(services)
         s3 = boto3.client("s3", endpoint_url=services.url("moto"), region_name=S3_TEST_REGION)
@@ -98,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
 
         step(f"status from the bucket (python -m flows.status --plan {PLAN.relative_to(ROOT)})")
         status_main(["--plan", str(PLAN)])
-        step("fire drill: newest backup of every database restored into the scratch instance, verified against "
-             "its manifest, dropped")
+        step(
+            "fire drill: newest backup of every database restored into the scratch instance, verified against "
+            "its manifest, dropped"
+        )
         if firedrill_main(["--plan", str(PLAN)]) != 0:
             print("demo: the fire drill failed; see the log above", file=sys.stderr)
             return 1
@@ -121,8 +133,9 @@ def step(message: str) -> None:
 
 def print_events(influx_url: str, measurements: tuple[str, ...]) -> None:
     for measurement in measurements:
-        reply = httpx.get(f"{influx_url}/query", params={"db": "backups", "q": f'SELECT * FROM "{measurement}"'},
-                          timeout=10).json()
+        reply = httpx.get(
+            f"{influx_url}/query", params={"db": "backups", "q": f'SELECT * FROM "{measurement}"'}, timeout=10
+        ).json()
         for series in reply["results"][0].get("series", []):
             columns = series["columns"]
             for values in series["values"]:
@@ -137,8 +150,9 @@ def restore_with_mongorestore(s3, bucket: str, key: str, services: LocalServices
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     gpg = subprocess.Popen(["gpg", "--batch", "--quiet", "--decrypt"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     zstd = subprocess.Popen(["zstd", "-d", "-c", "-q"], stdin=gpg.stdout, stdout=subprocess.PIPE)
-    restore = tools.popen("mongorestore", f"--uri={services.mongo_uri('mongo-scratch')}", "--archive", "--drop",
-                          stdin=zstd.stdout)
+    restore = tools.popen(
+        "mongorestore", f"--uri={services.mongo_uri('mongo-scratch')}", "--archive", "--drop", stdin=zstd.stdout
+    )
     assert gpg.stdin is not None
     for chunk in iter(lambda: body.read(1 << 20), b""):
         gpg.stdin.write(chunk)

@@ -47,12 +47,16 @@ class BackupRow:
     error: str = ""
 
 
-def planned_locations(plan: BackupPlan, databases: dict[str, list[str]], when: datetime,
-                      run_id: str) -> list[BackupLocation]:
+def planned_locations(
+    plan: BackupPlan, databases: dict[str, list[str]], when: datetime, run_id: str
+) -> list[BackupLocation]:
     """The backups a run makes: one location per selected (instance, database), all of the run's tier."""
     tier = plan.tiers.tier_for(when)
-    return [BackupLocation(plan.storage.prefix, tier, instance, database, when, run_id)
-            for instance, names in databases.items() for database in names]
+    return [
+        BackupLocation(plan.storage.prefix, tier, instance, database, when, run_id)
+        for instance, names in databases.items()
+        for database in names
+    ]
 
 
 def scheduled_time(at: str | None) -> datetime:
@@ -78,8 +82,9 @@ def _run_name() -> str:
 
 
 @flow(name="backup", flow_run_name=_run_name, log_prints=False)
-def backup(plan_path: str, at: str | None = None, instances: list[str] | None = None,
-           fan_out_deployment: str | None = None) -> State:
+def backup(
+    plan_path: str, at: str | None = None, instances: list[str] | None = None, fan_out_deployment: str | None = None
+) -> State:
     """Backs up every database the plan selects; returns Failed when any backup or event failed.
 
     fan_out_deployment: run each instance as its own run of this deployment (e.g. "backup/nightly"), so that
@@ -97,11 +102,17 @@ def backup(plan_path: str, at: str | None = None, instances: list[str] | None = 
     if fan_out_deployment:
         return _fan_out(fan_out_deployment, plan_path, when, wanted)
 
-    t.preflight.with_options(**t.retrying(plan, on_failure=[
-        t.failure_event_hook(plan, name, None, tier.value, "preflight") for name in wanted]))(plan)
-    listings = {name: t.list_instance_databases.with_options(
-        **t.retrying(plan, on_failure=[t.failure_event_hook(plan, name, None, tier.value, "list")])).submit(plan, name)
-        for name in wanted}
+    t.preflight.with_options(
+        **t.retrying(
+            plan, on_failure=[t.failure_event_hook(plan, name, None, tier.value, "preflight") for name in wanted]
+        )
+    )(plan)
+    listings = {
+        name: t.list_instance_databases.with_options(
+            **t.retrying(plan, on_failure=[t.failure_event_hook(plan, name, None, tier.value, "list")])
+        ).submit(plan, name)
+        for name in wanted
+    }
     rows: list[BackupRow] = []
     chains: list[tuple[BackupRow, PrefectFuture, PrefectFuture]] = []
     for instance, listing in listings.items():
@@ -142,10 +153,15 @@ def _fan_out(deployment: str, plan_path: str, when: datetime, instances: list[st
     from prefect.deployments import run_deployment
 
     logger = get_run_logger()
-    children = {name: run_deployment(deployment, parameters={"plan_path": plan_path, "at": when.isoformat(),
-                                                             "instances": [name]},
-                                     flow_run_name=f"backup-{name}", timeout=0)
-                for name in instances}
+    children = {
+        name: run_deployment(
+            deployment,
+            parameters={"plan_path": plan_path, "at": when.isoformat(), "instances": [name]},
+            flow_run_name=f"backup-{name}",
+            timeout=0,
+        )
+        for name in instances
+    }
     logger.info("fanned out %d instances to %s: %s", len(children), deployment, ", ".join(children))
     final: dict[str, State] = {}
     with get_client(sync_client=True) as client:
@@ -156,8 +172,10 @@ def _fan_out(deployment: str, plan_path: str, when: datetime, instances: list[st
                     if state is not None and state.is_final():
                         final[name] = state
             time.sleep(1)
-    table = [{"instance": name, "flow_run": str(children[name].id), "state": state.name,
-              "message": state.message or ""} for name, state in final.items()]
+    table = [
+        {"instance": name, "flow_run": str(children[name].id), "state": state.name, "message": state.message or ""}
+        for name, state in final.items()
+    ]
     create_table_artifact(table=table, key="backup-fan-out", description=f"Instance runs of {deployment}")
     failed = [name for name, state in final.items() if not state.is_completed()]
     if failed:
@@ -165,21 +183,22 @@ def _fan_out(deployment: str, plan_path: str, when: datetime, instances: list[st
     return Completed(message=f"{len(final)} instance runs completed")
 
 
-def _submit_chain(plan: BackupPlan, location: BackupLocation, run_id: str, when: datetime,
-                  after: PrefectFuture | None) -> tuple[PrefectFuture, PrefectFuture]:
+def _submit_chain(
+    plan: BackupPlan, location: BackupLocation, run_id: str, when: datetime, after: PrefectFuture | None
+) -> tuple[PrefectFuture, PrefectFuture]:
     hook = t.failure_event_hook
     instance, database, tier = location.instance, location.database, location.tier.value
     wait_for = [allow_failure(after)] if after is not None else []
     with tags(f"mongo-instance:{instance}"):
-        stored = t.transfer.with_options(**t.retrying(plan, on_failure=[hook(plan, instance, database, tier,
-                                                                              "transfer")])) \
-            .submit(plan, location, wait_for=wait_for)
-        verified = t.verify.with_options(**t.retrying(plan, on_failure=[hook(plan, instance, database, tier,
-                                                                              "verify")])) \
-            .submit(plan, stored)
-        committed = t.commit.with_options(**t.retrying(plan, on_failure=[hook(plan, instance, database, tier,
-                                                                               "commit")])) \
-            .submit(plan, verified, run_id, when)
+        stored = t.transfer.with_options(
+            **t.retrying(plan, on_failure=[hook(plan, instance, database, tier, "transfer")])
+        ).submit(plan, location, wait_for=wait_for)
+        verified = t.verify.with_options(
+            **t.retrying(plan, on_failure=[hook(plan, instance, database, tier, "verify")])
+        ).submit(plan, stored)
+        committed = t.commit.with_options(
+            **t.retrying(plan, on_failure=[hook(plan, instance, database, tier, "commit")])
+        ).submit(plan, verified, run_id, when)
         notified = t.notify_database.with_options(**t.retrying(plan)).submit(plan, committed)
     return committed, notified
 
@@ -204,15 +223,33 @@ def _message(state: State) -> str:
 
 
 def _publish(rows: list[BackupRow], tier: Tier, run_id: str) -> None:
-    table = [{"instance": r.instance, "database": r.database, "tier": r.tier, "key": r.key, "bytes": r.bytes,
-              "docs": r.docs, "duration_s": r.duration_s, "state": r.state, "error": r.error} for r in rows]
+    table = [
+        {
+            "instance": r.instance,
+            "database": r.database,
+            "tier": r.tier,
+            "key": r.key,
+            "bytes": r.bytes,
+            "docs": r.docs,
+            "duration_s": r.duration_s,
+            "state": r.state,
+            "error": r.error,
+        }
+        for r in rows
+    ]
     create_table_artifact(table=table, key="backup-run", description=f"Backups of run {run_id} (tier {tier.value})")
-    lines = ["| instance | database | tier | key | bytes | docs | duration s | state |",
-             "|---|---|---|---|---:|---:|---:|---|"]
-    lines += [f"| {r.instance} | {r.database} | {r.tier} | `{r.key}` | {r.bytes} | {r.docs} | {r.duration_s} | "
-              f"{r.state}{': ' + r.error if r.error else ''} |" for r in rows]
-    create_markdown_artifact(markdown="\n".join(lines), key="backup-run-summary",
-                             description=f"Backups of run {run_id}")
+    lines = [
+        "| instance | database | tier | key | bytes | docs | duration s | state |",
+        "|---|---|---|---|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {r.instance} | {r.database} | {r.tier} | `{r.key}` | {r.bytes} | {r.docs} | {r.duration_s} | "
+        f"{r.state}{': ' + r.error if r.error else ''} |"
+        for r in rows
+    ]
+    create_markdown_artifact(
+        markdown="\n".join(lines), key="backup-run-summary", description=f"Backups of run {run_id}"
+    )
 
 
 def _final_state(rows: list[BackupRow]) -> State:
@@ -222,8 +259,10 @@ def _final_state(rows: list[BackupRow]) -> State:
     if failed or unnotified:
         parts = []
         if failed:
-            parts.append(f"{len(failed)} of {len(rows)} backups failed: "
-                         + ", ".join(f"{r.instance}/{r.database}" for r in failed))
+            parts.append(
+                f"{len(failed)} of {len(rows)} backups failed: "
+                + ", ".join(f"{r.instance}/{r.database}" for r in failed)
+            )
         if unnotified:
             parts.append(f"{len(unnotified)} stored backups have no success event (InfluxDB write failed)")
         return Failed(message="; ".join(parts))
@@ -248,8 +287,10 @@ def dry_run_lines(plan: BackupPlan, when: datetime, instances: Sequence[str] | N
             with mongo_client(plan, instance.name) as client:
                 available = list_databases(client, instance.name)
         databases[instance.name] = plan.select_databases(instance, available)
-    return [f"{loc.tier.value} {loc.instance} {loc.database} {loc.object_key}"
-            for loc in planned_locations(plan, databases, when, "dryrun")]
+    return [
+        f"{loc.tier.value} {loc.instance} {loc.database} {loc.object_key}"
+        for loc in planned_locations(plan, databases, when, "dryrun")
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

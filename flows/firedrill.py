@@ -59,14 +59,14 @@ def firedrill(plan_path: str, instances: list[str] | None = None) -> State:
         if target.age_h is None:  # nothing restorable: no backup, or an unreadable manifest
             continue
         wait_for = [allow_failure(previous)] if previous is not None else []
-        previous = t.drill_database.with_options(**retrying(plan)).submit(plan, target.object_key, run_id,
-                                                                          wait_for=wait_for)
+        previous = t.drill_database.with_options(**retrying(plan)).submit(
+            plan, target.object_key, run_id, wait_for=wait_for
+        )
         drills.append((row, previous))
     _collect(drills)
     notified = _notify(plan, rows, now)
     _publish(rows, run_id, settings.max_age_h)
     return _final_state(rows, notified)
-
 
 
 def _row_for(target: StatusRow, max_age_h: float) -> DrillRow:
@@ -113,18 +113,37 @@ def _message(state: State) -> str:
 
 
 def _publish(rows: list[DrillRow], run_id: str, max_age_h: float) -> None:
-    table = [{"instance": r.instance, "database": r.database, "key": r.key, "age_h": r.age_h,
-              "verdict": r.verdict, "state": r.state, "error": r.error, "docs": r.docs, "bytes": r.bytes,
-              "duration_s": r.duration_s, "restore_mb_s": r.restore_mb_s} for r in rows]
+    table = [
+        {
+            "instance": r.instance,
+            "database": r.database,
+            "key": r.key,
+            "age_h": r.age_h,
+            "verdict": r.verdict,
+            "state": r.state,
+            "error": r.error,
+            "docs": r.docs,
+            "bytes": r.bytes,
+            "duration_s": r.duration_s,
+            "restore_mb_s": r.restore_mb_s,
+        }
+        for r in rows
+    ]
     create_table_artifact(table=table, key="restore-drill", description=f"Restore drill {run_id}")
-    lines = [f"Restore drill {run_id}: newest committed backups, max age {max_age_h:g} h", "",
-             "| instance | database | backup key | age h | verdict | restore s | MB/s | state |",
-             "|---|---|---|---:|---|---:|---:|---|"]
-    lines += [f"| {r.instance} | {r.database} | `{r.key or '-'}` | {_hours(r.age_h)} | {r.verdict} | "
-              f"{r.duration_s:.1f} | {r.restore_mb_s:.1f} | {r.state}{': ' + r.error if r.error else ''} |"
-              for r in rows]
-    create_markdown_artifact(markdown="\n".join(lines), key="restore-drill-summary",
-                             description=f"Restore drill {run_id}")
+    lines = [
+        f"Restore drill {run_id}: newest committed backups, max age {max_age_h:g} h",
+        "",
+        "| instance | database | backup key | age h | verdict | restore s | MB/s | state |",
+        "|---|---|---|---:|---|---:|---:|---|",
+    ]
+    lines += [
+        f"| {r.instance} | {r.database} | `{r.key or '-'}` | {_hours(r.age_h)} | {r.verdict} | "
+        f"{r.duration_s:.1f} | {r.restore_mb_s:.1f} | {r.state}{': ' + r.error if r.error else ''} |"
+        for r in rows
+    ]
+    create_markdown_artifact(
+        markdown="\n".join(lines), key="restore-drill-summary", description=f"Restore drill {run_id}"
+    )
 
 
 def _hours(age_h: float | None) -> str:
@@ -136,8 +155,11 @@ def _final_state(rows: list[DrillRow], notified: bool) -> State:
     if not rows:
         return Failed(message="nothing to drill: the plan expects no database with a backup")
     if failed or not notified:
-        parts = [f"{len(failed)} of {len(rows)} drills failed: "
-                 + ", ".join(f"{r.instance}/{r.database}" for r in failed)] if failed else []
+        parts = (
+            [f"{len(failed)} of {len(rows)} drills failed: " + ", ".join(f"{r.instance}/{r.database}" for r in failed)]
+            if failed
+            else []
+        )
         if not notified:
             parts.append("the drill events could not be written")
         return Failed(message="; ".join(parts))

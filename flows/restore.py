@@ -60,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     pick = source.add_mutually_exclusive_group()
     pick.add_argument("--at", help="the newest committed backup at or before this ISO-8601 time (default zone UTC)")
     pick.add_argument("--key", help="this backup object (or manifest) key")
-    source.add_argument("--uncommitted", action="store_true",
-                        help="allow the --key object to have no manifest (an upload that never committed)")
+    source.add_argument(
+        "--uncommitted",
+        action="store_true",
+        help="allow the --key object to have no manifest (an upload that never committed)",
+    )
     source.add_argument("--archive", help="a stock mongodump --archive file (plain or --gzip) instead of a backup")
     source.add_argument("--list", action="store_true", help="list the backups of --instance/--database and exit")
     target = parser.add_argument_group("where to")
@@ -69,15 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--as", dest="as_name", help="restore under this database name")
     target.add_argument("--drop", action="store_true", help="drop collections that exist in the target first")
     target.add_argument("--verify-only", action="store_true", help="download, decrypt and check; write nothing")
-    target.add_argument("--include", action="append", default=[], metavar="NS",
-                        help="only namespaces matching this db.collection pattern (repeatable)")
-    target.add_argument("--exclude", action="append", default=[], metavar="NS",
-                        help="leave out namespaces matching this db.collection pattern (repeatable)")
+    target.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="only namespaces matching this db.collection pattern (repeatable)",
+    )
+    target.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="leave out namespaces matching this db.collection pattern (repeatable)",
+    )
     target.add_argument("--no-oplog", action="store_true", help="do not replay the archive's oplog slice")
     target.add_argument("--no-verify", action="store_true", help="do not read the restored data back")
     target.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="namespaces inserted at once")
-    target.add_argument("--gnupghome", help="GnuPG home with the private key (default: drill.gnupghome, "
-                                            "encryption.gnupghome, $GNUPGHOME)")
+    target.add_argument(
+        "--gnupghome",
+        help="GnuPG home with the private key (default: drill.gnupghome, encryption.gnupghome, $GNUPGHOME)",
+    )
     target.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -90,8 +105,11 @@ def check_arguments(args: argparse.Namespace) -> None:
         if not args.to and not args.verify_only:
             raise UsageError("--archive needs --to URI (or --verify-only)")
         return
-    missing = [flag for flag, value in (("--plan", args.plan), ("--instance", args.instance),
-                                        ("--database", args.database)) if not value]
+    missing = [
+        flag
+        for flag, value in (("--plan", args.plan), ("--instance", args.instance), ("--database", args.database))
+        if not value
+    ]
     if missing:
         raise UsageError(f"{', '.join(missing)} required (or --archive FILE)")
     if args.uncommitted and not args.key:
@@ -114,23 +132,42 @@ def parse_time(text: str) -> datetime:
 
 
 def options_from(args: argparse.Namespace) -> RestoreOptions:
-    return RestoreOptions(target_database=args.as_name, include=tuple(args.include), exclude=tuple(args.exclude),
-                          drop=args.drop, apply_oplog=not args.no_oplog, verify=not args.no_verify,
-                          parallel=args.parallel)
+    return RestoreOptions(
+        target_database=args.as_name,
+        include=tuple(args.include),
+        exclude=tuple(args.exclude),
+        drop=args.drop,
+        apply_oplog=not args.no_oplog,
+        verify=not args.no_verify,
+        parallel=args.parallel,
+    )
 
 
 class ProgressBar:
     """A rich progress bar on stderr: bytes of the object read, documents written, the current namespace."""
 
     def __init__(self, quiet: bool):
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                             TextColumn("{task.fields[docs]} docs"), TimeElapsedColumn(),
-                             console=Console(stderr=True), disable=quiet, transient=False)
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TextColumn("{task.fields[docs]} docs"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=quiet,
+            transient=False,
+        )
         self._task = self._bar.add_task("restore", total=None, docs="0")
 
     def update(self, progress: RestoreProgress) -> None:
-        self._bar.update(self._task, completed=progress.object_bytes, total=progress.object_total,
-                         docs=f"{progress.documents:,}", description=progress.namespace[:40] or "restore")
+        self._bar.update(
+            self._task,
+            completed=progress.object_bytes,
+            total=progress.object_total,
+            docs=f"{progress.documents:,}",
+            description=progress.namespace[:40] or "restore",
+        )
 
     @contextlib.contextmanager
     def shown(self) -> Iterator[ProgressBar]:
@@ -142,17 +179,40 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
     """Finds the backup, then restores or verifies it; returns the result and a line describing the backup."""
     storage = storage_for(plan)
     index, instance = plan.instance(args.instance)
-    backup = select_backup(storage, plan.storage.prefix, args.instance, args.database,
-                           at=parse_time(args.at) if args.at else None, key=args.key, uncommitted=args.uncommitted)
+    backup = select_backup(
+        storage,
+        plan.storage.prefix,
+        args.instance,
+        args.database,
+        at=parse_time(args.at) if args.at else None,
+        key=args.key,
+        uncommitted=args.uncommitted,
+    )
     manifest = load_manifest(storage, backup) if backup.committed else None
     gpg, passphrase = decryption_for(plan, args.gnupghome)
     about = describe_backup(backup, manifest)
     if args.verify_only:
-        return restore_backup(storage, backup.object_key, gpg, None, options_from(args), manifest=manifest,
-                              passphrase=passphrase, on_progress=bar.update), about
+        return restore_backup(
+            storage,
+            backup.object_key,
+            gpg,
+            None,
+            options_from(args),
+            manifest=manifest,
+            passphrase=passphrase,
+            on_progress=bar.update,
+        ), about
     with open_client(args.to or instance_uri(instance, index)) as client:
-        return restore_backup(storage, backup.object_key, gpg, client, options_from(args), manifest=manifest,
-                              passphrase=passphrase, on_progress=bar.update), about
+        return restore_backup(
+            storage,
+            backup.object_key,
+            gpg,
+            client,
+            options_from(args),
+            manifest=manifest,
+            passphrase=passphrase,
+            on_progress=bar.update,
+        ), about
 
 
 def restore_from_file(args: argparse.Namespace, bar: ProgressBar) -> RestoreResult:
@@ -174,11 +234,14 @@ def describe_backup(backup: StoredBackup, manifest: BackupManifest | None) -> st
     location = backup.location
     taken = location.taken_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     if manifest is None:
-        return (f"{location.instance}/{location.database}, {location.tier.value}, taken {taken}, "
-                "UNCOMMITTED (no manifest)")
+        return (
+            f"{location.instance}/{location.database}, {location.tier.value}, taken {taken}, UNCOMMITTED (no manifest)"
+        )
     age = age_hours(manifest, datetime.now(UTC))
-    return (f"{location.instance}/{location.database}, {location.tier.value}, taken {taken}, dump finished "
-            f"{manifest.finished_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} ({age:.1f} h ago), committed")
+    return (
+        f"{location.instance}/{location.database}, {location.tier.value}, taken {taken}, dump finished "
+        f"{manifest.finished_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} ({age:.1f} h ago), committed"
+    )
 
 
 def summary_lines(result: RestoreResult, about: str | None, verify_only: bool) -> list[str]:
@@ -189,9 +252,11 @@ def summary_lines(result: RestoreResult, about: str | None, verify_only: bool) -
         lines.append(f"  backup:   {about}")
     lines.append(f"  target:   {result.target}")
     stored = f" from {human_size(result.object_bytes)} stored" if result.object_bytes else ""
-    lines.append(f"  {head}: {len(result.namespaces)} namespaces, {result.documents:,} documents, "
-                 f"{human_size(result.archive_bytes)} archive{stored}, in {result.seconds:.1f} s "
-                 f"({result.mb_per_s:.1f} MB/s)")
+    lines.append(
+        f"  {head}: {len(result.namespaces)} namespaces, {result.documents:,} documents, "
+        f"{human_size(result.archive_bytes)} archive{stored}, in {result.seconds:.1f} s "
+        f"({result.mb_per_s:.1f} MB/s)"
+    )
     if not verify_only:
         lines.append(f"  oplog:    {result.oplog_applied} entries replayed, {result.oplog_skipped} skipped")
     lines.append(f"  verdict:  {verdict.summary()}")
@@ -210,8 +275,11 @@ def human_size(size: float) -> str:
 def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
     storage = storage_for(plan)
     backups = list_backups(storage, plan.storage.prefix, instance, database)
-    lines = [f"{'committed' if b.committed else 'UNCOMMITTED':<11} {b.location.tier.value:<9} "
-             f"{b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} {b.object_key}" for b in backups]
+    lines = [
+        f"{'committed' if b.committed else 'UNCOMMITTED':<11} {b.location.tier.value:<9} "
+        f"{b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} {b.object_key}"
+        for b in backups
+    ]
     return lines or [f"no backups of {instance}/{database} in {storage.where(plan.storage.prefix)}"]
 
 

@@ -63,9 +63,15 @@ def _run_name() -> str:
 
 
 @flow(name="retention", flow_run_name=_run_name, log_prints=False)
-def retention(plan_path: str, dry_run: bool = False, prune: bool = False, versioning: bool = False,
-              object_lock_days: int | None = None, object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE",
-              at: str | None = None) -> State:
+def retention(
+    plan_path: str,
+    dry_run: bool = False,
+    prune: bool = False,
+    versioning: bool = False,
+    object_lock_days: int | None = None,
+    object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE",
+    at: str | None = None,
+) -> State:
     """Applies the plan's lifecycle rules (and bucket settings), or prunes expired backups (`prune=True`).
 
     `at` (prune only): judge expiry as of this ISO-8601 time instead of now.
@@ -76,10 +82,12 @@ def retention(plan_path: str, dry_run: bool = False, prune: bool = False, versio
     return _lifecycle(plan, dry_run, versioning, object_lock_days, object_lock_mode)
 
 
-def _lifecycle(plan: BackupPlan, dry_run: bool, versioning: bool, object_lock_days: int | None,
-               object_lock_mode: LockMode) -> State:
-    settings = t.bucket_settings.with_options(**retrying(plan))(plan, versioning, object_lock_days,
-                                                                 object_lock_mode, dry_run)
+def _lifecycle(
+    plan: BackupPlan, dry_run: bool, versioning: bool, object_lock_days: int | None, object_lock_mode: LockMode
+) -> State:
+    settings = t.bucket_settings.with_options(**retrying(plan))(
+        plan, versioning, object_lock_days, object_lock_mode, dry_run
+    )
     try:
         diff = t.lifecycle.with_options(**retrying(plan))(plan, dry_run)
     except LifecycleUnsupported as exc:
@@ -88,8 +96,11 @@ def _lifecycle(plan: BackupPlan, dry_run: bool, versioning: bool, object_lock_da
     lines = [line for setting in settings for line in setting.lines()] + diff.lines()
     _publish("retention-lifecycle", lines, f"Lifecycle of s3://{plan.storage.bucket}" + (" (dry run)" * dry_run))
     changed = diff.changed or any(s.changed for s in settings)
-    verb = ("would change" if changed else "nothing to change") if dry_run else ("applied" if changed else
-                                                                                  "already up to date")
+    verb = (
+        ("would change" if changed else "nothing to change")
+        if dry_run
+        else ("applied" if changed else "already up to date")
+    )
     return Completed(message=f"lifecycle of s3://{plan.storage.bucket}: {verb}")
 
 
@@ -104,8 +115,14 @@ def _publish(key: str, lines: list[str], description: str) -> None:
     create_markdown_artifact(markdown="```\n" + "\n".join(lines) + "\n```", key=key, description=description)
 
 
-def dry_run_lines(plan: BackupPlan, *, prune_at: datetime | None, versioning: bool,
-                  object_lock_days: int | None, object_lock_mode: LockMode) -> list[str]:
+def dry_run_lines(
+    plan: BackupPlan,
+    *,
+    prune_at: datetime | None,
+    versioning: bool,
+    object_lock_days: int | None,
+    object_lock_mode: LockMode,
+) -> list[str]:
     """What a run would do, computed with plain functions (no Prefect run, nothing written)."""
     from tasks.resources import storage_for
 
@@ -124,12 +141,19 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m flows.retention", description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan", required=True, help="backup plan YAML")
     parser.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
-    parser.add_argument("--prune", action="store_true",
-                        help="delete expired backups instead of applying lifecycle rules (stores without lifecycle)")
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete expired backups instead of applying lifecycle rules (stores without lifecycle)",
+    )
     parser.add_argument("--at", help="--prune: judge expiry as of this ISO-8601 time instead of now")
     parser.add_argument("--versioning", action="store_true", help="also turn on bucket versioning")
-    parser.add_argument("--object-lock-days", type=int, metavar="N",
-                        help="also set a default Object Lock retention of N days (implies --versioning)")
+    parser.add_argument(
+        "--object-lock-days",
+        type=int,
+        metavar="N",
+        help="also set a default Object Lock retention of N days (implies --versioning)",
+    )
     parser.add_argument("--object-lock-mode", choices=["GOVERNANCE", "COMPLIANCE"], default="GOVERNANCE")
     args = parser.parse_args(argv)
     if args.prune and (args.versioning or args.object_lock_days is not None):
@@ -146,16 +170,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.dry_run:
         try:
-            lines = dry_run_lines(plan, prune_at=parse_at(args.at) if args.prune else None,
-                                  versioning=args.versioning, object_lock_days=args.object_lock_days,
-                                  object_lock_mode=args.object_lock_mode)
+            lines = dry_run_lines(
+                plan,
+                prune_at=parse_at(args.at) if args.prune else None,
+                versioning=args.versioning,
+                object_lock_days=args.object_lock_days,
+                object_lock_mode=args.object_lock_mode,
+            )
         except (BackupError, ValueError) as exc:
             print(f"retention: {exc}", file=sys.stderr)
             return 1
         print("\n".join(lines))
         return 0
-    return run_flow("retention", retention, plan_path=args.plan, prune=args.prune, versioning=args.versioning,
-                    object_lock_days=args.object_lock_days, object_lock_mode=args.object_lock_mode, at=args.at)
+    return run_flow(
+        "retention",
+        retention,
+        plan_path=args.plan,
+        prune=args.prune,
+        versioning=args.versioning,
+        object_lock_days=args.object_lock_days,
+        object_lock_mode=args.object_lock_mode,
+        at=args.at,
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.status", description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan", required=True, help="backup plan YAML")
     parser.add_argument("--json", action="store_true", help="print a JSON document instead of a table")
-    parser.add_argument("--max-age-h", type=float, help="RED above this age in hours (default: the plan's "
-                                                        "status.max_age_h, 26)")
+    parser.add_argument(
+        "--max-age-h", type=float, help="RED above this age in hours (default: the plan's status.max_age_h, 26)"
+    )
     parser.add_argument("--at", help="judge as of this ISO-8601 time instead of now")
     args = parser.parse_args(argv)
     if args.max_age_h is not None and args.max_age_h <= 0:

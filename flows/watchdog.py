@@ -51,13 +51,25 @@ def watchdog(plan_path: str, max_age_h: float | None = None, at: str | None = No
 
 
 def _publish(report: StatusReport) -> None:
-    table = [{"health": r.health.value, "instance": r.instance, "database": r.database,
-              "age_h": r.age_h, "tier": r.tier, "size_bytes": r.size_bytes,
-              "finished_at": r.finished_at.isoformat() if r.finished_at else None, "note": r.reason}
-             for r in report.rows]
-    create_table_artifact(table=table, key="backup-status",
-                          description=f"Backup status of s3://{report.bucket} at {report.now.isoformat()} "
-                                      f"(max age {report.max_age_h:g} h)")
+    table = [
+        {
+            "health": r.health.value,
+            "instance": r.instance,
+            "database": r.database,
+            "age_h": r.age_h,
+            "tier": r.tier,
+            "size_bytes": r.size_bytes,
+            "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+            "note": r.reason,
+        }
+        for r in report.rows
+    ]
+    create_table_artifact(
+        table=table,
+        key="backup-status",
+        description=f"Backup status of s3://{report.bucket} at {report.now.isoformat()} "
+        f"(max age {report.max_age_h:g} h)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

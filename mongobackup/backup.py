@@ -76,9 +76,16 @@ class ArchiveSource(Protocol):
     def chunks(self) -> Iterator[bytes]: ...
 
 
-def transfer_database(*, dump: ArchiveSource, location: BackupLocation, storage: S3Storage, gpg: Gpg,
-                      keys: EncryptionKeys, compression: Compression,
-                      log: Callable[[str], None] = lambda message: None) -> TransferOutcome:
+def transfer_database(
+    *,
+    dump: ArchiveSource,
+    location: BackupLocation,
+    storage: S3Storage,
+    gpg: Gpg,
+    keys: EncryptionKeys,
+    compression: Compression,
+    log: Callable[[str], None] = lambda message: None,
+) -> TransferOutcome:
     """Streams one database into a new object under `location.object_key`; raises PipelineError naming the stage.
 
     Nothing is visible under the key unless every stage finished: the multipart upload is completed last.
@@ -87,11 +94,17 @@ def transfer_database(*, dump: ArchiveSource, location: BackupLocation, storage:
     started = datetime.now(UTC)
     clock = StageClock()
     source = IteratorReader(dump.chunks(), clock=clock, stage="dump")
-    compressed = CountingReader(zstd_compressing_reader(source, level=compression.level,
-                                                        threads=compression.threads),
-                                clock=clock, stage="compress")
-    object_metadata = {"backup-format": str(1), "tier": location.tier.value, "instance": location.instance,
-                       "database": location.database}
+    compressed = CountingReader(
+        zstd_compressing_reader(source, level=compression.level, threads=compression.threads),
+        clock=clock,
+        stage="compress",
+    )
+    object_metadata = {
+        "backup-format": str(1),
+        "tier": location.tier.value,
+        "instance": location.instance,
+        "database": location.database,
+    }
     log(f"transfer: dump -> zstd(level {compression.level}) -> gpg -> {storage.where(location.object_key)}")
     try:
         with storage.open_upload(location.object_key, object_metadata) as upload:
@@ -118,8 +131,18 @@ def transfer_database(*, dump: ArchiveSource, location: BackupLocation, storage:
     seconds = clock.rounded()
     seconds["total"] = round((finished - started).total_seconds(), 3)
     log(f"transfer: stored {receipt.size} bytes in {receipt.parts} parts; stage seconds {seconds}")
-    return TransferOutcome(location, receipt, dump.summary, source.bytes_read, compressed.bytes_read, keys,
-                           compression, started, finished, seconds)
+    return TransferOutcome(
+        location,
+        receipt,
+        dump.summary,
+        source.bytes_read,
+        compressed.bytes_read,
+        keys,
+        compression,
+        started,
+        finished,
+        seconds,
+    )
 
 
 def verify_upload(storage: S3Storage, outcome: TransferOutcome) -> None:
@@ -142,18 +165,33 @@ def build_manifest(outcome: TransferOutcome, *, run_id: str, scheduled_at: datet
     location = outcome.location
     keys = outcome.keys
     return BackupManifest(
-        archive_format=ARCHIVE_VERSION, tool=TOOL_NAME, tool_version=tool_version(),
-        instance=location.instance, replica_set=outcome.summary.replica_set,
-        server_version=outcome.summary.server_version, database=location.database, tier=location.tier.value,
-        object_key=location.object_key, run_id=run_id, scheduled_at=scheduled_at,
-        started_at=outcome.started_at, finished_at=outcome.finished_at,
+        archive_format=ARCHIVE_VERSION,
+        tool=TOOL_NAME,
+        tool_version=tool_version(),
+        instance=location.instance,
+        replica_set=outcome.summary.replica_set,
+        server_version=outcome.summary.server_version,
+        database=location.database,
+        tier=location.tier.value,
+        object_key=location.object_key,
+        run_id=run_id,
+        scheduled_at=scheduled_at,
+        started_at=outcome.started_at,
+        finished_at=outcome.finished_at,
         compression=f"zstd-{outcome.compression.level}",
-        sizes=Sizes(raw_bytes=outcome.raw_bytes, compressed_bytes=outcome.compressed_bytes,
-                    encrypted_bytes=outcome.receipt.size),
-        sha256=outcome.receipt.sha256, etag=outcome.receipt.etag,
-        encryption=EncryptionRecord(method="public-key" if keys.fingerprints else "symmetric", cipher=keys.cipher,
-                                    recipients=list(keys.fingerprints)),
-        namespaces=outcome.summary.namespaces, oplog=outcome.summary.oplog, stage_seconds=outcome.stage_seconds,
+        sizes=Sizes(
+            raw_bytes=outcome.raw_bytes, compressed_bytes=outcome.compressed_bytes, encrypted_bytes=outcome.receipt.size
+        ),
+        sha256=outcome.receipt.sha256,
+        etag=outcome.receipt.etag,
+        encryption=EncryptionRecord(
+            method="public-key" if keys.fingerprints else "symmetric",
+            cipher=keys.cipher,
+            recipients=list(keys.fingerprints),
+        ),
+        namespaces=outcome.summary.namespaces,
+        oplog=outcome.summary.oplog,
+        stage_seconds=outcome.stage_seconds,
     )
 
 
@@ -177,16 +215,24 @@ def _stage_of(exc: BackupError) -> str:
     return "transfer"
 
 
-def back_up_database(*, dump: ArchiveSource, location: BackupLocation, storage: S3Storage, gpg: Gpg,
-                     keys: EncryptionKeys, compression: Compression,
-                     log: Callable[[str], None] = lambda message: None) -> BackupManifest:
+def back_up_database(
+    *,
+    dump: ArchiveSource,
+    location: BackupLocation,
+    storage: S3Storage,
+    gpg: Gpg,
+    keys: EncryptionKeys,
+    compression: Compression,
+    log: Callable[[str], None] = lambda message: None,
+) -> BackupManifest:
     """One database's whole backup in one call: transfer, verify, commit. Returns the committed manifest.
 
     For scripts, tests and benchmarks; the flow runs the same three steps as separate tasks, so that each
     retries and shows on its own. The run id and scheduled time are the location's.
     """
-    outcome = transfer_database(dump=dump, location=location, storage=storage, gpg=gpg, keys=keys,
-                                compression=compression, log=log)
+    outcome = transfer_database(
+        dump=dump, location=location, storage=storage, gpg=gpg, keys=keys, compression=compression, log=log
+    )
     verify_upload(storage, outcome)
     manifest = build_manifest(outcome, run_id=location.run_id, scheduled_at=location.taken_at)
     commit_manifest(storage, manifest)

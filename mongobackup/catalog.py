@@ -31,18 +31,26 @@ class UncommittedBackup(BackupNotFound):
     """The named object has no manifest: it is not a committed backup."""
 
 
-def list_backups(storage: S3Storage, prefix: str, instance: str, database: str | None = None,
-                 tiers: Iterable[Tier] = tuple(Tier)) -> list[StoredBackup]:
+def list_backups(
+    storage: S3Storage, prefix: str, instance: str, database: str | None = None, tiers: Iterable[Tier] = tuple(Tier)
+) -> list[StoredBackup]:
     """Every backup (committed or not) of `instance` (and `database`), oldest first, across the given tiers."""
     listing = _listing(storage, prefix, instance, database, tiers)
     backups = build_inventory(listing, prefix).backups
     # The trailing slash of each listed prefix already pins instance and database; this guards a foreign key.
-    return sorted((b for b in backups if b.location.instance == instance
-                   and (database is None or b.location.database == database)), key=lambda b: b.order)
+    return sorted(
+        (
+            b
+            for b in backups
+            if b.location.instance == instance and (database is None or b.location.database == database)
+        ),
+        key=lambda b: b.order,
+    )
 
 
-def _listing(storage: S3Storage, prefix: str, instance: str, database: str | None,
-             tiers: Iterable[Tier]) -> Iterator[ObjectInfo]:
+def _listing(
+    storage: S3Storage, prefix: str, instance: str, database: str | None, tiers: Iterable[Tier]
+) -> Iterator[ObjectInfo]:
     below = f"{instance}/" + (f"{database}/" if database is not None else "")
     for tier in tiers:
         yield from storage.list_keys(prefix + prefix_for(tier) + below)
@@ -50,8 +58,9 @@ def _listing(storage: S3Storage, prefix: str, instance: str, database: str | Non
 
 def newest_committed(backups: Sequence[StoredBackup], at: datetime | None = None) -> StoredBackup | None:
     """The newest committed backup with an object, at or before `at` when given; None if there is none."""
-    candidates = [b for b in backups if b.committed and b.object_size is not None
-                  and (at is None or b.location.taken_at <= at)]
+    candidates = [
+        b for b in backups if b.committed and b.object_size is not None and (at is None or b.location.taken_at <= at)
+    ]
     return max(candidates, key=lambda b: b.order, default=None)
 
 
@@ -65,8 +74,16 @@ def newest_by_database(backups: Sequence[StoredBackup]) -> dict[str, StoredBacku
     return newest
 
 
-def select_backup(storage: S3Storage, prefix: str, instance: str, database: str, *, at: datetime | None = None,
-                  key: str | None = None, uncommitted: bool = False) -> StoredBackup:
+def select_backup(
+    storage: S3Storage,
+    prefix: str,
+    instance: str,
+    database: str,
+    *,
+    at: datetime | None = None,
+    key: str | None = None,
+    uncommitted: bool = False,
+) -> StoredBackup:
     """The backup a restore asks for: by `key`, else the newest committed at or before `at`, else the newest.
 
     `uncommitted` allows a named object without a manifest; it is refused without a key, so that "the newest"
@@ -84,8 +101,9 @@ def select_backup(storage: S3Storage, prefix: str, instance: str, database: str,
         where = storage.where(f"{prefix}<tier>/{instance}/{database}/")
         when = f" at or before {at.astimezone(UTC).isoformat()}" if at else ""
         others = _what_is_there(backups)
-        raise BackupNotFound(f"no committed backup of instance {instance}, database {database}{when} "
-                             f"under {where}{others}")
+        raise BackupNotFound(
+            f"no committed backup of instance {instance}, database {database}{when} under {where}{others}"
+        )
     return found
 
 
@@ -97,8 +115,7 @@ def _what_is_there(backups: Sequence[StoredBackup]) -> str:
     return f" ({len(backups)} backups there, {len(committed)} committed{oldest})"
 
 
-def _by_key(storage: S3Storage, prefix: str, instance: str, database: str, key: str,
-            uncommitted: bool) -> StoredBackup:
+def _by_key(storage: S3Storage, prefix: str, instance: str, database: str, key: str, uncommitted: bool) -> StoredBackup:
     key = key.removeprefix(storage.where() + "/")  # an s3://bucket/key address as printed by our messages
     if key.endswith(MANIFEST_SUFFIX):  # a manifest key names the same backup
         key = key[: -len(MANIFEST_SUFFIX)] + OBJECT_SUFFIX
@@ -107,8 +124,10 @@ def _by_key(storage: S3Storage, prefix: str, instance: str, database: str, key: 
     except ValueError as exc:
         raise BackupNotFound(str(exc)) from None
     if (location.instance, location.database) != (instance, database):
-        raise BackupNotFound(f"{storage.where(key)} is a backup of instance {location.instance}, database "
-                             f"{location.database}, not of instance {instance}, database {database}")
+        raise BackupNotFound(
+            f"{storage.where(key)} is a backup of instance {location.instance}, database "
+            f"{location.database}, not of instance {instance}, database {database}"
+        )
     info = storage.head(location.object_key)
     if info is None:
         raise BackupNotFound(f"{storage.where(location.object_key)}: no such backup object")
@@ -117,7 +136,8 @@ def _by_key(storage: S3Storage, prefix: str, instance: str, database: str, key: 
         raise UncommittedBackup(
             f"{storage.where(location.object_key)} has no manifest ({location.manifest_key}): it is not a "
             "committed backup (its upload or verification did not finish). Pass --uncommitted to restore it "
-            "anyway, unverified against a manifest")
+            "anyway, unverified against a manifest"
+        )
     return StoredBackup(location, info.size, committed)
 
 

@@ -80,7 +80,8 @@ class Gpg:
             if not keys:
                 raise EncryptionError(
                     f"unknown GPG recipient {recipient!r}: no usable public key for it in the keyring "
-                    f"{self.home or '~/.gnupg'} (import it or list its file under encryption.public_key_files)")
+                    f"{self.home or '~/.gnupg'} (import it or list its file under encryption.public_key_files)"
+                )
             if len(keys) > 1:
                 raise EncryptionError(f"GPG recipient {recipient!r} matches {len(keys)} keys: use a fingerprint")
             fingerprint = keys[0]["fingerprint"]
@@ -96,17 +97,18 @@ class Gpg:
             if keys.fingerprints:
                 # Recipients are pinned by full fingerprint in the plan: that is the trust decision, so gpg's
                 # web of trust (which would refuse an imported but uncertified key) is not consulted.
-                result = self._gpg.encrypt_file(source, list(keys.fingerprints), always_trust=True,
-                                                **kwargs)  # type: ignore[arg-type]
+                result = self._gpg.encrypt_file(source, list(keys.fingerprints), always_trust=True, **kwargs)  # type: ignore[arg-type]
             else:
-                result = self._gpg.encrypt_file(source, None, symmetric=keys.cipher, passphrase=keys.passphrase,
-                                                **kwargs)  # type: ignore[arg-type]
+                result = self._gpg.encrypt_file(
+                    source, None, symmetric=keys.cipher, passphrase=keys.passphrase, **kwargs
+                )  # type: ignore[arg-type]
         finally:
             self._set_sink(None)
         _check(result, "encrypt")
 
-    def decrypt_stream(self, source: BinaryIO, on_data: Callable[[bytes], None], *,
-                       passphrase: str | None = None) -> None:
+    def decrypt_stream(
+        self, source: BinaryIO, on_data: Callable[[bytes], None], *, passphrase: str | None = None
+    ) -> None:
         """Decrypts an OpenPGP message to `on_data`; raises on a wrong key, bad passphrase or damaged data."""
         self._set_sink(on_data)
         try:
@@ -115,8 +117,9 @@ class Gpg:
             self._set_sink(None)
         _check(result, "decrypt")
 
-    def decrypting_reader(self, source: BinaryIO, *, name: str, passphrase: str | None = None,
-                          queue_chunks: int = DECRYPT_QUEUE_CHUNKS) -> DecryptingReader:
+    def decrypting_reader(
+        self, source: BinaryIO, *, name: str, passphrase: str | None = None, queue_chunks: int = DECRYPT_QUEUE_CHUNKS
+    ) -> DecryptingReader:
         """A readable of the plaintext of the OpenPGP message in `source`, decrypted as it is read.
 
         `name` (e.g. the object's s3:// address) goes into every error. This Gpg must not be used for
@@ -160,8 +163,9 @@ class DecryptingReader(io.RawIOBase):
     latest where the plaintext ends, so a consumer that reads to the end never takes damaged data for whole.
     """
 
-    def __init__(self, gpg: Gpg, source: BinaryIO, *, name: str, passphrase: str | None,
-                 queue_chunks: int = DECRYPT_QUEUE_CHUNKS):
+    def __init__(
+        self, gpg: Gpg, source: BinaryIO, *, name: str, passphrase: str | None, queue_chunks: int = DECRYPT_QUEUE_CHUNKS
+    ):
         super().__init__()
         self.name = name
         self._source = source
@@ -170,8 +174,7 @@ class DecryptingReader(io.RawIOBase):
         self._pending = memoryview(b"")
         self._finished = False
         self.bytes_read = 0
-        self._thread = threading.Thread(target=self._decrypt, args=(gpg, passphrase), name="gpg-decrypt",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._decrypt, args=(gpg, passphrase), name="gpg-decrypt", daemon=True)
         self._thread.start()
 
     def readable(self) -> bool:
@@ -227,8 +230,9 @@ class DecryptingReader(io.RawIOBase):
 
     def _failure(self, error: BaseException) -> BaseException:
         if isinstance(error, EncryptionError):
-            return EncryptionError(f"gpg could not decrypt {self.name}: {explain_decrypt_failure(str(error))} "
-                                   f"({error})")
+            return EncryptionError(
+                f"gpg could not decrypt {self.name}: {explain_decrypt_failure(str(error))} ({error})"
+            )
         if isinstance(error, OSError):  # gpg died or its pipe broke mid-stream
             return EncryptionError(f"gpg could not decrypt {self.name}: gpg stream broken: {error}")
         return error  # the source failed (e.g. a storage read): its own error names what failed
@@ -236,12 +240,13 @@ class DecryptingReader(io.RawIOBase):
 
 #: What gpg's status and stderr lines mean for a restore, most specific first.
 _DECRYPT_FAILURES = (
-    (("NO_SECKEY", "No secret key"), "no secret key for this message in the keyring (wrong key, or the "
-                                     "private key is not in this GnuPG home)"),
+    (
+        ("NO_SECKEY", "No secret key"),
+        "no secret key for this message in the keyring (wrong key, or the private key is not in this GnuPG home)",
+    ),
     (("BAD_PASSPHRASE", "Bad session key"), "wrong passphrase"),
     (("BADMDC", "manipulated"), "the encrypted data was modified (integrity check failed)"),
-    (("pending bytes", "unexpected EOF", "packet(s) truncated", "premature EOF"),
-     "the encrypted data is truncated"),
+    (("pending bytes", "unexpected EOF", "packet(s) truncated", "premature EOF"), "the encrypted data is truncated"),
     (("NODATA",), "not an OpenPGP message (no encrypted data found)"),
     (("invalid packet", "CRC error", "invalid", "unknown packet"), "the encrypted data is damaged"),
 )

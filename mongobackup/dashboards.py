@@ -101,13 +101,20 @@ class Query:
 # v.timeRangeStart / v.windowPeriod and ${instance:regex}. __BUCKET__ is replaced by the Flux bucket.
 
 
-def _flux(measurement: _Names, *fields: str, start: str = "v.timeRangeStart", stop: str = "v.timeRangeStop",
-          instance_filter: bool = True) -> str:
+def _flux(
+    measurement: _Names,
+    *fields: str,
+    start: str = "v.timeRangeStart",
+    stop: str = "v.timeRangeStop",
+    instance_filter: bool = True,
+) -> str:
     names = " or ".join(f'r._field == "{measurement.field(name)}"' for name in fields)
-    lines = ['from(bucket: "__BUCKET__")',
-             f"  |> range(start: {start}" + (f", stop: {stop})" if stop else ")"),
-             f'  |> filter(fn: (r) => r._measurement == "{measurement.spec.name}")',
-             f"  |> filter(fn: (r) => {names})"]
+    lines = [
+        'from(bucket: "__BUCKET__")',
+        f"  |> range(start: {start}" + (f", stop: {stop})" if stop else ")"),
+        f'  |> filter(fn: (r) => r._measurement == "{measurement.spec.name}")',
+        f"  |> filter(fn: (r) => {names})",
+    ]
     if instance_filter:
         lines.append(f"  |> filter(fn: (r) => r.{measurement.tag(I_)} =~ /^${{{I_}:regex}}$/)")
     return "\n".join(lines)
@@ -119,7 +126,8 @@ def status_query() -> Query:
         f"SELECT count({C.f('value')}) FROM {C.m} WHERE {C.t(I_)} =~ /^${I_}$/ AND {C.t('database')} = '' "
         "AND time > now() - 24h",
         _flux(C, "value", start="-24h", stop="") + f"\n  |> filter(fn: (r) => not exists r.{C.tag('database')})"
-        "\n  |> count()")
+        "\n  |> count()",
+    )
 
 
 def per_database_query(name: str) -> Query:
@@ -128,7 +136,8 @@ def per_database_query(name: str) -> Query:
         f"SELECT last({C.f(name)}) FROM {C.m} WHERE {C.t(I_)} =~ /^${I_}$/ AND $timeFilter "
         f"GROUP BY time($__interval), {C.t(I_)}, {C.t('database')} fill(none)",
         _flux(C, name) + f'\n  |> group(columns: ["{C.tag(I_)}", "{C.tag("database")}"])'
-        "\n  |> aggregateWindow(every: v.windowPeriod, fn: last, createEmpty: false)")
+        "\n  |> aggregateWindow(every: v.windowPeriod, fn: last, createEmpty: false)",
+    )
 
 
 def failures_query() -> Query:
@@ -136,40 +145,43 @@ def failures_query() -> Query:
         f"SELECT sum({F.f('value')}) FROM {F.m} WHERE {F.t(I_)} =~ /^${I_}$/ AND $timeFilter "
         f"GROUP BY time($__interval), {F.t(I_)}, {F.t('stage')} fill(none)",
         _flux(F, "value") + f'\n  |> group(columns: ["{F.tag(I_)}", "{F.tag("stage")}"])'
-        "\n  |> aggregateWindow(every: v.windowPeriod, fn: sum, createEmpty: false)")
+        "\n  |> aggregateWindow(every: v.windowPeriod, fn: sum, createEmpty: false)",
+    )
 
 
 def last_errors_query() -> Query:
     return Query(
-        f"SELECT last({F.f('error')}) AS \"error\" FROM {F.m} WHERE {F.t(I_)} =~ /^${I_}$/ AND $timeFilter "
+        f'SELECT last({F.f("error")}) AS "error" FROM {F.m} WHERE {F.t(I_)} =~ /^${I_}$/ AND $timeFilter '
         f"GROUP BY {F.t(I_)}, {F.t('database')}, {F.t('stage')}",
         _flux(F, "error") + f'\n  |> group(columns: ["{F.tag(I_)}", "{F.tag("database")}", "{F.tag("stage")}"])'
         "\n  |> last()",
-        table=True)
+        table=True,
+    )
 
 
 def stale_query() -> Query:
     """The watchdog's findings over the dashboard's range: events and the largest age per database."""
     return Query(
-        f"SELECT count({S.f('value')}) AS \"events\", max({S.f('age_h')}) AS \"max_age_h\" FROM {S.m} "
+        f'SELECT count({S.f("value")}) AS "events", max({S.f("age_h")}) AS "max_age_h" FROM {S.m} '
         f"WHERE {S.t(I_)} =~ /^${I_}$/ AND $timeFilter GROUP BY {S.t(I_)}, {S.t('database')}",
-        _flux(S, "value") + f'\n  |> group(columns: ["{S.tag(I_)}", "{S.tag("database")}"])'
-        '\n  |> count()',
-        table=True)
+        _flux(S, "value") + f'\n  |> group(columns: ["{S.tag(I_)}", "{S.tag("database")}"])\n  |> count()',
+        table=True,
+    )
 
 
 def failed_drills_query() -> Query:
     return Query(
         f"SELECT count({D.f('value')}) FROM {D.m} WHERE {D.f('value')} = false AND {D.t(I_)} =~ /^${I_}$/ "
         "AND $timeFilter",
-        _flux(D, "value") + "\n  |> filter(fn: (r) => r._value == false)\n  |> group()\n  |> count()")
+        _flux(D, "value") + "\n  |> filter(fn: (r) => r._value == false)\n  |> group()\n  |> count()",
+    )
 
 
 def drill_results_query() -> Query:
     """The newest drill of each database: restored and verified (value), speed, age of the backup."""
     fields = ("value", "restore_mb_s", "backup_age_h", "duration_s")
     return Query(
-        "SELECT " + ", ".join(f"last({D.f(name)}) AS \"{name}\"" for name in fields) + f" FROM {D.m} "
+        "SELECT " + ", ".join(f'last({D.f(name)}) AS "{name}"' for name in fields) + f" FROM {D.m} "
         f"WHERE {D.t(I_)} =~ /^${I_}$/ AND $timeFilter GROUP BY {D.t(I_)}, {D.t('database')}",
         # Pivot first: the four fields of one point become one row (a table cannot mix the boolean and float
         # _value columns), then the newest row per database.
@@ -177,7 +189,8 @@ def drill_results_query() -> Query:
         + '\n  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
         + f'\n  |> group(columns: ["{D.tag(I_)}", "{D.tag("database")}"])'
         + '\n  |> sort(columns: ["_time"])\n  |> tail(n: 1)',
-        table=True)
+        table=True,
+    )
 
 
 def drill_speed_query() -> Query:
@@ -185,7 +198,8 @@ def drill_speed_query() -> Query:
         f"SELECT last({D.f('restore_mb_s')}) FROM {D.m} WHERE {D.t(I_)} =~ /^${I_}$/ AND $timeFilter "
         f"GROUP BY time($__interval), {D.t(I_)}, {D.t('database')} fill(none)",
         _flux(D, "restore_mb_s") + f'\n  |> group(columns: ["{D.tag(I_)}", "{D.tag("database")}"])'
-        "\n  |> aggregateWindow(every: v.windowPeriod, fn: last, createEmpty: false)")
+        "\n  |> aggregateWindow(every: v.windowPeriod, fn: last, createEmpty: false)",
+    )
 
 
 def instance_variable_query() -> Query:
@@ -194,10 +208,12 @@ def instance_variable_query() -> Query:
         f"SHOW TAG VALUES FROM {C.m}, {S.m} WITH KEY = {C.t(I_)}",
         'import "influxdata/influxdb/schema"\n'
         f'schema.tagValues(bucket: "__BUCKET__", tag: "{C.tag(I_)}", start: -90d, predicate: (r) => '
-        f'r._measurement == "{COMPLETED.name}" or r._measurement == "{STALE.name}")')
+        f'r._measurement == "{COMPLETED.name}" or r._measurement == "{STALE.name}")',
+    )
 
 
 # Alert queries: no dashboard variables there, and every series must carry its instance (and database) labels.
+
 
 def alert_missing_query() -> Query:
     """Per instance: completions (without database tag) in the last 24-25 h, 0 when none, for 7 days back.
@@ -216,7 +232,8 @@ def alert_missing_query() -> Query:
         + f"\n  |> filter(fn: (r) => not exists r.{C.tag('database')})"
         + f'\n  |> group(columns: ["{C.tag(I_)}"])\n  |> last()'
         + f"\n  |> map(fn: (r) => ({{{C.tag(I_)}: r.{C.tag(I_)}, _time: r._time, "
-        "_value: float(v: int(v: now()) - int(v: r._time)) / 3600000000000.0}))")
+        "_value: float(v: int(v: now()) - int(v: r._time)) / 3600000000000.0}))",
+    )
 
 
 def alert_stale_query() -> Query:
@@ -224,7 +241,8 @@ def alert_stale_query() -> Query:
         f"SELECT count({S.f('value')}) FROM {S.m} WHERE $timeFilter GROUP BY {S.t(I_)}, {S.t('database')}",
         _flux(S, "value", instance_filter=False)
         + f'\n  |> group(columns: ["{S.tag(I_)}", "{S.tag("database")}"])\n  |> count()'
-        + "\n  |> map(fn: (r) => ({r with _value: float(v: r._value)}))")
+        + "\n  |> map(fn: (r) => ({r with _value: float(v: r._value)}))",
+    )
 
 
 def alert_failed_query() -> Query:
@@ -233,16 +251,19 @@ def alert_failed_query() -> Query:
         f"{F.t('stage')}",
         _flux(F, "value", instance_filter=False)
         + f'\n  |> group(columns: ["{F.tag(I_)}", "{F.tag("database")}", "{F.tag("stage")}"])\n  |> sum()'
-        + "\n  |> map(fn: (r) => ({r with _value: float(v: r._value)}))")
+        + "\n  |> map(fn: (r) => ({r with _value: float(v: r._value)}))",
+    )
 
 
 def alert_drill_query() -> Query:
     return Query(
         f"SELECT count({D.f('value')}) FROM {D.m} WHERE {D.f('value')} = false AND $timeFilter "
         f"GROUP BY {D.t(I_)}, {D.t('database')}",
-        _flux(D, "value", instance_filter=False) + "\n  |> filter(fn: (r) => r._value == false)"
+        _flux(D, "value", instance_filter=False)
+        + "\n  |> filter(fn: (r) => r._value == false)"
         + f'\n  |> group(columns: ["{D.tag(I_)}", "{D.tag("database")}"])\n  |> count()'
-        + "\n  |> map(fn: (r) => ({r with _value: float(v: r._value)}))")
+        + "\n  |> map(fn: (r) => ({r with _value: float(v: r._value)}))",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -275,32 +296,79 @@ def _green_red(threshold: float) -> dict[str, Any]:
 
 def panels() -> list[Panel]:
     """The dashboard's panels, top to bottom."""
-    stat_options = {"colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
-                    "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
+    stat_options = {
+        "colorMode": "background",
+        "graphMode": "none",
+        "textMode": "value_and_name",
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+    }
     return [
-        Panel(f"Backed up in the last 24 h: ${I_}", "stat", status_query(), width=4, height=4, repeat=I_,
-              description="Green when every database of the instance was backed up in the last 24 h (an "
-                          f"{COMPLETED.name} point without a database tag); red otherwise.",
-              options=stat_options,
-              defaults={"thresholds": _red_green(STATUS_THRESHOLD), "noValue": "0", "decimals": 0}),
-        Panel("Stale or missing backups (watchdog)", "table", stale_query(), width=12,
-              description=f"{STALE.name}: the watchdog found the newest committed backup too old, or none. "
-                          "Run `python -m flows.status --plan PLAN` for the current state.",
-              defaults={"custom": {"align": "auto"}}),
-        Panel("Failed backups by stage", "timeseries", failures_query(), width=12,
-              defaults={"custom": {"drawStyle": "bars", "fillOpacity": 80}, "decimals": 0}),
+        Panel(
+            f"Backed up in the last 24 h: ${I_}",
+            "stat",
+            status_query(),
+            width=4,
+            height=4,
+            repeat=I_,
+            description="Green when every database of the instance was backed up in the last 24 h (an "
+            f"{COMPLETED.name} point without a database tag); red otherwise.",
+            options=stat_options,
+            defaults={"thresholds": _red_green(STATUS_THRESHOLD), "noValue": "0", "decimals": 0},
+        ),
+        Panel(
+            "Stale or missing backups (watchdog)",
+            "table",
+            stale_query(),
+            width=12,
+            description=f"{STALE.name}: the watchdog found the newest committed backup too old, or none. "
+            "Run `python -m flows.status --plan PLAN` for the current state.",
+            defaults={"custom": {"align": "auto"}},
+        ),
+        Panel(
+            "Failed backups by stage",
+            "timeseries",
+            failures_query(),
+            width=12,
+            defaults={"custom": {"drawStyle": "bars", "fillOpacity": 80}, "decimals": 0},
+        ),
         Panel("Last error per database and stage", "table", last_errors_query(), width=24, height=6),
-        Panel("Stored bytes per database", "timeseries", per_database_query("bytes"), unit="bytes",
-              defaults={"custom": {"drawStyle": "points", "pointSize": 6}}),
-        Panel("Backup duration per database", "timeseries", per_database_query("duration_s"), unit="s",
-              defaults={"custom": {"drawStyle": "points", "pointSize": 6}}),
-        Panel("Documents per database", "timeseries", per_database_query("docs"), unit="short",
-              defaults={"custom": {"drawStyle": "points", "pointSize": 6}}),
-        Panel("Failed restore drills", "stat", failed_drills_query(), width=12,
-              options=stat_options, defaults={"thresholds": _green_red(STATUS_THRESHOLD), "noValue": "0"}),
+        Panel(
+            "Stored bytes per database",
+            "timeseries",
+            per_database_query("bytes"),
+            unit="bytes",
+            defaults={"custom": {"drawStyle": "points", "pointSize": 6}},
+        ),
+        Panel(
+            "Backup duration per database",
+            "timeseries",
+            per_database_query("duration_s"),
+            unit="s",
+            defaults={"custom": {"drawStyle": "points", "pointSize": 6}},
+        ),
+        Panel(
+            "Documents per database",
+            "timeseries",
+            per_database_query("docs"),
+            unit="short",
+            defaults={"custom": {"drawStyle": "points", "pointSize": 6}},
+        ),
+        Panel(
+            "Failed restore drills",
+            "stat",
+            failed_drills_query(),
+            width=12,
+            options=stat_options,
+            defaults={"thresholds": _green_red(STATUS_THRESHOLD), "noValue": "0"},
+        ),
         Panel("Restore drills: newest result per database", "table", drill_results_query(), width=12),
-        Panel("Restore drill speed", "timeseries", drill_speed_query(), unit="MBs",
-              defaults={"custom": {"drawStyle": "points", "pointSize": 6}}),
+        Panel(
+            "Restore drill speed",
+            "timeseries",
+            drill_speed_query(),
+            unit="MBs",
+            defaults={"custom": {"drawStyle": "points", "pointSize": 6}},
+        ),
     ]
 
 
@@ -322,9 +390,15 @@ def _panel_json(panel: Panel, number: int, grid: dict[str, int], flavor: Flavor,
         target |= {"rawQuery": True, "resultFormat": "table" if panel.query.table else "time_series"}
     defaults = {"unit": panel.unit} if panel.unit else {}
     result: dict[str, Any] = {
-        "id": number, "type": panel.kind, "title": panel.title, "description": panel.description,
-        "gridPos": grid, "datasource": datasource, "targets": [target],
-        "fieldConfig": {"defaults": defaults | panel.defaults, "overrides": []}, "options": panel.options,
+        "id": number,
+        "type": panel.kind,
+        "title": panel.title,
+        "description": panel.description,
+        "gridPos": grid,
+        "datasource": datasource,
+        "targets": [target],
+        "fieldConfig": {"defaults": defaults | panel.defaults, "overrides": []},
+        "options": panel.options,
     }
     if panel.repeat:
         result |= {"repeat": panel.repeat, "repeatDirection": "h", "maxPerRow": 6}
@@ -337,11 +411,17 @@ def _text(query: Query, flavor: Flavor, bucket: str) -> str:
 
 def _instance_variable(flavor: Flavor, bucket: str) -> dict[str, Any]:
     return {
-        "name": I_, "label": "Instance", "type": "query",
+        "name": I_,
+        "label": "Instance",
+        "type": "query",
         "datasource": {"type": "influxdb", "uid": DATASOURCE_UID[flavor]},
         "query": _text(instance_variable_query(), flavor, bucket),
         "definition": _text(instance_variable_query(), flavor, bucket),
-        "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*", "sort": 1,
+        "refresh": 2,
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "sort": 1,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
     }
 
@@ -351,12 +431,21 @@ def dashboard(flavor: Flavor, bucket: str = DEFAULT_FLUX_BUCKET) -> dict[str, An
     return {
         "uid": f"{DASHBOARD_UID}-{flavor}",
         "title": f"{DASHBOARD_TITLE} ({'InfluxQL' if flavor == 'influxql' else 'Flux'})",
-        "description": GENERATED_NOTE, "tags": ["mongo-backup"], "timezone": "utc", "editable": False,
-        "schemaVersion": 39, "version": 1, "refresh": "5m", "time": {"from": "now-7d", "to": "now"},
-        "annotations": {"list": []}, "links": [],
+        "description": GENERATED_NOTE,
+        "tags": ["mongo-backup"],
+        "timezone": "utc",
+        "editable": False,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "5m",
+        "time": {"from": "now-7d", "to": "now"},
+        "annotations": {"list": []},
+        "links": [],
         "templating": {"list": [_instance_variable(flavor, bucket)]},
-        "panels": [_panel_json(panel, number, grid, flavor, bucket)
-                   for number, (panel, grid) in enumerate(_layout(panels()), start=1)],
+        "panels": [
+            _panel_json(panel, number, grid, flavor, bucket)
+            for number, (panel, grid) in enumerate(_layout(panels()), start=1)
+        ],
     }
 
 
@@ -382,18 +471,46 @@ class AlertRule:
 
 def alert_rules() -> list[AlertRule]:
     return [
-        AlertRule("mongo-backup-missing", "Mongo backup missing: no completed backup in 24 h",
-                  alert_missing_query(), 7 * 86400, STATUS_THRESHOLD, above=False, no_data="Alerting",
-                  summary="Instance {{ $labels.instance }}: no instance_backup_completed in the last 24 h.",
-                  flux_threshold=24.0, flux_above=True),
-        AlertRule("mongo-backup-stale", "Mongo backup stale (watchdog)", alert_stale_query(), 2 * 3600, 0,
-                  above=True, summary="{{ $labels.instance }}/{{ $labels.database }}: the watchdog found the newest "
-                                      "committed backup too old or missing. Run flows.status for details."),
-        AlertRule("mongo-backup-failed", "Mongo backup failed", alert_failed_query(), 6 * 3600, 0, above=True,
-                  summary="{{ $labels.instance }}/{{ $labels.database }} failed at stage {{ $labels.stage }}."),
-        AlertRule("mongo-restore-drill-failed", "Mongo restore drill failed", alert_drill_query(), 7 * 86400, 0,
-                  above=True, summary="The restore drill of {{ $labels.instance }}/{{ $labels.database }} failed "
-                                      "in the last 7 days."),
+        AlertRule(
+            "mongo-backup-missing",
+            "Mongo backup missing: no completed backup in 24 h",
+            alert_missing_query(),
+            7 * 86400,
+            STATUS_THRESHOLD,
+            above=False,
+            no_data="Alerting",
+            summary="Instance {{ $labels.instance }}: no instance_backup_completed in the last 24 h.",
+            flux_threshold=24.0,
+            flux_above=True,
+        ),
+        AlertRule(
+            "mongo-backup-stale",
+            "Mongo backup stale (watchdog)",
+            alert_stale_query(),
+            2 * 3600,
+            0,
+            above=True,
+            summary="{{ $labels.instance }}/{{ $labels.database }}: the watchdog found the newest "
+            "committed backup too old or missing. Run flows.status for details.",
+        ),
+        AlertRule(
+            "mongo-backup-failed",
+            "Mongo backup failed",
+            alert_failed_query(),
+            6 * 3600,
+            0,
+            above=True,
+            summary="{{ $labels.instance }}/{{ $labels.database }} failed at stage {{ $labels.stage }}.",
+        ),
+        AlertRule(
+            "mongo-restore-drill-failed",
+            "Mongo restore drill failed",
+            alert_drill_query(),
+            7 * 86400,
+            0,
+            above=True,
+            summary="The restore drill of {{ $labels.instance }}/{{ $labels.database }} failed in the last 7 days.",
+        ),
     ]
 
 
@@ -404,17 +521,35 @@ def _alert_json(rule: AlertRule, flavor: Flavor, bucket: str) -> dict[str, Any]:
     threshold = rule.flux_threshold if flavor == "flux" and rule.flux_threshold is not None else rule.threshold
     above = rule.flux_above if flavor == "flux" and rule.flux_above is not None else rule.above
     return {
-        "uid": f"{rule.uid}-{flavor}", "title": rule.title, "condition": "C",
+        "uid": f"{rule.uid}-{flavor}",
+        "title": rule.title,
+        "condition": "C",
         "data": [
-            {"refId": "A", "relativeTimeRange": {"from": rule.window_s, "to": 0},
-             "datasourceUid": DATASOURCE_UID[flavor], "model": query},
-            {"refId": "B", "datasourceUid": "__expr__",
-             "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last"}},
-            {"refId": "C", "datasourceUid": "__expr__",
-             "model": {"refId": "C", "type": "threshold", "expression": "B",
-                       "conditions": [{"evaluator": {"type": "gt" if above else "lt", "params": [threshold]}}]}},
+            {
+                "refId": "A",
+                "relativeTimeRange": {"from": rule.window_s, "to": 0},
+                "datasourceUid": DATASOURCE_UID[flavor],
+                "model": query,
+            },
+            {
+                "refId": "B",
+                "datasourceUid": "__expr__",
+                "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last"},
+            },
+            {
+                "refId": "C",
+                "datasourceUid": "__expr__",
+                "model": {
+                    "refId": "C",
+                    "type": "threshold",
+                    "expression": "B",
+                    "conditions": [{"evaluator": {"type": "gt" if above else "lt", "params": [threshold]}}],
+                },
+            },
         ],
-        "noDataState": rule.no_data, "execErrState": "Error", "for": "0s",
+        "noDataState": rule.no_data,
+        "execErrState": "Error",
+        "for": "0s",
         "annotations": {"summary": rule.summary, "dashboardUid": f"{DASHBOARD_UID}-{flavor}"},
         "labels": {"service": "mongo-backup"},
     }
@@ -422,9 +557,18 @@ def _alert_json(rule: AlertRule, flavor: Flavor, bucket: str) -> dict[str, Any]:
 
 def alerting(flavor: Flavor, bucket: str = DEFAULT_FLUX_BUCKET) -> dict[str, Any]:
     """The alert rule provisioning document for one flavour."""
-    return {"apiVersion": 1, "groups": [{
-        "orgId": 1, "name": "mongo-backups", "folder": FOLDER, "interval": "5m",
-        "rules": [_alert_json(rule, flavor, bucket) for rule in alert_rules()]}]}
+    return {
+        "apiVersion": 1,
+        "groups": [
+            {
+                "orgId": 1,
+                "name": "mongo-backups",
+                "folder": FOLDER,
+                "interval": "5m",
+                "rules": [_alert_json(rule, flavor, bucket) for rule in alert_rules()],
+            }
+        ],
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -433,21 +577,43 @@ def alerting(flavor: Flavor, bucket: str = DEFAULT_FLUX_BUCKET) -> dict[str, Any
 
 def datasource(flavor: Flavor, bucket: str = DEFAULT_FLUX_BUCKET) -> dict[str, Any]:
     """The datasource provisioning document; URL and secrets come from Grafana's environment."""
-    source: dict[str, Any] = {"name": f"Mongo backups ({flavor})", "uid": DATASOURCE_UID[flavor], "type": "influxdb",
-                              "access": "proxy", "url": "${INFLUXDB_URL}", "editable": False}
+    source: dict[str, Any] = {
+        "name": f"Mongo backups ({flavor})",
+        "uid": DATASOURCE_UID[flavor],
+        "type": "influxdb",
+        "access": "proxy",
+        "url": "${INFLUXDB_URL}",
+        "editable": False,
+    }
     if flavor == "influxql":
-        source |= {"user": "${INFLUXDB_USER}", "jsonData": {"dbName": "${INFLUXDB_DATABASE}", "httpMode": "GET"},
-                   "secureJsonData": {"password": "${INFLUXDB_PASSWORD}"}}
+        source |= {
+            "user": "${INFLUXDB_USER}",
+            "jsonData": {"dbName": "${INFLUXDB_DATABASE}", "httpMode": "GET"},
+            "secureJsonData": {"password": "${INFLUXDB_PASSWORD}"},
+        }
     else:
-        source |= {"jsonData": {"version": "Flux", "organization": "${INFLUXDB_ORG}", "defaultBucket": bucket},
-                   "secureJsonData": {"token": "${INFLUXDB_TOKEN}"}}
+        source |= {
+            "jsonData": {"version": "Flux", "organization": "${INFLUXDB_ORG}", "defaultBucket": bucket},
+            "secureJsonData": {"token": "${INFLUXDB_TOKEN}"},
+        }
     return {"apiVersion": 1, "datasources": [source]}
 
 
 def dashboard_provider() -> dict[str, Any]:
-    return {"apiVersion": 1, "providers": [{
-        "name": "mongo-backups", "orgId": 1, "folder": FOLDER, "type": "file", "disableDeletion": False,
-        "allowUiUpdates": False, "options": {"path": GRAFANA_DASHBOARD_PATH, "foldersFromFilesStructure": False}}]}
+    return {
+        "apiVersion": 1,
+        "providers": [
+            {
+                "name": "mongo-backups",
+                "orgId": 1,
+                "folder": FOLDER,
+                "type": "file",
+                "disableDeletion": False,
+                "allowUiUpdates": False,
+                "options": {"path": GRAFANA_DASHBOARD_PATH, "foldersFromFilesStructure": False},
+            }
+        ],
+    }
 
 
 def provisioning_files(bucket: str = DEFAULT_FLUX_BUCKET) -> dict[str, str]:

@@ -67,8 +67,13 @@ class DumpSummary:
 def open_client(uri: str, *, read_preference: str = "primaryPreferred", timeout_s: float = 10.0) -> MongoClient:
     """A client that fails within `timeout_s` when the instance is unreachable, instead of pymongo's 30 s."""
     ms = int(timeout_s * 1000)
-    return MongoClient(uri, readPreference=read_preference, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms,
-                       appname="mongo-backup-flows")
+    return MongoClient(
+        uri,
+        readPreference=read_preference,
+        serverSelectionTimeoutMS=ms,
+        connectTimeoutMS=ms,
+        appname="mongo-backup-flows",
+    )
 
 
 def list_databases(client: MongoClient, instance: str) -> list[str]:
@@ -88,8 +93,7 @@ def source_errors(instance: str, database: str | None) -> Iterator[None]:
         raise SourceError(instance, database, f"connection lost: {first_line(exc)}", transient=True) from exc
     except OperationFailure as exc:
         if exc.code in _AUTH_FAILED:
-            raise SourceError(instance, database, f"bad credentials or missing privileges: {first_line(exc)}") \
-                from exc
+            raise SourceError(instance, database, f"bad credentials or missing privileges: {first_line(exc)}") from exc
         raise SourceError(instance, database, f"server refused: {first_line(exc)}") from exc
     except PyMongoError as exc:
         raise SourceError(instance, database, first_line(exc)) from exc
@@ -98,8 +102,15 @@ def source_errors(instance: str, database: str | None) -> Iterator[None]:
 class DatabaseDump:
     """Streams one database as archive bytes; `summary` is complete when the stream is exhausted."""
 
-    def __init__(self, client: MongoClient, instance: str, database: str, *, tool_version: str,
-                 on_namespace: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        client: MongoClient,
+        instance: str,
+        database: str,
+        *,
+        tool_version: str,
+        on_namespace: Callable[[str], None] | None = None,
+    ):
         self.client = client
         self.instance = instance
         self.database = database
@@ -118,19 +129,26 @@ class DatabaseDump:
         oplog_start = self._last_oplog_ts()
         collections = self._describe_collections(db)
 
-        namespaces = [NamespaceMetadata(self.database, c["name"], c["metadata"], c["size"], c["type"])
-                      for c in collections]
+        namespaces = [
+            NamespaceMetadata(self.database, c["name"], c["metadata"], c["size"], c["type"]) for c in collections
+        ]
         if oplog_start is not None:
             namespaces.append(NamespaceMetadata(OPLOG_DB, OPLOG_COLLECTION, "", 0, ""))
-        writer = ArchiveWriter(ArchiveHeader(concurrent_collections=1, version=ARCHIVE_VERSION,
-                                             server_version=self.summary.server_version,
-                                             tool_version=self.tool_version))
+        writer = ArchiveWriter(
+            ArchiveHeader(
+                concurrent_collections=1,
+                version=ARCHIVE_VERSION,
+                server_version=self.summary.server_version,
+                tool_version=self.tool_version,
+            )
+        )
         yield writer.prelude(namespaces)
 
         for info in collections:
             if info["type"] == "view":
-                self.summary.namespaces.append(NamespaceRecord(collection=info["name"], type="view",
-                                                               view_on=info["options"].get("viewOn")))
+                self.summary.namespaces.append(
+                    NamespaceRecord(collection=info["name"], type="view", view_on=info["options"].get("viewOn"))
+                )
                 continue
             self._on_namespace(f"{self.database}.{info['name']}")
             digest = DocumentDigest()
@@ -138,11 +156,20 @@ class DatabaseDump:
             docs = _raw_documents(cursor, digest)
             yield from writer.documents(self.database, info["name"], docs)
             yield writer.end_namespace(self.database, info["name"])
-            self.summary.namespaces.append(NamespaceRecord(
-                collection=info["name"], type=info["type"], documents=digest.count, bytes=digest.bytes,
-                crc=writer.crc(self.database, info["name"]), digest=digest.hexdigest,
-                indexes=[IndexRecord(name=ix["name"], key=jsonable(ix["key"]), unique=bool(ix.get("unique")))
-                         for ix in info["indexes"]]))
+            self.summary.namespaces.append(
+                NamespaceRecord(
+                    collection=info["name"],
+                    type=info["type"],
+                    documents=digest.count,
+                    bytes=digest.bytes,
+                    crc=writer.crc(self.database, info["name"]),
+                    digest=digest.hexdigest,
+                    indexes=[
+                        IndexRecord(name=ix["name"], key=jsonable(ix["key"]), unique=bool(ix.get("unique")))
+                        for ix in info["indexes"]
+                    ],
+                )
+            )
 
         if oplog_start is not None:
             yield from self._oplog_chunks(writer, oplog_start)
@@ -161,10 +188,15 @@ class DatabaseDump:
             options = info.get("options", {})
             indexes = [] if kind == "view" else [_without_ns(ix) for ix in db.get_collection(name).list_indexes()]
             uuid = info.get("info", {}).get("uuid")
-            described.append({
-                "name": name, "type": kind, "options": options, "indexes": indexes,
-                "metadata": collection_metadata_json(options, indexes, _uuid_bytes(uuid), name, kind),
-            })
+            described.append(
+                {
+                    "name": name,
+                    "type": kind,
+                    "options": options,
+                    "indexes": indexes,
+                    "metadata": collection_metadata_json(options, indexes, _uuid_bytes(uuid), name, kind),
+                }
+            )
             described[-1].update(self._size_and_batch(db, name) if kind != "view" else {"size": 0})
         return described
 
@@ -212,11 +244,17 @@ class DatabaseDump:
         cursor = self._oplog().find(query, batch_size=DEFAULT_BATCH_DOCUMENTS).sort("$natural", 1)
         yield from writer.documents(OPLOG_DB, OPLOG_COLLECTION, _raw_documents(cursor, digest))
         yield writer.end_namespace(OPLOG_DB, OPLOG_COLLECTION)
-        self.summary.namespaces.append(NamespaceRecord(
-            collection=OPLOG_COLLECTION, type="oplog", documents=digest.count, bytes=digest.bytes,
-            crc=writer.crc(OPLOG_DB, OPLOG_COLLECTION), digest=digest.hexdigest))
-        self.summary.oplog = OplogWindow(start=(start.time, start.inc), end=(end.time, end.inc),
-                                         entries=digest.count)
+        self.summary.namespaces.append(
+            NamespaceRecord(
+                collection=OPLOG_COLLECTION,
+                type="oplog",
+                documents=digest.count,
+                bytes=digest.bytes,
+                crc=writer.crc(OPLOG_DB, OPLOG_COLLECTION),
+                digest=digest.hexdigest,
+            )
+        )
+        self.summary.oplog = OplogWindow(start=(start.time, start.inc), end=(end.time, end.inc), entries=digest.count)
 
 
 def _raw_documents(cursor: Any, digest: DocumentDigest) -> Iterator[bytes]:
@@ -250,4 +288,3 @@ def _uuid_bytes(uuid: Any) -> bytes | None:
 def jsonable(value: Any) -> dict[str, Any]:
     """A BSON value (an index key spec) as plain JSON types, as the manifest stores it."""
     return json.loads(json_util.dumps(value))
-

@@ -92,8 +92,9 @@ def build_inventory(listing: Iterable[ObjectInfo], prefix: str) -> Inventory:
             objects[location] = info.size
         elif info.key.endswith(MANIFEST_SUFFIX):
             manifests.add(location)
-    backups = [StoredBackup(location, objects.get(location), location in manifests)
-               for location in set(objects) | manifests]
+    backups = [
+        StoredBackup(location, objects.get(location), location in manifests) for location in set(objects) | manifests
+    ]
     backups.sort(key=lambda b: (b.pair, b.order))
     return Inventory(prefix, tuple(backups), tuple(sorted(foreign)))
 

@@ -51,7 +51,7 @@ class BackupLocation:
         """The location an object or manifest key names; ValueError (naming the key) if it is not ours."""
         if not key.startswith(prefix):
             raise ValueError(f"object key {key!r} is outside the prefix {prefix!r}")
-        rest = key[len(prefix):]
+        rest = key[len(prefix) :]
         for suffix in (OBJECT_SUFFIX, MANIFEST_SUFFIX):
             if rest.endswith(suffix):
                 rest = rest[: -len(suffix)]

@@ -50,8 +50,10 @@ LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 
 Rule = dict[str, Any]
 
-PRUNE_HINT = ("delete expired backups by the same policy with `python -m flows.retention --plan PLAN --prune` "
-              "(the `retention` flow with prune=True), on a schedule")
+PRUNE_HINT = (
+    "delete expired backups by the same policy with `python -m flows.retention --plan PLAN --prune` "
+    "(the `retention` flow with prune=True), on a schedule"
+)
 
 
 class LifecycleUnsupported(StorageError):
@@ -146,20 +148,29 @@ class LifecycleDiff:
         return [head, *body, *(f"! {warning}" for warning in self.warnings)]
 
 
-def diff_rules(bucket: str, current: Sequence[Rule], ours: Sequence[Rule],
-               min_transition_size: str | None = None) -> LifecycleDiff:
+def diff_rules(
+    bucket: str, current: Sequence[Rule], ours: Sequence[Rule], min_transition_size: str | None = None
+) -> LifecycleDiff:
     """The diff of merging `ours` into `current` (pure)."""
     current_by_id = {rule.get("ID", ""): rule for rule in current}
     our_ids = {rule["ID"] for rule in ours}
-    changes = [RuleChange(rule.get("ID", ""), "foreign", rule, rule) for rule in current
-               if rule.get("ID", "") not in our_ids]
+    changes = [
+        RuleChange(rule.get("ID", ""), "foreign", rule, rule) for rule in current if rule.get("ID", "") not in our_ids
+    ]
     for rule in ours:
         before = current_by_id.get(rule["ID"])
         kind: Literal["add", "update", "unchanged"] = (
-            "add" if before is None else "unchanged" if _canonical(before) == _canonical(rule) else "update")
+            "add" if before is None else "unchanged" if _canonical(before) == _canonical(rule) else "update"
+        )
         changes.append(RuleChange(rule["ID"], kind, before, rule))
-    return LifecycleDiff(bucket, tuple(current), tuple(merge_rules(current, ours)), tuple(changes),
-                         tuple(_overlap_warnings(current, ours)), min_transition_size)
+    return LifecycleDiff(
+        bucket,
+        tuple(current),
+        tuple(merge_rules(current, ours)),
+        tuple(changes),
+        tuple(_overlap_warnings(current, ours)),
+        min_transition_size,
+    )
 
 
 def _canonical(rule: Mapping[str, Any]) -> str:
@@ -190,11 +201,16 @@ def _overlap_warnings(current: Sequence[Rule], ours: Sequence[Rule]) -> Iterator
         prefix = rule_prefix(rule)
         if rule.get("ID", "") in our_ids or rule.get("Status") != "Enabled" or prefix is None:
             continue
-        hit = [r["Filter"]["Prefix"] for r in ours
-               if r["Filter"]["Prefix"].startswith(prefix) or prefix.startswith(r["Filter"]["Prefix"])]
+        hit = [
+            r["Filter"]["Prefix"]
+            for r in ours
+            if r["Filter"]["Prefix"].startswith(prefix) or prefix.startswith(r["Filter"]["Prefix"])
+        ]
         if hit:
-            yield (f"rule {rule.get('ID', '(no ID)')!r} (not ours, prefix {prefix!r}) also applies to "
-                   f"{', '.join(hit)}: S3 applies the earliest action of all matching rules")
+            yield (
+                f"rule {rule.get('ID', '(no ID)')!r} (not ours, prefix {prefix!r}) also applies to "
+                f"{', '.join(hit)}: S3 applies the earliest action of all matching rules"
+            )
 
 
 def _flatten(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -232,9 +248,11 @@ def read_rules(storage: S3Storage) -> tuple[list[Rule], str | None]:
         if _code(exc.__cause__) == "NoSuchLifecycleConfiguration":
             return [], None
         if _code(exc.__cause__) in UNSUPPORTED_CODES:
-            raise LifecycleUnsupported(f"{storage.where()} has no lifecycle configuration support "
-                                       f"({_code(exc.__cause__)}): nothing expires backups there; "
-                                       f"{PRUNE_HINT}") from exc
+            raise LifecycleUnsupported(
+                f"{storage.where()} has no lifecycle configuration support "
+                f"({_code(exc.__cause__)}): nothing expires backups there; "
+                f"{PRUNE_HINT}"
+            ) from exc
         raise
     size = reply.get("TransitionDefaultMinimumObjectSize")
     return list(reply.get("Rules", [])), (size if size and size != DEFAULT_MIN_TRANSITION_SIZE else None)
@@ -259,7 +277,8 @@ def _put_rules(storage: S3Storage, rules: list[Rule], min_transition_size: str |
     try:
         with storage.errors("put lifecycle configuration of"):
             storage.client.put_bucket_lifecycle_configuration(
-                Bucket=storage.bucket, LifecycleConfiguration={"Rules": rules}, **extra)
+                Bucket=storage.bucket, LifecycleConfiguration={"Rules": rules}, **extra
+            )
     except StorageError as exc:
         refused = _refusal(storage, rules, exc)
         if refused is not None:
@@ -276,10 +295,13 @@ def _refusal(storage: S3Storage, rules: list[Rule], exc: StorageError) -> Lifecy
             f"{storage.where()} refuses lifecycle rules with storage-class transitions ({code}: "
             f"{_message(exc.__cause__)}). A store without a Glacier class (SeaweedFS, MinIO, ...) needs "
             f"`tiers.glacier_after_days: null` in the plan, which leaves the transitions out; and if the store "
-            f"does not enforce lifecycle rules at all, {PRUNE_HINT}")
+            f"does not enforce lifecycle rules at all, {PRUNE_HINT}"
+        )
     if code in UNSUPPORTED_CODES:
-        return LifecycleUnsupported(f"{storage.where()} refuses lifecycle rules ({code}: {_message(exc.__cause__)})"
-                                    f": nothing expires backups there; {PRUNE_HINT}")
+        return LifecycleUnsupported(
+            f"{storage.where()} refuses lifecycle rules ({code}: {_message(exc.__cause__)})"
+            f": nothing expires backups there; {PRUNE_HINT}"
+        )
     return None
 
 
@@ -314,7 +336,8 @@ class BucketSetting:
 
     def lines(self) -> list[str]:
         head = f"{'~' if self.changed else ' '} {self.name}: {self.before}" + (
-            f" -> {self.after}" if self.changed else " (unchanged)")
+            f" -> {self.after}" if self.changed else " (unchanged)"
+        )
         return [head, *(f"! {warning}" for warning in self.warnings)]
 
 
@@ -330,8 +353,7 @@ def enable_versioning(storage: S3Storage, *, dry_run: bool = False) -> BucketSet
     setting = versioning_setting(storage)
     if setting.changed and not dry_run:
         with storage.errors("enable versioning of"):
-            storage.client.put_bucket_versioning(Bucket=storage.bucket,
-                                                 VersioningConfiguration={"Status": "Enabled"})
+            storage.client.put_bucket_versioning(Bucket=storage.bucket, VersioningConfiguration={"Status": "Enabled"})
     return setting
 
 
@@ -343,8 +365,11 @@ def object_lock_setting(storage: S3Storage, policy: TierPolicy, days: int, mode:
         with storage.errors("get object lock configuration of"):
             config = storage.client.get_object_lock_configuration(Bucket=storage.bucket)["ObjectLockConfiguration"]
         retention = config.get("Rule", {}).get("DefaultRetention", {})
-        before = f"{retention.get('Mode')} {retention.get('Days')} days" if retention.get("Days") else \
-            f"{config.get('ObjectLockEnabled', 'Off')}, no default retention"
+        before = (
+            f"{retention.get('Mode')} {retention.get('Days')} days"
+            if retention.get("Days")
+            else f"{config.get('ObjectLockEnabled', 'Off')}, no default retention"
+        )
     except StorageError as exc:
         if _code(exc.__cause__) != "ObjectLockConfigurationNotFoundError":
             raise
@@ -352,13 +377,20 @@ def object_lock_setting(storage: S3Storage, policy: TierPolicy, days: int, mode:
     # A locked version cannot be deleted, by lifecycle or prune, before its lock ends: the lock, not the tier,
     # then decides how long a short-lived tier's backups stay.
     longer = [f"{t.value} ({policy.retention_days[t]} days)" for t in policy.tiers() if policy.retention_days[t] < days]
-    warnings = (f"the lock ({days} days) outlives the retention of {', '.join(longer)}: those backups stay (as "
-                f"noncurrent versions) until their lock ends",) if longer else ()
+    warnings = (
+        (
+            f"the lock ({days} days) outlives the retention of {', '.join(longer)}: those backups stay (as "
+            f"noncurrent versions) until their lock ends",
+        )
+        if longer
+        else ()
+    )
     return BucketSetting("object lock default retention", before, f"{mode} {days} days", warnings)
 
 
-def enable_object_lock(storage: S3Storage, policy: TierPolicy, days: int, mode: LockMode = "GOVERNANCE", *,
-                       dry_run: bool = False) -> BucketSetting:
+def enable_object_lock(
+    storage: S3Storage, policy: TierPolicy, days: int, mode: LockMode = "GOVERNANCE", *, dry_run: bool = False
+) -> BucketSetting:
     """Sets the bucket's default Object Lock retention; the store must support Object Lock (and versioning)."""
     setting = object_lock_setting(storage, policy, days, mode)
     if setting.changed and not dry_run:
@@ -368,9 +400,11 @@ def enable_object_lock(storage: S3Storage, policy: TierPolicy, days: int, mode: 
                 storage.client.put_object_lock_configuration(Bucket=storage.bucket, ObjectLockConfiguration=config)
         except StorageError as exc:
             if _code(exc.__cause__) in UNSUPPORTED_CODES | {"InvalidBucketState"}:
-                raise StorageError(f"{storage.where()} refuses Object Lock ({_code(exc.__cause__)}: "
-                                   f"{_message(exc.__cause__)}); on AWS the bucket needs versioning on "
-                                   "(--versioning), on other stores Object Lock may have to be enabled when the "
-                                   "bucket is created, or is not supported at all") from exc
+                raise StorageError(
+                    f"{storage.where()} refuses Object Lock ({_code(exc.__cause__)}: "
+                    f"{_message(exc.__cause__)}); on AWS the bucket needs versioning on "
+                    "(--versioning), on other stores Object Lock may have to be enabled when the "
+                    "bucket is created, or is not supported at all"
+                ) from exc
             raise
     return setting

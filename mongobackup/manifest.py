@@ -119,6 +119,8 @@ class BackupManifest(_Model):
     def from_json_dict(cls, data: dict[str, Any], *, key: str = "<manifest>") -> BackupManifest:
         version = data.get("format_version")
         if version not in SUPPORTED_MANIFEST_VERSIONS:
-            raise ValueError(f"manifest {key}: format_version {version!r} is not one this tool reads "
-                             f"({sorted(SUPPORTED_MANIFEST_VERSIONS)})")
+            raise ValueError(
+                f"manifest {key}: format_version {version!r} is not one this tool reads "
+                f"({sorted(SUPPORTED_MANIFEST_VERSIONS)})"
+            )
         return cls.model_validate(data)

@@ -107,8 +107,9 @@ class MeasurementSpec:
             # Exact type: bool is an int subclass, and an int where a float was declared would be written
             # with the `i` suffix, as an integer, and hit a field type conflict in InfluxDB.
             if type(value) is not expected:
-                raise TypeError(f"measurement {self.name}: field {name} must be {expected.__name__}, "
-                                f"not {type(value).__name__}")
+                raise TypeError(
+                    f"measurement {self.name}: field {name} must be {expected.__name__}, not {type(value).__name__}"
+                )
 
 
 INSTANCE_BACKUP_COMPLETED = MeasurementSpec(
@@ -116,7 +117,7 @@ INSTANCE_BACKUP_COMPLETED = MeasurementSpec(
     tags=(INSTANCE, DATABASE, TIER),
     fields={VALUE: bool, BYTES: int, DOCS: int, DURATION_S: float},
     description="a database backup was committed (with database/tier/sizes), or every database of an "
-                "instance was (instance tag and value only: the existing Grafana panel's point)",
+    "instance was (instance tag and value only: the existing Grafana panel's point)",
 )
 
 INSTANCE_BACKUP_FAILED = MeasurementSpec(
@@ -124,7 +125,7 @@ INSTANCE_BACKUP_FAILED = MeasurementSpec(
     tags=(INSTANCE, DATABASE, TIER, STAGE),
     fields={VALUE: int, ERROR: str},
     description="a backup failed after its retries; value is always 1 so that sum() counts failures. "
-                "database and tier are absent when the instance itself failed (unreachable, listing failed)",
+    "database and tier are absent when the instance itself failed (unreachable, listing failed)",
 )
 
 # Reserved for the restore fire drill (issue 4); the names are fixed here so that the drill and the dashboards
@@ -143,16 +144,16 @@ INSTANCE_BACKUP_STALE = MeasurementSpec(
     name="instance_backup_stale",
     tags=(INSTANCE, DATABASE),
     fields={VALUE: int, AGE_H: float},
-    description="the newest committed backup of a database is older than the threshold "
-                "(or missing: then no age_h)",
+    description="the newest committed backup of a database is older than the threshold (or missing: then no age_h)",
 )
 
 #: Every measurement the project writes, by name.
-MEASUREMENTS: Mapping[str, MeasurementSpec] = MappingProxyType({
-    spec.name: spec
-    for spec in (INSTANCE_BACKUP_COMPLETED, INSTANCE_BACKUP_FAILED, INSTANCE_RESTORE_DRILL,
-                 INSTANCE_BACKUP_STALE)
-})
+MEASUREMENTS: Mapping[str, MeasurementSpec] = MappingProxyType(
+    {
+        spec.name: spec
+        for spec in (INSTANCE_BACKUP_COMPLETED, INSTANCE_BACKUP_FAILED, INSTANCE_RESTORE_DRILL, INSTANCE_BACKUP_STALE)
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -194,8 +195,9 @@ def _check_tag_value(measurement: str, name: str, value: object) -> None:
         raise ValueError(f"measurement {measurement}: tag {name} contains a line break")
     if value.endswith("\\"):
         # InfluxDB reads a backslash before the separator as escaping it; no escape sequence avoids that.
-        raise ValueError(f"measurement {measurement}: tag {name} ends with a backslash, which line protocol "
-                         "cannot represent")
+        raise ValueError(
+            f"measurement {measurement}: tag {name} ends with a backslash, which line protocol cannot represent"
+        )
 
 
 def _check_field_value(measurement: str, name: str, value: FieldValue) -> None:
@@ -218,8 +220,9 @@ def one_line(text: str, limit: int = ERROR_MAX_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
 
 
-def backup_completed(instance: str, database: str, tier: str | Enum, bytes: int, docs: int,
-                     duration_s: float, when: datetime) -> Event:
+def backup_completed(
+    instance: str, database: str, tier: str | Enum, bytes: int, docs: int, duration_s: float, when: datetime
+) -> Event:
     """backup_completed is the per-database success event, written after the manifest is committed.
 
     (`bytes` shadows the builtin inside this function only; the name matches the field it fills.)
@@ -239,12 +242,12 @@ def instance_completed(instance: str, when: datetime) -> Event:
 
     Only the instance tag and value=true, exactly the point the team's existing Grafana panel selects.
     """
-    return Event(measurement=INSTANCE_BACKUP_COMPLETED.name, tags={INSTANCE: instance}, fields={VALUE: True},
-                 time=when)
+    return Event(measurement=INSTANCE_BACKUP_COMPLETED.name, tags={INSTANCE: instance}, fields={VALUE: True}, time=when)
 
 
-def backup_failed(instance: str, database: str | None, tier: str | Enum | None, stage: str, error: str,
-                  when: datetime) -> Event:
+def backup_failed(
+    instance: str, database: str | None, tier: str | Enum | None, stage: str, error: str, when: datetime
+) -> Event:
     """backup_failed is the failure event; `error` must be redacted already (here it is flattened and cut).
 
     database and tier may be None for a failure of the whole instance (unreachable, listing failed).
@@ -254,8 +257,9 @@ def backup_failed(instance: str, database: str | None, tier: str | Enum | None, 
         tags[DATABASE] = database
     if tier is not None:
         tags[TIER] = _text(tier)
-    return Event(measurement=INSTANCE_BACKUP_FAILED.name, tags=tags,
-                 fields={VALUE: 1, ERROR: one_line(error)}, time=when)
+    return Event(
+        measurement=INSTANCE_BACKUP_FAILED.name, tags=tags, fields={VALUE: 1, ERROR: one_line(error)}, time=when
+    )
 
 
 def backup_stale(instance: str, database: str | None, age_h: float | None, when: datetime) -> Event:
@@ -315,8 +319,9 @@ def to_line_protocol(event: Event) -> str:
     """
     spec = MEASUREMENTS[event.measurement]
     tags = "".join(f",{_key(name)}={_key(event.tags[name])}" for name in sorted(event.tags))
-    fields = ",".join(f"{_key(name)}={_field_value(event.fields[name])}"
-                      for name in spec.fields if name in event.fields)
+    fields = ",".join(
+        f"{_key(name)}={_field_value(event.fields[name])}" for name in spec.fields if name in event.fields
+    )
     return f"{_measurement(event.measurement)}{tags} {fields} {timestamp_ns(event.time)}"
 
 

@@ -51,8 +51,15 @@ class _TeeReader:
 class MongodumpDump:
     """Streams `mongodump --archive --db=<database>` of one database; `summary` is complete when exhausted."""
 
-    def __init__(self, uri: str, instance: str, database: str, *, command: Sequence[str] = ("mongodump",),
-                 read_preference: str = "primaryPreferred"):
+    def __init__(
+        self,
+        uri: str,
+        instance: str,
+        database: str,
+        *,
+        command: Sequence[str] = ("mongodump",),
+        read_preference: str = "primaryPreferred",
+    ):
         self.uri = uri
         self.instance = instance
         self.database = database
@@ -62,8 +69,14 @@ class MongodumpDump:
 
     def argv(self) -> list[str]:
         # `=` between flag and value: the Windows build (under wine) reads a bare `/path` as a switch.
-        return [*self.command, f"--uri={self.uri}", f"--db={self.database}", "--archive",
-                f"--readPreference={self.read_preference}", "--quiet"]
+        return [
+            *self.command,
+            f"--uri={self.uri}",
+            f"--db={self.database}",
+            "--archive",
+            f"--readPreference={self.read_preference}",
+            "--quiet",
+        ]
 
     def chunks(self) -> Iterator[bytes]:
         shown = " ".join(shlex.quote(redact_uri(a) if a.startswith("--uri=") else a) for a in self.argv())
@@ -85,8 +98,9 @@ class MongodumpDump:
             drain.join(timeout=5)
         if code != 0:
             tail = b"".join(stderr).decode(errors="replace").splitlines()[-_STDERR_TAIL:]
-            raise SourceError(self.instance, self.database,
-                              f"{shown} exited with {code}: " + redact_text(" | ".join(tail), ()))
+            raise SourceError(
+                self.instance, self.database, f"{shown} exited with {code}: " + redact_text(" | ".join(tail), ())
+            )
         self.summary.complete = True
 
     def _parse(self, stdout: BinaryIO) -> Iterator[bytes]:
@@ -106,18 +120,36 @@ class MongodumpDump:
             yield tee.take()
         yield tee.take()
 
-    def _record(self, end: NamespaceEndEvent, metadata: dict[str, dict], digests: dict[str, DocumentDigest],
-                ) -> NamespaceRecord:
+    def _record(
+        self,
+        end: NamespaceEndEvent,
+        metadata: dict[str, dict],
+        digests: dict[str, DocumentDigest],
+    ) -> NamespaceRecord:
         digest = digests.get(end.collection, DocumentDigest())
         if end.db == OPLOG_DB and end.collection == OPLOG_COLLECTION:
-            return NamespaceRecord(collection=OPLOG_COLLECTION, type="oplog", documents=digest.count,
-                                   bytes=digest.bytes, crc=end.crc, digest=digest.hexdigest)
+            return NamespaceRecord(
+                collection=OPLOG_COLLECTION,
+                type="oplog",
+                documents=digest.count,
+                bytes=digest.bytes,
+                crc=end.crc,
+                digest=digest.hexdigest,
+            )
         meta = metadata.get(end.collection, {})
         options = meta.get("options", {})
         if "viewOn" in options:
             return NamespaceRecord(collection=end.collection, type="view", view_on=options["viewOn"])
-        indexes = [IndexRecord(name=ix["name"], key=jsonable(ix["key"]), unique=bool(ix.get("unique")))
-                   for ix in meta.get("indexes", [])]
-        return NamespaceRecord(collection=end.collection, type=meta.get("type", "collection"),
-                               documents=digest.count, bytes=digest.bytes, crc=end.crc, digest=digest.hexdigest,
-                               indexes=indexes)
+        indexes = [
+            IndexRecord(name=ix["name"], key=jsonable(ix["key"]), unique=bool(ix.get("unique")))
+            for ix in meta.get("indexes", [])
+        ]
+        return NamespaceRecord(
+            collection=end.collection,
+            type=meta.get("type", "collection"),
+            documents=digest.count,
+            bytes=digest.bytes,
+            crc=end.crc,
+            digest=digest.hexdigest,
+            indexes=indexes,
+        )

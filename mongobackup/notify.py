@@ -34,8 +34,7 @@ class NotifyError(BackupError):
     the former. A subclass of BackupError so that the tasks' retry condition reads `transient`.
     """
 
-    def __init__(self, message: str, *, url: str, target: str, status: int | None = None,
-                 transient: bool = False):
+    def __init__(self, message: str, *, url: str, target: str, status: int | None = None, transient: bool = False):
         super().__init__(message)
         self.url = url
         self.target = target
@@ -109,8 +108,9 @@ class InfluxV1Sink:
     Basic auth, never in the query string, where proxies and access logs would keep them.
     """
 
-    def __init__(self, url: str, database: str, username: str | None = None, password: str | None = None,
-                 timeout: float = 10) -> None:
+    def __init__(
+        self, url: str, database: str, username: str | None = None, password: str | None = None, timeout: float = 10
+    ) -> None:
         _check_url(url, "InfluxDB v1 sink")
         if not database:
             raise ValueError(f"InfluxDB v1 sink for {public_url(url)}: database is empty")
@@ -137,22 +137,30 @@ class InfluxV1Sink:
         auth = (self._username, self._password or "") if self._username else None
         try:
             with httpx.Client(timeout=self._timeout) as client:
-                response = client.post(f"{self.url}/write",
-                                       params={"db": self.database, "precision": PRECISION},
-                                       content=body, auth=auth,
-                                       headers={"Content-Type": "text/plain; charset=utf-8"})
+                response = client.post(
+                    f"{self.url}/write",
+                    params={"db": self.database, "precision": PRECISION},
+                    content=body,
+                    auth=auth,
+                    headers={"Content-Type": "text/plain; charset=utf-8"},
+                )
         except httpx.HTTPError as exc:
             # Connection refused, DNS, TLS, timeouts: the server never answered. `from None` (here and
             # below): the message carries the cause's text, and a chained traceback would print the
             # library's request objects into the run log for no gain.
             reason = _scrub(f"{type(exc).__name__}: {exc}", (self._password,))
-            raise NotifyError(f"{self._where} failed: no answer: {reason}", url=self.url,
-                              target=self.database, transient=True) from None
+            raise NotifyError(
+                f"{self._where} failed: no answer: {reason}", url=self.url, target=self.database, transient=True
+            ) from None
         if not response.is_success:
             reply = _scrub(_reply_text(response.content), (self._password,))
-            raise NotifyError(f"{self._where} failed: HTTP {response.status_code}: {reply}", url=self.url,
-                              target=self.database, status=response.status_code,
-                              transient=_transient_status(response.status_code))
+            raise NotifyError(
+                f"{self._where} failed: HTTP {response.status_code}: {reply}",
+                url=self.url,
+                target=self.database,
+                status=response.status_code,
+                transient=_transient_status(response.status_code),
+            )
 
 
 class InfluxV2Sink:
@@ -162,8 +170,7 @@ class InfluxV2Sink:
     errors there and retries for minutes, so `write` would "succeed" while the points are lost.
     """
 
-    def __init__(self, url: str, org: str | None, bucket: str, token: str | None,
-                 timeout: float = 10) -> None:
+    def __init__(self, url: str, org: str | None, bucket: str, token: str | None, timeout: float = 10) -> None:
         _check_url(url, "InfluxDB v2 sink")
         if not bucket:
             raise ValueError(f"InfluxDB v2 sink for {public_url(url)}: bucket is empty")
@@ -192,22 +199,36 @@ class InfluxV2Sink:
             return
         body = to_line_protocol_batch(events)
         # retries=False: one attempt per call. Retrying is the Prefect task's job, where it is visible.
-        options: dict[str, Any] = {"url": self.url, "token": self._token or "", "org": self.org or "",
-                                   "timeout": int(self._timeout * 1000), "retries": False}
+        options: dict[str, Any] = {
+            "url": self.url,
+            "token": self._token or "",
+            "org": self.org or "",
+            "timeout": int(self._timeout * 1000),
+            "retries": False,
+        }
         try:
             with InfluxDBClient(**options) as client, client.write_api(write_options=SYNCHRONOUS) as api:
-                api.write(bucket=self.bucket, org=self.org or "", record=body,
-                          write_precision=getattr(WritePrecision, PRECISION.upper()))
+                api.write(
+                    bucket=self.bucket,
+                    org=self.org or "",
+                    record=body,
+                    write_precision=getattr(WritePrecision, PRECISION.upper()),
+                )
         except ApiException as exc:
             status = int(exc.status or 0)
             reply = _scrub(_reply_text(exc.body) or str(exc.reason or ""), (self._token,))
-            raise NotifyError(f"{self._where} failed: HTTP {status}: {reply}", url=self.url,
-                              target=self.bucket, status=status,
-                              transient=_transient_status(status)) from None
+            raise NotifyError(
+                f"{self._where} failed: HTTP {status}: {reply}",
+                url=self.url,
+                target=self.bucket,
+                status=status,
+                transient=_transient_status(status),
+            ) from None
         except (Urllib3Error, OSError) as exc:
             reason = _scrub(f"{type(exc).__name__}: {exc}", (self._token,))
-            raise NotifyError(f"{self._where} failed: no answer: {reason}", url=self.url, target=self.bucket,
-                              transient=True) from None
+            raise NotifyError(
+                f"{self._where} failed: no answer: {reason}", url=self.url, target=self.bucket, transient=True
+            ) from None
 
 
 def _unquote(value: str | None) -> str | None:

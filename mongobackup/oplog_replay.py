@@ -77,8 +77,9 @@ def diff_to_updates(diff: Mapping[str, Any]) -> list[dict[str, Any]]:
     return updates
 
 
-def _object_diff(diff: Mapping[str, Any], prefix: str, sets: dict[str, Any], unsets: dict[str, Any],
-                 truncations: dict[str, int]) -> None:
+def _object_diff(
+    diff: Mapping[str, Any], prefix: str, sets: dict[str, Any], unsets: dict[str, Any], truncations: dict[str, int]
+) -> None:
     for key, value in diff.items():
         if key in ("u", "i"):  # updated and inserted fields: both a $set
             sets.update({prefix + name: field for name, field in value.items()})
@@ -90,8 +91,9 @@ def _object_diff(diff: Mapping[str, Any], prefix: str, sets: dict[str, Any], uns
             raise ValueError(f"unknown field {key!r} in an update diff")
 
 
-def _sub_diff(diff: Mapping[str, Any], path: str, sets: dict[str, Any], unsets: dict[str, Any],
-              truncations: dict[str, int]) -> None:
+def _sub_diff(
+    diff: Mapping[str, Any], path: str, sets: dict[str, Any], unsets: dict[str, Any], truncations: dict[str, int]
+) -> None:
     if diff.get("a") is not True:
         _object_diff(diff, path + ".", sets, unsets, truncations)
         return
@@ -116,8 +118,14 @@ class OplogReplayer:
     replay creates, so a failed restore drops those too.
     """
 
-    def __init__(self, client: MongoClient, databases: Mapping[str, str], *, wants: Callable[[str], bool],
-                 on_create: Callable[[str, str], None]):
+    def __init__(
+        self,
+        client: MongoClient,
+        databases: Mapping[str, str],
+        *,
+        wants: Callable[[str], bool],
+        on_create: Callable[[str, str], None],
+    ):
         self.client = client
         self.databases = dict(databases)
         self.wants = wants
@@ -192,9 +200,14 @@ class OplogReplayer:
             self.skipped += 1
             return
         handler = {
-            "create": self._create, "drop": self._drop, "createIndexes": self._create_indexes,
-            "commitIndexBuild": self._create_indexes, "dropIndexes": self._drop_indexes,
-            "deleteIndexes": self._drop_indexes, "renameCollection": self._rename, "collMod": self._coll_mod,
+            "create": self._create,
+            "drop": self._drop,
+            "createIndexes": self._create_indexes,
+            "commitIndexBuild": self._create_indexes,
+            "dropIndexes": self._drop_indexes,
+            "deleteIndexes": self._drop_indexes,
+            "renameCollection": self._rename,
+            "collMod": self._coll_mod,
         }.get(verb)
         if handler is None:
             raise ValueError(f"command {verb!r} cannot be replayed as plain operations")
@@ -245,8 +258,9 @@ class OplogReplayer:
         self._note(database, new)
         # dropTarget always: the rename succeeded when it was first made, so a target that exists now can only
         # be a replay's own leftover (the slice replayed before, or a later insert already replayed into it).
-        self.client.admin.command(SON([("renameCollection", f"{database}.{old}"), ("to", f"{database}.{new}"),
-                                       ("dropTarget", True)]))
+        self.client.admin.command(
+            SON([("renameCollection", f"{database}.{old}"), ("to", f"{database}.{new}"), ("dropTarget", True)])
+        )
 
     def _coll_mod(self, database: str, command: dict[str, Any]) -> None:
         self.client[database].command(SON(command))

@@ -78,8 +78,9 @@ class PlanError(ValueError):
     def __init__(self, path: str | Path, problems: Sequence[tuple[str, str]]):
         self.path = str(path)
         self.problems = list(problems)
-        super().__init__("\n".join(f"plan {self.path}: {where + ': ' if where else ''}{what}"
-                                   for where, what in self.problems))
+        super().__init__(
+            "\n".join(f"plan {self.path}: {where + ': ' if where else ''}{what}" for where, what in self.problems)
+        )
 
 
 class _Section(BaseModel):
@@ -312,8 +313,10 @@ class EncryptionPlan(_Section):
         for recipient in recipients:
             key = recipient.replace(" ", "").upper().removeprefix("0X")
             if not _KEY_ID.match(key):
-                raise ValueError(f"recipient {recipient!r}: give a full fingerprint (40 or 64 hex digits) or a "
-                                 "long key id (16); short ids and e-mail addresses can match the wrong key")
+                raise ValueError(
+                    f"recipient {recipient!r}: give a full fingerprint (40 or 64 hex digits) or a "
+                    "long key id (16); short ids and e-mail addresses can match the wrong key"
+                )
             cleaned.append(key)
         return list(dict.fromkeys(cleaned))
 
@@ -342,11 +345,15 @@ class EncryptionPlan(_Section):
         if len(symmetric) > 1:
             raise ValueError("set one of passphrase_secret and passphrase_env, not both")
         if public and symmetric:
-            raise ValueError(f"use public keys (recipients, public_key_files) or a passphrase ({symmetric[0]}), "
-                             "not both: gpg would ignore the passphrase")
+            raise ValueError(
+                f"use public keys (recipients, public_key_files) or a passphrase ({symmetric[0]}), "
+                "not both: gpg would ignore the passphrase"
+            )
         if not public and not symmetric:
-            raise ValueError("no recipients, public_key_files, passphrase_secret or passphrase_env: backups are "
-                             "never stored unencrypted")
+            raise ValueError(
+                "no recipients, public_key_files, passphrase_secret or passphrase_env: backups are "
+                "never stored unencrypted"
+            )
         return self
 
     @property
@@ -507,8 +514,10 @@ class BackupPlan(_Section):
         seen: dict[str, int] = {}
         for index, instance in enumerate(instances):
             if instance.name in seen:
-                raise ValueError(f"instance name {instance.name!r} is used twice (instances.{seen[instance.name]}"
-                                 f".name and instances.{index}.name); names must be unique")
+                raise ValueError(
+                    f"instance name {instance.name!r} is used twice (instances.{seen[instance.name]}"
+                    f".name and instances.{index}.name); names must be unique"
+                )
             seen[instance.name] = index
         return instances
 
@@ -533,12 +542,13 @@ class BackupPlan(_Section):
         """Valid but risky choices, for the flow to log: each names the field."""
         found = []
         if self.notify is None or self.notify.influxdb is None:
-            found.append("notify.influxdb: not set: no success or failure events are written, so a backup "
-                         "that stops running is only visible in Prefect")
+            found.append(
+                "notify.influxdb: not set: no success or failure events are written, so a backup "
+                "that stops running is only visible in Prefect"
+            )
         for index, instance in enumerate(self.instances):
             if instance.uri is not None and redact_uri(instance.uri) != instance.uri:
-                found.append(f"instances.{index}.uri: holds a password in the plan file; prefer uri_env or "
-                             "uri_secret")
+                found.append(f"instances.{index}.uri: holds a password in the plan file; prefer uri_env or uri_secret")
         return found
 
 
@@ -554,8 +564,7 @@ class _StrictLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -577,8 +586,9 @@ def load_plan(path: str | Path) -> BackupPlan:
         raise PlanError(path, [("", _yaml_problem(exc))]) from None
     if not isinstance(data, dict):
         found = "nothing" if data is None else f"a {type(data).__name__}"
-        raise PlanError(path, [("", f"expected a mapping with instances, storage, encryption, tiers ...; "
-                                    f"found {found}")])
+        raise PlanError(
+            path, [("", f"expected a mapping with instances, storage, encryption, tiers ...; found {found}")]
+        )
     try:
         return BackupPlan.model_validate(data, context={"base_dir": file.parent.absolute()})
     except ValidationError as exc:
@@ -617,8 +627,9 @@ def plan_problems(error: ValidationError) -> list[tuple[str, str]]:
             discriminator = str(ctx.get("discriminator", "")).strip("'")
             path = f"{path}.{discriminator}" if discriminator else path
             expected = ctx.get("expected_tags") or ", ".join(repr(tag) for tag in _union_tags(item["loc"]))
-            message = (f"unknown value {ctx['tag']!r}" if kind == "union_tag_invalid" else
-                       "required field is missing") + (f" (expected one of {expected})" if expected else "")
+            message = (
+                f"unknown value {ctx['tag']!r}" if kind == "union_tag_invalid" else "required field is missing"
+            ) + (f" (expected one of {expected})" if expected else "")
         else:
             message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         problems.append((path, message))

@@ -46,8 +46,10 @@ class PruneDecision:
     def line(self, now: datetime) -> str:
         age_days = (now - self.backup.location.taken_at).total_seconds() / 86400
         what = "" if self.backup.committed else " (uncommitted: no manifest)"
-        return (f"{self.verdict.value:<11} {self.backup.location.stem}{what}: {age_days:.1f} days old, "
-                f"expires {self.expires_at.isoformat()}")
+        return (
+            f"{self.verdict.value:<11} {self.backup.location.stem}{what}: {age_days:.1f} days old, "
+            f"expires {self.expires_at.isoformat()}"
+        )
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,11 @@ class PruneReport:
         shown = [d.line(self.now) for d in self.decisions if d.verdict != Verdict.KEEP]
         kept = len(self.with_verdict(Verdict.KEEP))
         doing = "would delete" if self.dry_run else "deleted"
-        summary = (f"prune at {self.now.isoformat()}: {doing} {len(self.with_verdict(Verdict.DELETE))} backups, "
-                   f"kept {kept} within retention and {len(self.with_verdict(Verdict.KEEP_NEWEST))} expired but "
-                   "newest of their database")
+        summary = (
+            f"prune at {self.now.isoformat()}: {doing} {len(self.with_verdict(Verdict.DELETE))} backups, "
+            f"kept {kept} within retention and {len(self.with_verdict(Verdict.KEEP_NEWEST))} expired but "
+            "newest of their database"
+        )
         return [summary, *shown]
 
 
@@ -104,8 +108,15 @@ def keys_to_delete(backup: StoredBackup) -> list[str]:
     return keys + ([backup.object_key] if backup.object_size is not None else [])
 
 
-def prune(storage: S3Storage, inventory: Inventory, policy: TierPolicy, now: datetime, *, dry_run: bool = False,
-          log: Callable[[str], None] = lambda line: None) -> PruneReport:
+def prune(
+    storage: S3Storage,
+    inventory: Inventory,
+    policy: TierPolicy,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    log: Callable[[str], None] = lambda line: None,
+) -> PruneReport:
     """Deletes every backup `decide` condemns, manifest first; a dry run only reports.
 
     Stops at the first failed delete (the StorageError names the key): what was deleted stays deleted and

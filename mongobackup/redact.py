@@ -18,10 +18,23 @@ MASK = "***"
 
 #: Query option names whose value is a secret whatever the scheme (MongoDB TLS key passwords, InfluxDB 1.x
 #: `p=`, signed S3 URLs, OAuth tokens). Any name containing one of _SECRET_WORDS is masked as well.
-_SECRET_OPTIONS = frozenset({
-    "p", "pw", "pwd", "pass", "sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token",
-    "apikey", "api_key", "auth", "authorization",
-})
+_SECRET_OPTIONS = frozenset(
+    {
+        "p",
+        "pw",
+        "pwd",
+        "pass",
+        "sig",
+        "signature",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "apikey",
+        "api_key",
+        "auth",
+        "authorization",
+    }
+)
 _SECRET_WORDS = ("password", "passwd", "secret", "token")
 
 #: Inside MongoDB's authMechanismProperties (KEY:value,KEY:value), the properties that are secrets.
@@ -43,7 +56,7 @@ def redact_uri(uri: str) -> str:
     """
     match = _SCHEME.match(uri)
     scheme = match.group(0) if match else ""
-    rest = uri[len(scheme):]
+    rest = uri[len(scheme) :]
     end = _userinfo_end(rest)
     if end is not None:
         user, colon, _password = rest[:end].partition(":")

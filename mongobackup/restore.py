@@ -187,8 +187,10 @@ def plan_targets(namespaces: Sequence[NamespaceMetadata], options: RestoreOption
     if options.target_database is not None:
         check_database_name(options.target_database)
         if len(databases) > 1:
-            raise ValueError(f"--as {options.target_database}: the archive holds {len(databases)} databases "
-                             f"({', '.join(databases)}); restore them under their own names")
+            raise ValueError(
+                f"--as {options.target_database}: the archive holds {len(databases)} databases "
+                f"({', '.join(databases)}); restore them under their own names"
+            )
     targets: dict[str, Target] = {}
     for meta in namespaces:
         if meta.db == OPLOG_DB and meta.collection == OPLOG_COLLECTION:
@@ -201,8 +203,7 @@ def plan_targets(namespaces: Sequence[NamespaceMetadata], options: RestoreOption
             kind = "view" if (metadata.get("options") or {}).get("viewOn") else "collection"
         # system.* collections are server internals (views live in system.views and come as views).
         wanted = options.wants(meta.ns) and not meta.collection.startswith("system.")
-        targets[meta.ns] = Target(meta.db, meta.collection, kind, metadata,
-                                  options.target_database or meta.db, wanted)
+        targets[meta.ns] = Target(meta.db, meta.collection, kind, metadata, options.target_database or meta.db, wanted)
     return targets
 
 
@@ -214,13 +215,16 @@ class _Inserter:
 
     def __init__(self, parallel: int, queue_batches: int = QUEUE_BATCHES):
         self._lanes: list[queue.Queue[tuple[Any, list[bytes], bool] | None]] = [
-            queue.Queue(maxsize=queue_batches) for _ in range(max(1, parallel))]
+            queue.Queue(maxsize=queue_batches) for _ in range(max(1, parallel))
+        ]
         self._lane_of: dict[str, int] = {}
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self.inserted = 0
-        self._threads = [threading.Thread(target=self._work, args=(lane,), name=f"restore-insert-{n}", daemon=True)
-                         for n, lane in enumerate(self._lanes)]
+        self._threads = [
+            threading.Thread(target=self._work, args=(lane,), name=f"restore-insert-{n}", daemon=True)
+            for n, lane in enumerate(self._lanes)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -269,8 +273,9 @@ class _Inserter:
             try:
                 # bypass_document_validation: documents were valid when written; a validator added later (or
                 # validationLevel moderate) must not reject them now. mongorestore does the same.
-                collection.insert_many([RawBSONDocument(doc) for doc in documents], ordered=ordered,
-                                       bypass_document_validation=True)
+                collection.insert_many(
+                    [RawBSONDocument(doc) for doc in documents], ordered=ordered, bypass_document_validation=True
+                )
             except BaseException as exc:
                 with self._lock:
                     if self._error is None:
@@ -306,8 +311,10 @@ class _MongoWriter:
         clashes = [t for t in self.targets if t.collection in self._existing[t.database]]
         if clashes and not self.options.drop:
             names = ", ".join(t.ns for t in clashes[:10]) + (" ..." if len(clashes) > 10 else "")
-            raise TargetNotEmpty(f"the target already has {len(clashes)} of the collections to restore ({names}): "
-                                 "pass --drop to replace them, or restore under another name with --as")
+            raise TargetNotEmpty(
+                f"the target already has {len(clashes)} of the collections to restore ({names}): "
+                "pass --drop to replace them, or restore under another name with --as"
+            )
         for target in clashes:
             self.client[target.database].drop_collection(target.collection)
             self._existing[target.database].discard(target.collection)
@@ -354,20 +361,29 @@ class _MongoWriter:
 
     def deferred_ttl_indexes(self) -> set[tuple[str, str, str]]:
         """(database, collection, index) of the TTL indexes not built yet."""
-        return {(t.database, t.collection, str(spec["name"])) for t in self.targets if t.kind != "view"
-                for spec in _index_specs(t) if "expireAfterSeconds" in spec}
+        return {
+            (t.database, t.collection, str(spec["name"]))
+            for t in self.targets
+            if t.kind != "view"
+            for spec in _index_specs(t)
+            if "expireAfterSeconds" in spec
+        }
 
     def create_ttl_indexes(self) -> Verdict:
         """TTL indexes, built last: the server's TTL monitor would otherwise delete documents that expired since
         the backup while the restore is still checking them. Returns a verdict on their presence."""
         verdict = Verdict("TTL indexes")
         for target in self.targets:
-            specs = [spec for spec in _index_specs(target) if "expireAfterSeconds" in spec] \
-                if target.kind != "view" else []
+            specs = (
+                [spec for spec in _index_specs(target) if "expireAfterSeconds" in spec] if target.kind != "view" else []
+            )
             self._create_indexes(target, specs)
             built = {ix["name"] for ix in self.client[target.database][target.collection].list_indexes()}
-            verdict.mismatches += [Mismatch(target.ns, "indexes", f"TTL index {spec['name']}", "nothing")
-                                   for spec in specs if spec["name"] not in built]
+            verdict.mismatches += [
+                Mismatch(target.ns, "indexes", f"TTL index {spec['name']}", "nothing")
+                for spec in specs
+                if spec["name"] not in built
+            ]
         return verdict
 
     def verify(self, expected: Iterable[tuple[str, NamespaceRecord]], subject: str, reference: str) -> Verdict:
@@ -391,9 +407,12 @@ class _MongoWriter:
     def start_oplog(self, targets: dict[str, Target]) -> OplogReplayer:
         if self.replayer is None:
             mapping = {t.source_db: t.database for t in targets.values() if t.kind != "oplog"}
-            self.replayer = OplogReplayer(self.client, mapping,
-                                          wants=lambda ns: self.options.wants(ns) and ".system." not in ns,
-                                          on_create=lambda db, name: self.created.append((db, name)))
+            self.replayer = OplogReplayer(
+                self.client,
+                mapping,
+                wants=lambda ns: self.options.wants(ns) and ".system." not in ns,
+                on_create=lambda db, name: self.created.append((db, name)),
+            )
         return self.replayer
 
     def discard(self) -> str:
@@ -416,8 +435,11 @@ class _MongoWriter:
 
 def _index_specs(target: Target) -> list[dict[str, Any]]:
     """The index specs of the archive's metadata, as createIndexes takes them (_id_ comes with the collection)."""
-    return [{k: v for k, v in spec.items() if k != "ns"} for spec in target.metadata.get("indexes") or []
-            if spec.get("name") != "_id_"]
+    return [
+        {k: v for k, v in spec.items() if k != "ns"}
+        for spec in target.metadata.get("indexes") or []
+        if spec.get("name") != "_id_"
+    ]
 
 
 # --- the whole restore -------------------------------------------------------------------------------------
@@ -437,11 +459,17 @@ class _Run:
     verdict: Verdict | None = None
 
 
-def restore_stream(stream: BinaryIO, client: MongoClient | None, options: RestoreOptions = RestoreOptions(), *,
-                   manifest: BackupManifest | None = None, source: str = "archive",
-                   on_progress: ProgressCallback | None = None,
-                   object_progress: Callable[[], tuple[int, int | None]] | None = None,
-                   after_stream: Callable[[], list[Mismatch]] | None = None) -> RestoreResult:
+def restore_stream(
+    stream: BinaryIO,
+    client: MongoClient | None,
+    options: RestoreOptions = RestoreOptions(),
+    *,
+    manifest: BackupManifest | None = None,
+    source: str = "archive",
+    on_progress: ProgressCallback | None = None,
+    object_progress: Callable[[], tuple[int, int | None]] | None = None,
+    after_stream: Callable[[], list[Mismatch]] | None = None,
+) -> RestoreResult:
     """Restores a plain (uncompressed, decrypted) archive stream into `client`; client None: verify only.
 
     `after_stream` runs once the archive has ended and returns object-level mismatches (size, SHA-256).
@@ -477,8 +505,9 @@ def restore_stream(stream: BinaryIO, client: MongoClient | None, options: Restor
     except TargetNotEmpty:
         raise
     except BaseException as exc:
-        cleanup = run.writer.discard() if run is not None and run.writer is not None else \
-            "nothing was written to the target"
+        cleanup = (
+            run.writer.discard() if run is not None and run.writer is not None else "nothing was written to the target"
+        )
         if not isinstance(exc, Exception):  # Ctrl-C, SystemExit: cleaned up, and passed on as they are
             raise
         stage = "verify" if isinstance(exc, VerificationError) else _stage_of(exc)
@@ -489,15 +518,26 @@ def restore_stream(stream: BinaryIO, client: MongoClient | None, options: Restor
         verdict.mismatches.extend(check.verdict.mismatches)
     replayer = run.writer.replayer if run.writer is not None else None
     return RestoreResult(
-        source=source, target=target_text, namespaces=list(check.records.values()),
+        source=source,
+        target=target_text,
+        namespaces=list(check.records.values()),
         documents=run.writer.inserted if run.writer is not None else run.progress.documents,
-        archive_bytes=archive.bytes_read, object_bytes=run.progress.object_bytes, verdict=verdict,
-        seconds=time.monotonic() - started, oplog_applied=replayer.applied if replayer else 0,
-        oplog_skipped=replayer.skipped if replayer else 0)
+        archive_bytes=archive.bytes_read,
+        object_bytes=run.progress.object_bytes,
+        verdict=verdict,
+        seconds=time.monotonic() - started,
+        oplog_applied=replayer.applied if replayer else 0,
+        oplog_skipped=replayer.skipped if replayer else 0,
+    )
 
 
-def _consume(run: _Run, reader: ArchiveReader, archive: CountingReader, on_progress: ProgressCallback | None,
-             object_progress: Callable[[], tuple[int, int | None]] | None) -> None:
+def _consume(
+    run: _Run,
+    reader: ArchiveReader,
+    archive: CountingReader,
+    on_progress: ProgressCallback | None,
+    object_progress: Callable[[], tuple[int, int | None]] | None,
+) -> None:
     for event in reader:
         target = run.targets[event.ns]
         if isinstance(event, NamespaceEndEvent):
@@ -526,11 +566,14 @@ def _replay(run: _Run, event: DocumentsEvent) -> None:
     if run.writer is None or not run.options.apply_oplog:
         return
     # Views hold no data (mongodump and our writer end them last, after the oplog): only collections count.
-    open_namespaces = [ns for ns, t in run.targets.items()
-                       if t.kind not in ("oplog", "view") and ns not in run.check.records]
+    open_namespaces = [
+        ns for ns, t in run.targets.items() if t.kind not in ("oplog", "view") and ns not in run.check.records
+    ]
     if open_namespaces:
-        raise ArchiveError(f"the oplog comes before the end of {', '.join(open_namespaces)}: this archive "
-                           "interleaves its oplog with data, which a replay after the data cannot follow")
+        raise ArchiveError(
+            f"the oplog comes before the end of {', '.join(open_namespaces)}: this archive "
+            "interleaves its oplog with data, which a replay after the data cannot follow"
+        )
     _after_data(run)
     replayer = run.writer.start_oplog(run.targets)
     for entry in event.documents:
@@ -554,15 +597,17 @@ def _expected(run: _Run) -> list[tuple[str, NamespaceRecord]]:
     if manifest is not None:  # a manifest describes one database
         database = run.options.target_database or manifest.database
         return [(database, r) for r in manifest.namespaces if r.type != "oplog"]
-    return [(t.database, t.expected_record(run.check.records.get(ns))) for ns, t in run.targets.items()
-            if t.kind != "oplog"]
+    return [
+        (t.database, t.expected_record(run.check.records.get(ns))) for ns, t in run.targets.items() if t.kind != "oplog"
+    ]
 
 
 def _object_checks(run: _Run, problems: list[Mismatch]) -> None:
     run.check.verdict.mismatches.extend(problems)
     if problems and run.writer is not None:
-        raise VerificationError(f"{run.source}: the stored object does not match its manifest: "
-                                + "; ".join(map(str, problems)))
+        raise VerificationError(
+            f"{run.source}: the stored object does not match its manifest: " + "; ".join(map(str, problems))
+        )
 
 
 def _target_text(client: MongoClient | None, targets: dict[str, Target], options: RestoreOptions) -> str:
@@ -595,8 +640,6 @@ def _stage_of(exc: BaseException) -> str:
     if isinstance(exc, ValueError):
         return "plan"
     return getattr(exc, "stage", None) or "restore"
-
-
 
 
 # --- sources: a stored backup, or an archive file -----------------------------------------------------------
@@ -633,9 +676,17 @@ class _TallyReader(io.RawIOBase):
         super().close()
 
 
-def restore_backup(storage: S3Storage, object_key: str, gpg: Gpg, client: MongoClient | None,
-                   options: RestoreOptions = RestoreOptions(), *, manifest: BackupManifest | None,
-                   passphrase: str | None = None, on_progress: ProgressCallback | None = None) -> RestoreResult:
+def restore_backup(
+    storage: S3Storage,
+    object_key: str,
+    gpg: Gpg,
+    client: MongoClient | None,
+    options: RestoreOptions = RestoreOptions(),
+    *,
+    manifest: BackupManifest | None,
+    passphrase: str | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> RestoreResult:
     """Restores (client None: verifies) one stored backup: S3 -> gpg -> zstd -> archive -> MongoDB.
 
     `manifest` None only for a backup the caller knowingly restores uncommitted: then only the archive's own
@@ -647,8 +698,10 @@ def restore_backup(storage: S3Storage, object_key: str, gpg: Gpg, client: MongoC
     if info is None:
         raise StorageError(f"{where}: no such object")
     if manifest is not None and info.size != manifest.sizes.encrypted_bytes:
-        raise VerificationError(f"{where}: the stored object is {info.size} bytes, its manifest says "
-                                f"{manifest.sizes.encrypted_bytes}: truncated or replaced; nothing was restored")
+        raise VerificationError(
+            f"{where}: the stored object is {info.size} bytes, its manifest says "
+            f"{manifest.sizes.encrypted_bytes}: truncated or replaced; nothing was restored"
+        )
     tally = _TallyReader(storage.open_read(object_key))
     decrypted = gpg.decrypting_reader(tally, name=where, passphrase=passphrase)  # type: ignore[arg-type]
     plain = zstd_decompressing_reader(decrypted)  # type: ignore[arg-type]
@@ -659,12 +712,24 @@ def restore_backup(storage: S3Storage, object_key: str, gpg: Gpg, client: MongoC
         return check_object(manifest, size=tally.size, sha256=tally.sha256.hexdigest(), where=where)
 
     try:
-        return restore_stream(plain, client, options, manifest=manifest, source=where, on_progress=on_progress,
-                              object_progress=lambda: (tally.size, info.size), after_stream=after_stream)
+        return restore_stream(
+            plain,
+            client,
+            options,
+            manifest=manifest,
+            source=where,
+            on_progress=on_progress,
+            object_progress=lambda: (tally.size, info.size),
+            after_stream=after_stream,
+        )
     except RestoreFailed as exc:
         if tally.error is not None:  # the download broke: gpg only saw a short stream, say what really failed
-            raise RestoreFailed("download", exc.target, StorageError(f"{where}: read failed: {tally.error}",
-                                                                     transient=True), exc.cleanup) from exc
+            raise RestoreFailed(
+                "download",
+                exc.target,
+                StorageError(f"{where}: read failed: {tally.error}", transient=True),
+                exc.cleanup,
+            ) from exc
         raise
     finally:
         decrypted.close()
@@ -684,7 +749,6 @@ def open_archive_file(path: str) -> BinaryIO:
     return raw
 
 
-
 # --- the fire drill ----------------------------------------------------------------------------------------
 
 _MAX_DATABASE_NAME_BYTES = 63
@@ -701,13 +765,21 @@ def scratch_database_name(database: str, run_id: str) -> str:
         return name
     tag = hashlib.sha256(database.encode()).hexdigest()[:6]
     room = _MAX_DATABASE_NAME_BYTES - len(f"drill_-{tag}_{run_id}".encode())
-    cut = database.encode()[:max(room, 0)].decode(errors="ignore")
+    cut = database.encode()[: max(room, 0)].decode(errors="ignore")
     return f"drill_{cut}-{tag}_{run_id}"
 
 
-def drill_restore(storage: S3Storage, object_key: str, gpg: Gpg, client: MongoClient, scratch_database: str, *,
-                  manifest: BackupManifest, passphrase: str | None = None,
-                  parallel: int = DEFAULT_PARALLEL) -> RestoreResult:
+def drill_restore(
+    storage: S3Storage,
+    object_key: str,
+    gpg: Gpg,
+    client: MongoClient,
+    scratch_database: str,
+    *,
+    manifest: BackupManifest,
+    passphrase: str | None = None,
+    parallel: int = DEFAULT_PARALLEL,
+) -> RestoreResult:
     """The drill of one backup: restore it into `scratch_database`, verify it against its manifest, and drop
     the scratch database afterwards whatever happened, so a drill never leaves data behind."""
     options = RestoreOptions(target_database=scratch_database, verify=True, parallel=parallel)
@@ -715,6 +787,7 @@ def drill_restore(storage: S3Storage, object_key: str, gpg: Gpg, client: MongoCl
         return restore_backup(storage, object_key, gpg, client, options, manifest=manifest, passphrase=passphrase)
     finally:
         client.drop_database(scratch_database)
+
 
 __all__ = [
     "DEFAULT_PARALLEL",

@@ -83,22 +83,40 @@ class StatusReport:
         return not self.red
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {"now": self.now.isoformat(), "max_age_h": self.max_age_h, "bucket": self.bucket,
-                "ok": self.ok, "red": len(self.red), "rows": [row.to_json_dict() for row in self.rows]}
+        return {
+            "now": self.now.isoformat(),
+            "max_age_h": self.max_age_h,
+            "bucket": self.bucket,
+            "ok": self.ok,
+            "red": len(self.red),
+            "rows": [row.to_json_dict() for row in self.rows],
+        }
 
     def table(self) -> str:
         """A fixed-width table for a terminal, one row per (instance, database), RED ones first."""
         header = ("HEALTH", "INSTANCE", "DATABASE", "AGE_H", "TIER", "SIZE", "FINISHED (UTC)", "NOTE")
-        body = [(row.health.value, row.instance, row.database, _fmt_age(row.age_h), row.tier or "-",
-                 _fmt_size(row.size_bytes), row.finished_at.strftime("%Y-%m-%d %H:%M") if row.finished_at else "-",
-                 row.reason) for row in sorted(self.rows, key=lambda r: (r.health is Health.GREEN, r.instance,
-                                                                          r.database))]
+        body = [
+            (
+                row.health.value,
+                row.instance,
+                row.database,
+                _fmt_age(row.age_h),
+                row.tier or "-",
+                _fmt_size(row.size_bytes),
+                row.finished_at.strftime("%Y-%m-%d %H:%M") if row.finished_at else "-",
+                row.reason,
+            )
+            for row in sorted(self.rows, key=lambda r: (r.health is Health.GREEN, r.instance, r.database))
+        ]
         widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header) - 1)]
-        lines = [("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1])
-                 .rstrip() for line in (header, *body)]
+        lines = [
+            ("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1]).rstrip()
+            for line in (header, *body)
+        ]
         verdict = "all GREEN" if self.ok else f"{len(self.red)} of {len(self.rows)} RED"
-        return "\n".join([*lines, f"s3://{self.bucket} at {self.now.isoformat()}, max age {self.max_age_h:g} h: "
-                                   f"{verdict}"])
+        return "\n".join(
+            [*lines, f"s3://{self.bucket} at {self.now.isoformat()}, max age {self.max_age_h:g} h: {verdict}"]
+        )
 
 
 def _fmt_age(age_h: float | None) -> str:
@@ -137,8 +155,15 @@ def expected_pairs(plan: BackupPlan, inventory: Inventory) -> list[tuple[str, st
 ManifestReader = Callable[[StoredBackup], BackupManifest]
 
 
-def judge(plan: BackupPlan, inventory: Inventory, read_manifest: ManifestReader, now: datetime,
-          max_age_h: float | None = None, *, bucket: str = "") -> StatusReport:
+def judge(
+    plan: BackupPlan,
+    inventory: Inventory,
+    read_manifest: ManifestReader,
+    now: datetime,
+    max_age_h: float | None = None,
+    *,
+    bucket: str = "",
+) -> StatusReport:
     """The status of every expected (instance, database) at the aware instant `now`.
 
     `read_manifest(backup)` is asked only for the newest committed backup of each expected pair.
@@ -147,19 +172,35 @@ def judge(plan: BackupPlan, inventory: Inventory, read_manifest: ManifestReader,
         raise ValueError(f"status needs an aware `now`, got naive {now.isoformat()}")
     limit = plan.status.max_age_h if max_age_h is None else max_age_h
     newest = inventory.newest_committed()
-    rows = [_row(instance, database, newest.get((instance, database)), read_manifest, now, limit)
-            for instance, database in expected_pairs(plan, inventory)]
+    rows = [
+        _row(instance, database, newest.get((instance, database)), read_manifest, now, limit)
+        for instance, database in expected_pairs(plan, inventory)
+    ]
     return StatusReport(now, limit, bucket, tuple(rows))
 
 
-def _row(instance: str, database: str, backup: StoredBackup | None, read_manifest: ManifestReader,
-         now: datetime, limit: float) -> StatusRow:
+def _row(
+    instance: str,
+    database: str,
+    backup: StoredBackup | None,
+    read_manifest: ManifestReader,
+    now: datetime,
+    limit: float,
+) -> StatusRow:
     if backup is None:
         what = "no committed backup of any database" if database == ANY_DATABASE else "no committed backup"
         return StatusRow(instance, database, Health.RED, f"{what} in the bucket")
     location = backup.location
-    base = StatusRow(instance, database, Health.RED, "", tier=location.tier.value, scheduled_at=location.taken_at,
-                     object_key=backup.object_key, size_bytes=backup.object_size)
+    base = StatusRow(
+        instance,
+        database,
+        Health.RED,
+        "",
+        tier=location.tier.value,
+        scheduled_at=location.taken_at,
+        object_key=backup.object_key,
+        size_bytes=backup.object_size,
+    )
     if backup.object_size is None:
         return replace(base, reason=f"newest manifest {backup.manifest_key} has no object beside it")
     try:
@@ -168,9 +209,14 @@ def _row(instance: str, database: str, backup: StoredBackup | None, read_manifes
         return replace(base, reason=f"newest manifest is unreadable: {str(exc).splitlines()[0]}")
     age_h = round(age_hours(manifest, now), 2)
     fresh = age_h <= limit
-    return replace(base, health=Health.GREEN if fresh else Health.RED, age_h=age_h,
-                   finished_at=manifest.finished_at, size_bytes=manifest.sizes.encrypted_bytes,
-                   reason="" if fresh else f"newest backup is {age_h:.1f} h old (more than {limit:g} h)")
+    return replace(
+        base,
+        health=Health.GREEN if fresh else Health.RED,
+        age_h=age_h,
+        finished_at=manifest.finished_at,
+        size_bytes=manifest.sizes.encrypted_bytes,
+        reason="" if fresh else f"newest backup is {age_h:.1f} h old (more than {limit:g} h)",
+    )
 
 
 def manifest_reader(storage: S3Storage) -> ManifestReader:
@@ -203,5 +249,9 @@ def read_status(storage: S3Storage, plan: BackupPlan, now: datetime, max_age_h: 
 
 def stale_events(report: StatusReport) -> list[Event]:
     """One `instance_backup_stale` event per RED row, timed at the report's `now`."""
-    return [metrics.backup_stale(row.instance, None if row.database == ANY_DATABASE else row.database,
-                                 row.age_h, report.now) for row in report.red]
+    return [
+        metrics.backup_stale(
+            row.instance, None if row.database == ANY_DATABASE else row.database, row.age_h, report.now
+        )
+        for row in report.red
+    ]

@@ -30,8 +30,18 @@ MAX_PARTS = 10_000
 PARTS_PER_DOUBLING = 1_000
 
 _PERMANENT_CODES = {
-    "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidBucketName",
-    "AllAccessDisabled", "AccountProblem", "InvalidArgument", "NoSuchKey", "404", "403", "400",
+    "NoSuchBucket",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidBucketName",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "InvalidArgument",
+    "NoSuchKey",
+    "404",
+    "403",
+    "400",
 }
 
 
@@ -40,8 +50,9 @@ def part_size_for(part_number: int, base: int) -> int:
     return min(base << ((part_number - 1) // PARTS_PER_DOUBLING), MAX_PART_SIZE)
 
 
-def s3_client(*, session: boto3.Session | None = None, endpoint_url: str | None = None,
-              region: str | None = None) -> Any:
+def s3_client(
+    *, session: boto3.Session | None = None, endpoint_url: str | None = None, region: str | None = None
+) -> Any:
     """A boto3 S3 client for AWS or an S3-compatible store (path-style when an endpoint is given)."""
     config = Config(
         retries={"mode": "standard", "max_attempts": 4},
@@ -95,8 +106,9 @@ class S3Storage:
 
     def open_upload(self, key: str, metadata: Mapping[str, str] | None = None) -> MultipartUpload:
         with self.errors("start upload", key):
-            reply = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=dict(metadata or {}),
-                                                        ContentType="application/pgp-encrypted")
+            reply = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, Metadata=dict(metadata or {}), ContentType="application/pgp-encrypted"
+            )
         return MultipartUpload(self, key, reply["UploadId"])
 
     def head(self, key: str) -> ObjectInfo | None:
@@ -114,8 +126,9 @@ class S3Storage:
         body = json.dumps(document, indent=2, sort_keys=True).encode()
         md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
         with self.errors("put", key):
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentMD5=md5,
-                                   ContentType="application/json")
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentMD5=md5, ContentType="application/json"
+            )
 
     def get_json(self, key: str) -> dict[str, Any]:
         with self.errors("get", key):
@@ -188,8 +201,11 @@ class MultipartUpload:
             self._buffer = bytearray()
         with self.storage.errors("complete upload", self.key):
             self.storage.client.complete_multipart_upload(
-                Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id,
-                MultipartUpload={"Parts": self._parts})
+                Bucket=self.storage.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
         self.finished = True
         etag = hashlib.md5(b"".join(self._part_md5s)).hexdigest() + f"-{len(self._parts)}"
         return UploadReceipt(self.key, self.size, self._sha256.hexdigest(), etag, len(self._parts))
@@ -201,8 +217,9 @@ class MultipartUpload:
         self.finished = True
         # If even the abort fails, the bucket's abort-incomplete-multipart lifecycle rule is the backstop.
         with contextlib.suppress(ClientError, BotoCoreError):
-            self.storage.client.abort_multipart_upload(Bucket=self.storage.bucket, Key=self.key,
-                                                       UploadId=self.upload_id)
+            self.storage.client.abort_multipart_upload(
+                Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id
+            )
 
     def _next_part_size(self) -> int:
         return part_size_for(len(self._parts) + 1, self.storage.part_size)
@@ -214,8 +231,13 @@ class MultipartUpload:
         md5 = hashlib.md5(part).digest()
         with self.storage.errors(f"upload part {number}", self.key):
             reply = self.storage.client.upload_part(
-                Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
-                Body=part, ContentMD5=base64.b64encode(md5).decode())
+                Bucket=self.storage.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=part,
+                ContentMD5=base64.b64encode(md5).decode(),
+            )
         self._parts.append({"PartNumber": number, "ETag": reply["ETag"]})
         self._part_md5s.append(md5)
 

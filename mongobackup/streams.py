@@ -130,14 +130,16 @@ def zstd_compressing_reader(source: BinaryIO, *, level: int, threads: int) -> Bi
     """A readable that yields the zstd frame of `source` as it is read (threads=0: compress inline)."""
     # zstd's workers size their jobs from the level (tens of MiB); fixed small jobs keep memory flat.
     job_size = ZSTD_JOB_SIZE if threads > 0 else 0
-    params = zstandard.ZstdCompressionParameters.from_level(level, threads=threads, job_size=job_size,
-                                                            write_checksum=True)
-    return zstandard.ZstdCompressor(compression_params=params).stream_reader(source, read_size=CHUNK_SIZE,
-                                                                             closefd=False)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, threads=threads, job_size=job_size, write_checksum=True
+    )
+    return zstandard.ZstdCompressor(compression_params=params).stream_reader(
+        source, read_size=CHUNK_SIZE, closefd=False
+    )
 
 
 def zstd_decompressing_reader(source: BinaryIO) -> BinaryIO:
     """A readable of the decompressed bytes of a zstd stream; fails on a truncated or damaged frame."""
-    return zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK_SIZE, closefd=False,
-                                                      read_across_frames=True)
-
+    return zstandard.ZstdDecompressor().stream_reader(
+        source, read_size=CHUNK_SIZE, closefd=False, read_across_frames=True
+    )

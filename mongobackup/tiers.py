@@ -120,11 +120,16 @@ class TierPolicy(BaseModel):
         # S3 refuses a lifecycle rule whose transition is not before its expiration.
         if self.glacier_after_days is None:
             return self
-        too_short = [f"{t.value} ({self.retention_days[t]})" for t in self.glacier_tiers()
-                     if self.retention_days[t] <= self.glacier_after_days]
+        too_short = [
+            f"{t.value} ({self.retention_days[t]})"
+            for t in self.glacier_tiers()
+            if self.retention_days[t] <= self.glacier_after_days
+        ]
         if too_short:
-            raise ValueError(f"glacier_after_days ({self.glacier_after_days}) must be less than the retention of "
-                             f"every tier but daily: {', '.join(too_short)}")
+            raise ValueError(
+                f"glacier_after_days ({self.glacier_after_days}) must be less than the retention of "
+                f"every tier but daily: {', '.join(too_short)}"
+            )
         return self
 
     def tiers(self) -> Iterator[Tier]:
@@ -142,8 +147,10 @@ class TierPolicy(BaseModel):
     def local_time(self, when: datetime) -> datetime:
         """`when` in the policy's timezone; rejects naive datetimes, whose instant is unknowable."""
         if when.tzinfo is None or when.utcoffset() is None:
-            raise ValueError(f"tier_for needs an aware datetime (with a timezone), got naive {when.isoformat()}; "
-                             "use the flow run's scheduled time or e.g. datetime.now(UTC)")
+            raise ValueError(
+                f"tier_for needs an aware datetime (with a timezone), got naive {when.isoformat()}; "
+                "use the flow run's scheduled time or e.g. datetime.now(UTC)"
+            )
         # astimezone with pendulum's Timezone (a ZoneInfo) is the instant-to-local conversion pendulum's own
         # in_timezone() performs, without wrapping every result in a pendulum.DateTime (5x cheaper).
         return when.astimezone(_zone(self.timezone))

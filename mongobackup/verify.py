@@ -85,10 +85,12 @@ def index_record(spec: Mapping[str, Any]) -> IndexRecord:
 
 def compare_stream(expected: NamespaceRecord, found: NamespaceRecord, ns: str) -> list[Mismatch]:
     """A namespace as read from the archive against its manifest record: documents, CRC, digest."""
-    pairs = [("documents", expected.documents, found.documents), ("crc", expected.crc, found.crc),
-             ("digest", expected.digest, found.digest)]
-    return [Mismatch(ns, check, str(want), str(got)) for check, want, got in pairs
-            if want is not None and want != got]
+    pairs = [
+        ("documents", expected.documents, found.documents),
+        ("crc", expected.crc, found.crc),
+        ("digest", expected.digest, found.digest),
+    ]
+    return [Mismatch(ns, check, str(want), str(got)) for check, want, got in pairs if want is not None and want != got]
 
 
 def compare_database(expected: NamespaceRecord, found: NamespaceRecord | None, ns: str) -> list[Mismatch]:
@@ -102,13 +104,24 @@ def compare_database(expected: NamespaceRecord, found: NamespaceRecord | None, n
         if expected.view_on != found.view_on:
             return [Mismatch(ns, "view_on", str(expected.view_on), str(found.view_on))]
         return []
-    problems = [Mismatch(ns, check, str(want), str(got)) for check, want, got in (
-        ("documents", expected.documents, found.documents), ("digest", expected.digest, found.digest))
-        if want is not None and want != got]
+    problems = [
+        Mismatch(ns, check, str(want), str(got))
+        for check, want, got in (
+            ("documents", expected.documents, found.documents),
+            ("digest", expected.digest, found.digest),
+        )
+        if want is not None and want != got
+    ]
     want_indexes, got_indexes = _index_set(expected.indexes), _index_set(found.indexes)
     if want_indexes != got_indexes:
-        problems.append(Mismatch(ns, "indexes", _describe(want_indexes - got_indexes, "missing"),
-                                 _describe(got_indexes - want_indexes, "unexpected")))
+        problems.append(
+            Mismatch(
+                ns,
+                "indexes",
+                _describe(want_indexes - got_indexes, "missing"),
+                _describe(got_indexes - want_indexes, "unexpected"),
+            )
+        )
     return problems
 
 
@@ -138,13 +151,24 @@ def read_namespace(client: MongoClient, database: str, info: Mapping[str, Any]) 
     for document in collection.find({}, batch_size=READ_BATCH_DOCUMENTS):
         digest.add(document.raw)
     kind = "timeseries" if info.get("type") == "timeseries" else "collection"
-    return NamespaceRecord(collection=name, type=kind, documents=digest.count, bytes=digest.bytes,
-                           digest=digest.hexdigest,
-                           indexes=[index_record(ix) for ix in collection.list_indexes()])
+    return NamespaceRecord(
+        collection=name,
+        type=kind,
+        documents=digest.count,
+        bytes=digest.bytes,
+        digest=digest.hexdigest,
+        indexes=[index_record(ix) for ix in collection.list_indexes()],
+    )
 
 
-def verify_database(client: MongoClient, database: str, expected: Sequence[NamespaceRecord], *,
-                    subject: str, reference: str = "the manifest") -> Verdict:
+def verify_database(
+    client: MongoClient,
+    database: str,
+    expected: Sequence[NamespaceRecord],
+    *,
+    subject: str,
+    reference: str = "the manifest",
+) -> Verdict:
     """Reads back each expected collection and view of `database` and compares it (oplog records skipped)."""
     infos = {str(info["name"]): info for info in client.get_database(database).list_collections()}
     verdict = Verdict(subject, reference=reference)
@@ -174,10 +198,13 @@ def missing_from_stream(manifest: BackupManifest, seen: Iterable[str]) -> list[M
     listed = {record.collection for record in manifest.namespaces}
     read = set(seen)
     where = manifest.database
-    return ([Mismatch(f"{where}.{name}", "missing", "in the archive (the manifest lists it)", "nothing")
-             for name in sorted(listed - read)]
-            + [Mismatch(f"{where}.{name}", "missing", "nothing (the manifest does not list it)", "in the archive")
-               for name in sorted(read - listed)])
+    return [
+        Mismatch(f"{where}.{name}", "missing", "in the archive (the manifest lists it)", "nothing")
+        for name in sorted(listed - read)
+    ] + [
+        Mismatch(f"{where}.{name}", "missing", "nothing (the manifest does not list it)", "in the archive")
+        for name in sorted(read - listed)
+    ]
 
 
 class StreamCheck:
@@ -188,8 +215,7 @@ class StreamCheck:
     more data is written; without it (verify only) every mismatch is collected into `verdict`.
     """
 
-    def __init__(self, kinds: Mapping[str, str], manifest: BackupManifest | None, *, fail_fast: bool,
-                 subject: str):
+    def __init__(self, kinds: Mapping[str, str], manifest: BackupManifest | None, *, fail_fast: bool, subject: str):
         self.kinds = dict(kinds)
         self.manifest = manifest
         self.fail_fast = fail_fast
@@ -203,8 +229,14 @@ class StreamCheck:
             digest.add(document)
 
     def end(self, ns: str, collection: str, *, count: int, size: int, crc: int) -> None:
-        record = NamespaceRecord(collection=collection, type=self.kinds[ns], documents=count,  # type: ignore[arg-type]
-                                 bytes=size, crc=crc, digest=self.digests[ns].hexdigest)
+        record = NamespaceRecord(
+            collection=collection,
+            type=self.kinds[ns],
+            documents=count,  # type: ignore[arg-type]
+            bytes=size,
+            crc=crc,
+            digest=self.digests[ns].hexdigest,
+        )
         self.records[ns] = record
         self.verdict.checked.append(ns)
         listed = self._listed(collection)
@@ -224,5 +256,6 @@ class StreamCheck:
     def _report(self, problems: list[Mismatch]) -> None:
         self.verdict.mismatches.extend(problems)
         if problems and self.fail_fast:
-            raise VerificationError(f"{self.verdict.subject}: the archive does not match its manifest: "
-                                    + "; ".join(map(str, problems)))
+            raise VerificationError(
+                f"{self.verdict.subject}: the archive does not match its manifest: " + "; ".join(map(str, problems))
+            )

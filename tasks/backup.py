@@ -43,8 +43,9 @@ def is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
     return False
 
 
-def failure_event_hook(plan: BackupPlan, instance: str, database: str | None, tier: str,
-                       stage: str) -> Callable[..., None]:
+def failure_event_hook(
+    plan: BackupPlan, instance: str, database: str | None, tier: str, stage: str
+) -> Callable[..., None]:
     """An on_failure hook writing `instance_backup_failed` for this (instance, database); database None: the
     whole instance failed (e.g. it could not be listed).
 
@@ -60,13 +61,11 @@ def failure_event_hook(plan: BackupPlan, instance: str, database: str | None, ti
     return hook
 
 
-def record_failure(plan: BackupPlan, instance: str, database: str | None, tier: str, stage: str,
-                   error: str) -> None:
+def record_failure(plan: BackupPlan, instance: str, database: str | None, tier: str, stage: str, error: str) -> None:
     """Logs a failed backup with the instance and database named, and writes `instance_backup_failed`."""
     logger = get_run_logger()
     message = redact_text(error)
-    logger.error("backup failed: instance %s, database %s, stage %s: %s", instance, database or "*", stage,
-                 message)
+    logger.error("backup failed: instance %s, database %s, stage %s: %s", instance, database or "*", stage, message)
     sink = event_sink(plan)
     if sink is None:
         return
@@ -128,19 +127,32 @@ def transfer(plan: BackupPlan, location: BackupLocation) -> TransferOutcome:
     compression = Compression(level=plan.compression.level, threads=plan.compression.threads)
     with mongo_client(plan, location.instance) as client:
         dump = archive_source(plan, client, location, log=logger.info)
-        outcome = transfer_database(dump=dump, location=location, storage=storage_for(plan), gpg=gpg,
-                                    keys=keys, compression=compression, log=logger.info)
-    logger.info("stored %s: %d documents, %d raw -> %d stored bytes in %.1f s",
-                location.object_key, outcome.summary.documents, outcome.raw_bytes, outcome.receipt.size,
-                outcome.duration_s)
+        outcome = transfer_database(
+            dump=dump,
+            location=location,
+            storage=storage_for(plan),
+            gpg=gpg,
+            keys=keys,
+            compression=compression,
+            log=logger.info,
+        )
+    logger.info(
+        "stored %s: %d documents, %d raw -> %d stored bytes in %.1f s",
+        location.object_key,
+        outcome.summary.documents,
+        outcome.raw_bytes,
+        outcome.receipt.size,
+        outcome.duration_s,
+    )
     return outcome
 
 
 @task(name="verify", cache_policy=NO_CACHE)
 def verify(plan: BackupPlan, outcome: TransferOutcome) -> TransferOutcome:
     verify_upload(storage_for(plan), outcome)
-    get_run_logger().info("verified %s: %d bytes, ETag %s", outcome.receipt.key, outcome.receipt.size,
-                          outcome.receipt.etag)
+    get_run_logger().info(
+        "verified %s: %d bytes, ETag %s", outcome.receipt.key, outcome.receipt.size, outcome.receipt.etag
+    )
     return outcome
 
 
@@ -160,9 +172,19 @@ def notify_database(plan: BackupPlan, manifest: BackupManifest) -> None:
         get_run_logger().warning("plan has no notify section: no success event for %s", manifest.object_key)
         return
     duration = (manifest.finished_at - manifest.started_at).total_seconds()
-    sink.write([metrics.backup_completed(manifest.instance, manifest.database, manifest.tier,
-                                         manifest.sizes.encrypted_bytes, manifest.documents, duration,
-                                         manifest.finished_at)])
+    sink.write(
+        [
+            metrics.backup_completed(
+                manifest.instance,
+                manifest.database,
+                manifest.tier,
+                manifest.sizes.encrypted_bytes,
+                manifest.documents,
+                duration,
+                manifest.finished_at,
+            )
+        ]
+    )
 
 
 @task(name="notify-instance", cache_policy=NO_CACHE)

@@ -47,30 +47,44 @@ def instance_uri(instance: InstancePlan, index: int) -> str:
     field = f"instances.{index}"
     if instance.uri:
         return instance.uri
-    value = secret_value(f"{field}.uri_env" if instance.uri_env else f"{field}.uri_secret",
-                         env=instance.uri_env, secret=instance.uri_secret)
+    value = secret_value(
+        f"{field}.uri_env" if instance.uri_env else f"{field}.uri_secret",
+        env=instance.uri_env,
+        secret=instance.uri_secret,
+    )
     assert value is not None  # the plan schema requires exactly one source
     return value
 
 
 def mongo_client(plan: BackupPlan, instance_name: str) -> MongoClient:
     index, instance = plan.instance(instance_name)
-    return open_client(instance_uri(instance, index), read_preference=instance.read_preference,
-                       timeout_s=instance.connect_timeout_s)
+    return open_client(
+        instance_uri(instance, index), read_preference=instance.read_preference, timeout_s=instance.connect_timeout_s
+    )
 
 
-def archive_source(plan: BackupPlan, client: MongoClient, location: BackupLocation,
-                   log: Callable[[str], None]) -> ArchiveSource:
+def archive_source(
+    plan: BackupPlan, client: MongoClient, location: BackupLocation, log: Callable[[str], None]
+) -> ArchiveSource:
     """The dump engine the plan chose for this instance: our own (pymongo) or the stock mongodump."""
     index, instance = plan.instance(location.instance)
     if instance.engine == "mongodump":
-        dump = MongodumpDump(instance_uri(instance, index), location.instance, location.database,
-                             read_preference=instance.read_preference)
+        dump = MongodumpDump(
+            instance_uri(instance, index),
+            location.instance,
+            location.database,
+            read_preference=instance.read_preference,
+        )
         with source_errors(location.instance, location.database):
             dump.summary.replica_set = client.admin.command("hello").get("setName")
         return dump
-    return DatabaseDump(client, location.instance, location.database, tool_version=tool_version(),
-                        on_namespace=lambda ns: log(f"dump: {ns}"))
+    return DatabaseDump(
+        client,
+        location.instance,
+        location.database,
+        tool_version=tool_version(),
+        on_namespace=lambda ns: log(f"dump: {ns}"),
+    )
 
 
 def storage_for(plan: BackupPlan) -> S3Storage:
@@ -78,10 +92,14 @@ def storage_for(plan: BackupPlan) -> S3Storage:
     from prefect_aws import AwsCredentials
 
     settings = plan.storage
-    credentials = AwsCredentials.load(settings.credentials_block) if settings.credentials_block \
+    credentials = (
+        AwsCredentials.load(settings.credentials_block)
+        if settings.credentials_block
         else AwsCredentials(region_name=settings.region)
-    client = s3_client(session=credentials.get_boto3_session(), endpoint_url=settings.endpoint_url,
-                       region=settings.region)
+    )
+    client = s3_client(
+        session=credentials.get_boto3_session(), endpoint_url=settings.endpoint_url, region=settings.region
+    )
     return S3Storage(client, settings.bucket, part_size=settings.part_size_mib * MIB)
 
 
@@ -91,8 +109,7 @@ def encryption_for(plan: BackupPlan) -> tuple[Gpg, EncryptionKeys]:
     gpg = Gpg(settings.gnupghome)
     from_files = gpg.import_key_files(settings.public_key_files)
     fingerprints = gpg.resolve_recipients([*settings.recipients, *from_files])
-    passphrase = secret_value("encryption.passphrase", env=settings.passphrase_env,
-                              secret=settings.passphrase_secret)
+    passphrase = secret_value("encryption.passphrase", env=settings.passphrase_env, secret=settings.passphrase_secret)
     return gpg, EncryptionKeys(tuple(fingerprints), passphrase, settings.cipher)
 
 
@@ -103,7 +120,6 @@ def event_sink(plan: BackupPlan) -> EventSink | None:
     influx = plan.notify.influxdb
     if influx.api == "v1":
         password = secret_value("notify.influxdb.password", env=influx.password_env, secret=influx.password_secret)
-        return make_sink("v1", url=influx.url, database=influx.database, username=influx.username,
-                         password=password)
+        return make_sink("v1", url=influx.url, database=influx.database, username=influx.username, password=password)
     token = secret_value("notify.influxdb.token", env=influx.token_env, secret=influx.token_secret)
     return make_sink("v2", url=influx.url, org=influx.org, bucket=influx.bucket, token=token)

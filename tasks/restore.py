@@ -35,8 +35,10 @@ class DrillNotConfigured(BackupError):
 
 def drill_settings(plan: BackupPlan) -> DrillPlan:
     if plan.drill is None:
-        raise DrillNotConfigured("drill: the plan has no drill section (drill.scratch_uri or scratch_uri_env): "
-                                 "there is no scratch MongoDB to restore into")
+        raise DrillNotConfigured(
+            "drill: the plan has no drill section (drill.scratch_uri or scratch_uri_env): "
+            "there is no scratch MongoDB to restore into"
+        )
     return plan.drill
 
 
@@ -45,8 +47,11 @@ def scratch_uri(plan: BackupPlan) -> str:
     drill = drill_settings(plan)
     if drill.scratch_uri:
         return drill.scratch_uri
-    value = secret_value("drill.scratch_uri_env" if drill.scratch_uri_env else "drill.scratch_uri_secret",
-                         env=drill.scratch_uri_env, secret=drill.scratch_uri_secret)
+    value = secret_value(
+        "drill.scratch_uri_env" if drill.scratch_uri_env else "drill.scratch_uri_secret",
+        env=drill.scratch_uri_env,
+        secret=drill.scratch_uri_secret,
+    )
     assert value is not None  # the plan schema requires exactly one source
     return value
 
@@ -56,8 +61,7 @@ def decryption_for(plan: BackupPlan, gnupghome: str | Path | None = None) -> tup
     $GNUPGHOME) and, for symmetric plans, the passphrase."""
     home = gnupghome or (plan.drill.gnupghome if plan.drill else None) or plan.encryption.gnupghome
     settings = plan.encryption
-    passphrase = secret_value("encryption.passphrase", env=settings.passphrase_env,
-                              secret=settings.passphrase_secret)
+    passphrase = secret_value("encryption.passphrase", env=settings.passphrase_env, secret=settings.passphrase_secret)
     return Gpg(home), passphrase
 
 
@@ -89,8 +93,12 @@ def drill_event(row: DrillRow, when: datetime) -> Event:
     if row.database != "*":
         tags[metrics.DATABASE] = row.database
     fields: dict[str, metrics.FieldValue] = {
-        metrics.VALUE: row.passed, metrics.BYTES: row.bytes, metrics.DOCS: row.docs,
-        metrics.DURATION_S: float(row.duration_s), metrics.RESTORE_MB_S: float(row.restore_mb_s)}
+        metrics.VALUE: row.passed,
+        metrics.BYTES: row.bytes,
+        metrics.DOCS: row.docs,
+        metrics.DURATION_S: float(row.duration_s),
+        metrics.RESTORE_MB_S: float(row.restore_mb_s),
+    }
     if row.age_h is not None:
         fields[metrics.BACKUP_AGE_H] = float(row.age_h)
     return Event(metrics.INSTANCE_RESTORE_DRILL.name, tags, fields, when)
@@ -117,12 +125,26 @@ def drill_database(plan: BackupPlan, object_key: str, run_id: str) -> DrillRow:
     logger.info("drill: %s -> scratch database %s", storage.where(object_key), scratch)
     with open_client(scratch_uri(plan)) as client:
         result = drill_restore(storage, object_key, gpg, client, scratch, manifest=manifest, passphrase=passphrase)
-    logger.info("drill: %s restored %d documents (%.1f MB) in %.1f s, %.1f MB/s; %s", location.database,
-                result.documents, result.archive_bytes / 2**20, result.seconds, result.mb_per_s,
-                result.verdict.summary())
-    return DrillRow(location.instance, location.database, object_key, verdict=result.verdict.summary(),
-                    bytes=result.object_bytes, docs=result.documents, duration_s=round(result.seconds, 3),
-                    restore_mb_s=round(result.mb_per_s, 3), state="Passed")
+    logger.info(
+        "drill: %s restored %d documents (%.1f MB) in %.1f s, %.1f MB/s; %s",
+        location.database,
+        result.documents,
+        result.archive_bytes / 2**20,
+        result.seconds,
+        result.mb_per_s,
+        result.verdict.summary(),
+    )
+    return DrillRow(
+        location.instance,
+        location.database,
+        object_key,
+        verdict=result.verdict.summary(),
+        bytes=result.object_bytes,
+        docs=result.documents,
+        duration_s=round(result.seconds, 3),
+        restore_mb_s=round(result.mb_per_s, 3),
+        state="Passed",
+    )
 
 
 @task(name="notify-drill", cache_policy=NO_CACHE)
@@ -130,8 +152,7 @@ def notify_drill(plan: BackupPlan, rows: list[DrillRow], when: datetime) -> int:
     """One `instance_restore_drill` event per row; the number written (0 without a notify section)."""
     sink = event_sink(plan)
     if sink is None:
-        get_run_logger().warning("plan has no notify section: %d drill results are not written as events",
-                                 len(rows))
+        get_run_logger().warning("plan has no notify section: %d drill results are not written as events", len(rows))
         return 0
     sink.write([drill_event(row, when) for row in rows])
     return len(rows)

@@ -27,8 +27,9 @@ from tasks.resources import storage_for
 
 
 @task(name="bucket-settings", cache_policy=NO_CACHE)
-def bucket_settings(plan: BackupPlan, versioning: bool, object_lock_days: int | None, object_lock_mode: LockMode,
-                    dry_run: bool) -> list[BucketSetting]:
+def bucket_settings(
+    plan: BackupPlan, versioning: bool, object_lock_days: int | None, object_lock_mode: LockMode, dry_run: bool
+) -> list[BucketSetting]:
     """Versioning and Object Lock as asked; Object Lock implies versioning, which S3 requires for it."""
     storage = storage_for(plan)
     settings = []
@@ -59,8 +60,11 @@ def prune_expired(plan: BackupPlan, now: datetime, dry_run: bool) -> PruneReport
     storage = storage_for(plan)
     inventory = scan(storage, plan.storage.prefix)
     if inventory.foreign:
-        logger.warning("%d keys under the tier prefixes are not backups of ours and are left alone, e.g. %s",
-                       len(inventory.foreign), inventory.foreign[0])
+        logger.warning(
+            "%d keys under the tier prefixes are not backups of ours and are left alone, e.g. %s",
+            len(inventory.foreign),
+            inventory.foreign[0],
+        )
     report = prune(storage, inventory, plan.tiers, now, dry_run=dry_run, log=logger.info)
     for line in report.lines():
         logger.info("%s", line)

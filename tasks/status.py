@@ -26,8 +26,7 @@ def write_stale_events(plan: BackupPlan, report: StatusReport) -> int:
     events = stale_events(report)
     sink = event_sink(plan)
     if sink is None:
-        get_run_logger().warning("plan has no notify section: %d stale backups are not written as events",
-                                 len(events))
+        get_run_logger().warning("plan has no notify section: %d stale backups are not written as events", len(events))
         return 0
     sink.write(events)
     return len(events)

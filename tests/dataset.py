@@ -54,8 +54,7 @@ def load_rich_dataset(client: MongoClient, database: str, *, rows: int = 200) ->
     db.everything.create_index([("i", ASCENDING)], unique=True, name="i_unique")
     db.everything.create_index([("string", ASCENDING), ("int64", DESCENDING)], name="compound")
     db.everything.create_index([("date", ASCENDING)], expireAfterSeconds=10**9, name="date_ttl")
-    db.everything.create_index([("double", ASCENDING)], partialFilterExpression={"bool": True},
-                               name="double_partial")
+    db.everything.create_index([("double", ASCENDING)], partialFilterExpression={"bool": True}, name="double_partial")
     features = {"text_index": True}
     try:
         db.everything.create_index([("string", TEXT)], name="string_text")
@@ -71,8 +70,15 @@ def load_rich_dataset(client: MongoClient, database: str, *, rows: int = 200) ->
     db.create_collection("capped_log", capped=True, size=1 << 20)
     db.capped_log.insert_many([{"n": n, "msg": f"line {n}"} for n in range(50)])
     db.drop_collection("even_view")
-    db.command(SON([("create", "even_view"), ("viewOn", "everything"),
-                    ("pipeline", [{"$match": {"bool": True}}, {"$project": {"i": 1, "string": 1}}])]))
+    db.command(
+        SON(
+            [
+                ("create", "even_view"),
+                ("viewOn", "everything"),
+                ("pipeline", [{"$match": {"bool": True}}, {"$project": {"i": 1, "string": 1}}]),
+            ]
+        )
+    )
     return features
 
 
@@ -88,9 +94,15 @@ def snapshot(client: MongoClient, database: str) -> dict[str, Any]:
         entry: dict[str, Any] = {"type": info.get("type", "collection"), "options": options}
         if entry["type"] != "view":
             entry["indexes"] = sorted(
-                (ix["name"], tuple(ix["key"].items()), ix.get("unique", False),
-                 repr(ix.get("partialFilterExpression")), ix.get("expireAfterSeconds"))
-                for ix in client[database][name].list_indexes())
+                (
+                    ix["name"],
+                    tuple(ix["key"].items()),
+                    ix.get("unique", False),
+                    repr(ix.get("partialFilterExpression")),
+                    ix.get("expireAfterSeconds"),
+                )
+                for ix in client[database][name].list_indexes()
+            )
             entry["documents"] = sorted(doc.raw for doc in db[name].find({}))
         shape[name] = entry
     return shape

@@ -8,9 +8,18 @@ from typing import Any
 import yaml
 
 
-def write_plan(path: Path, *, instances: list[dict[str, Any]], bucket: str, s3_endpoint: str,
-               public_key_file: Path | None = None, gnupghome: Path | None = None, influx_url: str | None = None,
-               part_size_mib: int = 5, **overrides: Any) -> Path:
+def write_plan(
+    path: Path,
+    *,
+    instances: list[dict[str, Any]],
+    bucket: str,
+    s3_endpoint: str,
+    public_key_file: Path | None = None,
+    gnupghome: Path | None = None,
+    influx_url: str | None = None,
+    part_size_mib: int = 5,
+    **overrides: Any,
+) -> Path:
     """A plan on the test services; `overrides` replace whole top-level sections."""
     encryption: dict[str, Any] = {}
     if public_key_file is not None:
@@ -19,8 +28,13 @@ def write_plan(path: Path, *, instances: list[dict[str, Any]], bucket: str, s3_e
         encryption["gnupghome"] = str(gnupghome)
     plan: dict[str, Any] = {
         "instances": instances,
-        "storage": {"bucket": bucket, "prefix": "", "endpoint_url": s3_endpoint, "region": "us-east-1",
-                    "part_size_mib": part_size_mib},
+        "storage": {
+            "bucket": bucket,
+            "prefix": "",
+            "endpoint_url": s3_endpoint,
+            "region": "us-east-1",
+            "part_size_mib": part_size_mib,
+        },
         "encryption": encryption,
         "compression": {"level": 3, "threads": 2},
         "tiers": {"timezone": "Europe/London", "weekly_day": "monday"},

@@ -21,7 +21,7 @@ from pymongo import MongoClient
 
 from devservices import LocalServices
 from flows.backup import backup, main
-from tests.faults import FaultyS3Proxy
+from tests.faults.proxy import FaultyS3Proxy
 from tests.planfiles import write_plan
 from tests.test_backup_flow import influx_points, stored_keys
 
@@ -34,7 +34,8 @@ def load_incompressible(uri: str, database: str, megabytes: int) -> None:
     """Random payloads: zstd cannot shrink them, so stored bytes track dumped bytes and parts come steadily."""
     with MongoClient(uri) as client:
         client[database].blobs.insert_many(
-            [{"_id": n, "payload": Binary(os.urandom(DOC_BYTES))} for n in range(megabytes * 4)])
+            [{"_id": n, "payload": Binary(os.urandom(DOC_BYTES))} for n in range(megabytes * 4)]
+        )
 
 
 def wait_for_first_part(s3_client, bucket: str, timeout: float = 60.0) -> None:
@@ -54,20 +55,27 @@ def assert_nothing_left(s3_client, bucket: str) -> None:
 
 
 def assert_failed_event(services, instance: str, database: str, stage: str) -> None:
-    points = influx_points(services, "instance_backup_failed",
-                           f"\"instance\"='{instance}' AND \"database\"='{database}'")
+    points = influx_points(
+        services, "instance_backup_failed", f"\"instance\"='{instance}' AND \"database\"='{database}'"
+    )
     assert [p["stage"] for p in points] == [stage], points
     assert points[0]["value"] == 1 and points[0]["error"]
     completed = influx_points(services, "instance_backup_completed", f"\"instance\"='{instance}'")
     assert completed == []  # no success event for a failed backup
 
 
-def plan_for(tmp_path: Path, services, *, uri: str, instance: str, database: str, bucket: str, s3_endpoint: str,
-             gpg_key) -> Path:
-    return write_plan(tmp_path / f"plan-{uuid.uuid4().hex[:6]}.yaml", instances=[
-        {"name": instance, "uri": uri, "databases": [database], "connect_timeout_s": 2}],
-        bucket=bucket, s3_endpoint=s3_endpoint, public_key_file=gpg_key.public_key_file,
-        gnupghome=tmp_path / "encrypt-home", influx_url=services.url("influxdb"))
+def plan_for(
+    tmp_path: Path, services, *, uri: str, instance: str, database: str, bucket: str, s3_endpoint: str, gpg_key
+) -> Path:
+    return write_plan(
+        tmp_path / f"plan-{uuid.uuid4().hex[:6]}.yaml",
+        instances=[{"name": instance, "uri": uri, "databases": [database], "connect_timeout_s": 2}],
+        bucket=bucket,
+        s3_endpoint=s3_endpoint,
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "encrypt-home",
+        influx_url=services.url("influxdb"),
+    )
 
 
 @pytest.fixture
@@ -84,8 +92,16 @@ def test_source_server_stopped_mid_dump(services, s3_client, bucket, gpg_key, pr
     try:
         instance, database = f"rs-kill-{uuid.uuid4().hex[:4]}", "orders"
         load_incompressible(own.mongo_uri("mongo-a"), database, megabytes=24)
-        plan = plan_for(tmp_path, services, uri=own.mongo_uri("mongo-a"), instance=instance, database=database,
-                        bucket=bucket, s3_endpoint=slow_s3.url, gpg_key=gpg_key)
+        plan = plan_for(
+            tmp_path,
+            services,
+            uri=own.mongo_uri("mongo-a"),
+            instance=instance,
+            database=database,
+            bucket=bucket,
+            s3_endpoint=slow_s3.url,
+            gpg_key=gpg_key,
+        )
         killer = threading.Thread(target=lambda: (wait_for_first_part(s3_client, bucket), own.stop(["mongo-a"])))
         killer.start()
         state = backup(plan_path=str(plan), return_state=True)
@@ -115,8 +131,16 @@ def test_gpg_killed_mid_stream(services, s3_client, bucket, gpg_key, prefect, tm
 
     instance, database = f"rs-gpg-{uuid.uuid4().hex[:4]}", f"gpgdb-{uuid.uuid4().hex[:4]}"
     load_incompressible(services.mongo_uri("mongo-b"), database, megabytes=16)
-    plan = plan_for(tmp_path, services, uri=services.mongo_uri("mongo-b"), instance=instance, database=database,
-                    bucket=bucket, s3_endpoint=slow_s3.url, gpg_key=gpg_key)
+    plan = plan_for(
+        tmp_path,
+        services,
+        uri=services.mongo_uri("mongo-b"),
+        instance=instance,
+        database=database,
+        bucket=bucket,
+        s3_endpoint=slow_s3.url,
+        gpg_key=gpg_key,
+    )
 
     def kill_encrypting_gpg() -> None:
         wait_for_first_part(s3_client, bucket)
@@ -142,8 +166,16 @@ def test_s3_failing_mid_upload(services, s3_client, bucket, gpg_key, prefect, tm
     load_incompressible(services.mongo_uri("mongo-b"), database, megabytes=12)
     with FaultyS3Proxy(services.url("moto")) as proxy:
         proxy.fail_from_part = 2  # the first part lands, then every part is refused
-        plan = plan_for(tmp_path, services, uri=services.mongo_uri("mongo-b"), instance=instance,
-                        database=database, bucket=bucket, s3_endpoint=proxy.url, gpg_key=gpg_key)
+        plan = plan_for(
+            tmp_path,
+            services,
+            uri=services.mongo_uri("mongo-b"),
+            instance=instance,
+            database=database,
+            bucket=bucket,
+            s3_endpoint=proxy.url,
+            gpg_key=gpg_key,
+        )
         state = backup(plan_path=str(plan), return_state=True)
         assert state.is_failed()
         assert proxy.failed_requests >= 1
@@ -161,11 +193,18 @@ def test_unreachable_instance_fails_alone(services, s3_client, bucket, gpg_key, 
     with MongoClient(services.mongo_uri("mongo-b")) as client:
         client[database].c.insert_one({"ok": True})
     dead, alive = f"rs-dead-{uuid.uuid4().hex[:4]}", f"rs-alive-{uuid.uuid4().hex[:4]}"
-    plan = write_plan(tmp_path / "plan.yaml", instances=[
-        {"name": dead, "uri": "mongodb://127.0.0.1:9/?directConnection=true", "connect_timeout_s": 1},
-        {"name": alive, "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
-        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
-        gnupghome=tmp_path / "home", influx_url=services.url("influxdb"))
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[
+            {"name": dead, "uri": "mongodb://127.0.0.1:9/?directConnection=true", "connect_timeout_s": 1},
+            {"name": alive, "uri": services.mongo_uri("mongo-b"), "databases": [database]},
+        ],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+        influx_url=services.url("influxdb"),
+    )
     state = backup(plan_path=str(plan), return_state=True)
     assert state.is_failed()
     assert f"{dead}/*" in state.message
@@ -178,9 +217,15 @@ def test_unreachable_instance_fails_alone(services, s3_client, bucket, gpg_key, 
 def test_bad_credentials_are_named_and_never_echoed(services, s3_client, bucket, gpg_key, prefect, tmp_path):
     instance = f"rs-auth-{uuid.uuid4().hex[:4]}"
     uri = services.mongo_uri("mongo-b").replace("mongodb://", "mongodb://backup:Sup3rSecretPw@")
-    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": instance, "uri": uri}], bucket=bucket,
-                      s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
-                      gnupghome=tmp_path / "home", influx_url=services.url("influxdb"))
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": instance, "uri": uri}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+        influx_url=services.url("influxdb"),
+    )
     state = backup(plan_path=str(plan), return_state=True)
     assert state.is_failed()
     failed = influx_points(services, "instance_backup_failed", f"\"instance\"='{instance}'")
@@ -192,10 +237,17 @@ def test_bad_credentials_are_named_and_never_echoed(services, s3_client, bucket,
 
 def test_unknown_gpg_recipient_fails_before_any_dump(services, s3_client, bucket, prefect, tmp_path):
     instance = f"rs-key-{uuid.uuid4().hex[:4]}"
-    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": instance, "uri": services.mongo_uri("mongo-b")}],
-                      bucket=bucket, s3_endpoint=services.url("moto"), influx_url=services.url("influxdb"),
-                      encryption={"recipients": ["0123456789ABCDEF0123456789ABCDEF01234567"],
-                                  "gnupghome": str(tmp_path / "empty-home")})
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": instance, "uri": services.mongo_uri("mongo-b")}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        influx_url=services.url("influxdb"),
+        encryption={
+            "recipients": ["0123456789ABCDEF0123456789ABCDEF01234567"],
+            "gnupghome": str(tmp_path / "empty-home"),
+        },
+    )
     state = backup(plan_path=str(plan), return_state=True)
     assert state.is_failed()
     assert "unknown GPG recipient '0123456789ABCDEF0123456789ABCDEF01234567'" in state.message
@@ -205,9 +257,14 @@ def test_unknown_gpg_recipient_fails_before_any_dump(services, s3_client, bucket
 
 
 def test_missing_bucket_is_named(services, s3_client, gpg_key, prefect, tmp_path):
-    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": "rs-b", "uri": services.mongo_uri("mongo-b")}],
-                      bucket="no-such-bucket-here", s3_endpoint=services.url("moto"),
-                      public_key_file=gpg_key.public_key_file, gnupghome=tmp_path / "home")
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": "rs-b", "uri": services.mongo_uri("mongo-b")}],
+        bucket="no-such-bucket-here",
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+    )
     state = backup(plan_path=str(plan), return_state=True)
     assert state.is_failed()
     assert "s3://no-such-bucket-here: bucket does not exist" in state.message
@@ -215,8 +272,10 @@ def test_missing_bucket_is_named(services, s3_client, gpg_key, prefect, tmp_path
 
 def test_invalid_plan_field_is_named_by_the_cli(tmp_path, capsys):
     plan = tmp_path / "plan.yaml"
-    plan.write_text("instances: []\nstorage: {bucket: b, prefx: x}\nencryption: {passphrase_env: P}\n"
-                    "tiers: {timezone: Europe/London}\n")
+    plan.write_text(
+        "instances: []\nstorage: {bucket: b, prefx: x}\nencryption: {passphrase_env: P}\n"
+        "tiers: {timezone: Europe/London}\n"
+    )
     assert main(["--plan", str(plan), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "storage.prefx" in err and "instances" in err and str(plan) in err
@@ -228,11 +287,16 @@ def test_retry_starts_a_fresh_upload(services, s3_client, bucket, gpg_key, prefe
     with FaultyS3Proxy(services.url("moto")) as proxy:
         # Part 2 is refused as often as boto3 retries it, so the first attempt fails; the retry gets through.
         proxy.fail_from_part, proxy.fail_budget = 2, 4
-        plan = write_plan(tmp_path / "plan.yaml", instances=[
-            {"name": instance, "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
-            bucket=bucket, s3_endpoint=proxy.url, public_key_file=gpg_key.public_key_file,
-            gnupghome=tmp_path / "home", influx_url=services.url("influxdb"),
-            retries={"attempts": 1, "backoff_s": 0.1, "jitter": 0})
+        plan = write_plan(
+            tmp_path / "plan.yaml",
+            instances=[{"name": instance, "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
+            bucket=bucket,
+            s3_endpoint=proxy.url,
+            public_key_file=gpg_key.public_key_file,
+            gnupghome=tmp_path / "home",
+            influx_url=services.url("influxdb"),
+            retries={"attempts": 1, "backoff_s": 0.1, "jitter": 0},
+        )
         state = backup(plan_path=str(plan), return_state=True)
     assert state.is_completed(), state.message
     assert proxy.failed_requests == 4
@@ -243,15 +307,21 @@ def test_retry_starts_a_fresh_upload(services, s3_client, bucket, gpg_key, prefe
     assert influx_points(services, "instance_backup_failed", f"\"instance\"='{instance}'") == []
 
 
-def test_influxdb_outage_keeps_the_backup_and_fails_the_run_visibly(services, s3_client, bucket, gpg_key, prefect,
-                                                                    tmp_path):
+def test_influxdb_outage_keeps_the_backup_and_fails_the_run_visibly(
+    services, s3_client, bucket, gpg_key, prefect, tmp_path
+):
     database = f"noinflux-{uuid.uuid4().hex[:4]}"
     with MongoClient(services.mongo_uri("mongo-b")) as client:
         client[database].c.insert_many([{"n": n} for n in range(10)])
-    plan = write_plan(tmp_path / "plan.yaml", instances=[
-        {"name": "rs-b", "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
-        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
-        gnupghome=tmp_path / "home", influx_url="http://127.0.0.1:9")
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": "rs-b", "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+        influx_url="http://127.0.0.1:9",
+    )
     state = backup(plan_path=str(plan), return_state=True)
     assert state.is_failed()
     assert "1 stored backups have no success event" in state.message
@@ -263,10 +333,15 @@ def test_listed_database_that_does_not_exist_fails_alone(services, s3_client, bu
     instance, present = f"rs-typo-{uuid.uuid4().hex[:4]}", f"present-{uuid.uuid4().hex[:4]}"
     with MongoClient(services.mongo_uri("mongo-b")) as client:
         client[present].c.insert_one({"ok": True})
-    plan = write_plan(tmp_path / "plan.yaml", instances=[
-        {"name": instance, "uri": services.mongo_uri("mongo-b"), "databases": [present, "ordres"]}],
-        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
-        gnupghome=tmp_path / "home", influx_url=services.url("influxdb"))
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": instance, "uri": services.mongo_uri("mongo-b"), "databases": [present, "ordres"]}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+        influx_url=services.url("influxdb"),
+    )
     state = backup(plan_path=str(plan), return_state=True)
     assert state.is_failed() and f"{instance}/ordres" in state.message
     assert {k.split("/")[2] for k in stored_keys(s3_client, bucket)} == {present}
@@ -274,12 +349,18 @@ def test_listed_database_that_does_not_exist_fails_alone(services, s3_client, bu
     assert [(p["database"], p["stage"]) for p in failed] == [("ordres", "list")]
     assert "database ordres not found" in failed[0]["error"]
     # The instance is not reported whole: no bare success point for it.
-    assert influx_points(services, "instance_backup_completed",
-                         f"\"instance\"='{instance}' AND \"database\" = ''") == []
+    assert (
+        influx_points(services, "instance_backup_completed", f"\"instance\"='{instance}' AND \"database\" = ''") == []
+    )
 
 
 def test_unknown_instance_on_the_command_line_is_named(services, bucket, tmp_path, capsys):
-    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": "rs-b", "uri": services.mongo_uri("mongo-b")}],
-                      bucket=bucket, s3_endpoint=services.url("moto"), encryption={"passphrase_env": "P"})
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": "rs-b", "uri": services.mongo_uri("mongo-b")}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        encryption={"passphrase_env": "P"},
+    )
     assert main(["--plan", str(plan), "--instance", "rs-typo", "--dry-run"]) == 2
     assert "--instance rs-typo: not in the plan (it has rs-b)" in capsys.readouterr().err

@@ -33,8 +33,10 @@ def unique(prefix: str) -> str:
 
 
 def influx_points(services, measurement: str, where: str) -> list[dict]:
-    reply = httpx.get(f"{services.url('influxdb')}/query",
-                      params={"db": "backups", "q": f'SELECT * FROM "{measurement}" WHERE {where}'}).json()
+    reply = httpx.get(
+        f"{services.url('influxdb')}/query",
+        params={"db": "backups", "q": f'SELECT * FROM "{measurement}" WHERE {where}'},
+    ).json()
     series = reply["results"][0].get("series", [])
     return [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
 
@@ -42,8 +44,12 @@ def influx_points(services, measurement: str, where: str) -> list[dict]:
 def open_object(s3_client, bucket: str, key: str, gnupghome) -> bytes:
     """The archive inside a stored object, opened with the stock gpg and zstd command-line tools."""
     stored = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    compressed = subprocess.run(["gpg", "--homedir", str(gnupghome), "--batch", "--quiet", "--decrypt"],
-                                input=stored, capture_output=True, check=True).stdout
+    compressed = subprocess.run(
+        ["gpg", "--homedir", str(gnupghome), "--batch", "--quiet", "--decrypt"],
+        input=stored,
+        capture_output=True,
+        check=True,
+    ).stdout
     return subprocess.run(["zstd", "-d", "-c", "-q"], input=compressed, capture_output=True, check=True).stdout
 
 
@@ -61,12 +67,18 @@ def rich_database(services):
 
 
 def test_rich_dataset_restores_identically_with_the_real_mongorestore(
-        services, mongo_tools, s3_client, bucket, gpg_key, prefect, tmp_path, rich_database):
+    services, mongo_tools, s3_client, bucket, gpg_key, prefect, tmp_path, rich_database
+):
     database, features = rich_database
-    plan = write_plan(tmp_path / "plan.yaml", instances=[
-        {"name": "rs-a", "uri": services.mongo_uri("mongo-a"), "databases": [database]}],
-        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
-        gnupghome=tmp_path / "encrypt-home", influx_url=services.url("influxdb"))
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": "rs-a", "uri": services.mongo_uri("mongo-a"), "databases": [database]}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "encrypt-home",
+        influx_url=services.url("influxdb"),
+    )
 
     state = backup(plan_path=str(plan), return_state=True)
     assert state.is_completed(), state.message
@@ -89,11 +101,12 @@ def test_rich_dataset_restores_identically_with_the_real_mongorestore(
     archive = tmp_path / "backup.archive"
     archive.write_bytes(open_object(s3_client, bucket, object_key, gpg_key.home))
     assert manifest["sizes"]["raw_bytes"] == archive.stat().st_size
-    mongo_tools.run("mongorestore", f"--uri={services.mongo_uri('mongo-scratch')}", f"--archive={archive}",
-                    "--drop")
+    mongo_tools.run("mongorestore", f"--uri={services.mongo_uri('mongo-scratch')}", f"--archive={archive}", "--drop")
 
-    with MongoClient(services.mongo_uri("mongo-a")) as source, \
-            MongoClient(services.mongo_uri("mongo-scratch")) as restored:
+    with (
+        MongoClient(services.mongo_uri("mongo-a")) as source,
+        MongoClient(services.mongo_uri("mongo-scratch")) as restored,
+    ):
         try:
             expected, actual = snapshot(source, database), snapshot(restored, database)
             assert sorted(actual) == sorted(expected)
@@ -123,10 +136,15 @@ def test_instance_event_and_tier_prefix_from_at(services, s3_client, bucket, gpg
     with MongoClient(services.mongo_uri("mongo-b")) as client:
         for n, name in enumerate(databases):
             client[name].things.insert_many([{"n": i} for i in range(n * 10 + 5)])
-    plan = write_plan(tmp_path / "plan.yaml", instances=[
-        {"name": instance, "uri": services.mongo_uri("mongo-b"), "databases": databases}],
-        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
-        gnupghome=tmp_path / "home", influx_url=services.url("influxdb"))
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": instance, "uri": services.mongo_uri("mongo-b"), "databases": databases}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+        influx_url=services.url("influxdb"),
+    )
     # 1 January, 00:30 in London, is still 31 December in some zones: the plan's zone decides.
     state = backup(plan_path=str(plan), at="2027-01-01T00:30:00+00:00", return_state=True)
     assert state.is_completed(), state.message
@@ -135,8 +153,7 @@ def test_instance_event_and_tier_prefix_from_at(services, s3_client, bucket, gpg
     assert all(k.startswith(f"yearly/{instance}/") for k in keys)
     assert {k.split("/")[2] for k in keys} == set(databases)
 
-    bare = influx_points(services, "instance_backup_completed",
-                         f"\"instance\"='{instance}' AND \"database\" = ''")
+    bare = influx_points(services, "instance_backup_completed", f"\"instance\"='{instance}' AND \"database\" = ''")
     assert len(bare) == 1 and bare[0]["value"] is True
     assert bare[0]["tier"] is None and bare[0]["bytes"] is None  # exactly `instance=<rs> value=true`
 
@@ -145,9 +162,13 @@ def test_dry_run_lists_planned_backups_and_touches_nothing(services, s3_client, 
     database = unique("dry")
     with MongoClient(services.mongo_uri("mongo-b")) as client:
         client[database].c.insert_one({"x": 1})
-    plan = write_plan(tmp_path / "plan.yaml", instances=[
-        {"name": "rs-b", "uri": services.mongo_uri("mongo-b"), "databases": "all", "exclude": ["test-*"]}],
-        bucket=bucket, s3_endpoint=services.url("moto"), encryption={"passphrase_env": "UNUSED_IN_DRY_RUN"})
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": "rs-b", "uri": services.mongo_uri("mongo-b"), "databases": "all", "exclude": ["test-*"]}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        encryption={"passphrase_env": "UNUSED_IN_DRY_RUN"},
+    )
     assert main(["--plan", str(plan), "--dry-run", "--at", "2026-11-30T12:00:00Z"]) == 0
     lines = capsys.readouterr().out.splitlines()
     mine = [line for line in lines if f" {database} " in line]
@@ -156,21 +177,28 @@ def test_dry_run_lists_planned_backups_and_touches_nothing(services, s3_client, 
     assert stored_keys(s3_client, bucket) == []
 
 
-def test_events_through_the_v2_write_api_and_the_run_artifact(services, s3_client, bucket, gpg_key, prefect,
-                                                              tmp_path):
+def test_events_through_the_v2_write_api_and_the_run_artifact(services, s3_client, bucket, gpg_key, prefect, tmp_path):
     instance, database = unique("rs-v2"), unique("vm")
     with MongoClient(services.mongo_uri("mongo-b")) as client:
         client[database].c.insert_many([{"n": n} for n in range(7)])
-    plan = write_plan(tmp_path / "plan.yaml", instances=[
-        {"name": instance, "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
-        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": instance, "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
         gnupghome=tmp_path / "home",
-        notify={"influxdb": {"api": "v2", "url": services.url("victoria"), "org": "acme", "bucket": "backups"}})
+        notify={"influxdb": {"api": "v2", "url": services.url("victoria"), "org": "acme", "bucket": "backups"}},
+    )
     state = backup(plan_path=str(plan), return_state=True)
     assert state.is_completed(), state.message
 
-    series = vm_export(services.url("victoria"), f'{{__name__=~"instance_backup_completed_.*",instance="{instance}"}}',
-                       expected=5, timeout=30)
+    series = vm_export(
+        services.url("victoria"),
+        f'{{__name__=~"instance_backup_completed_.*",instance="{instance}"}}',
+        expected=5,
+        timeout=30,
+    )
     assert len(series) >= 5, series
     by_metric = {(s["metric"]["__name__"], s["metric"].get("database")): s["values"] for s in series}
     assert by_metric[("instance_backup_completed_docs", database)] == [7]
@@ -179,7 +207,8 @@ def test_events_through_the_v2_write_api_and_the_run_artifact(services, s3_clien
 
     rows = run_artifact_rows(state.state_details.flow_run_id)
     assert [(r["instance"], r["database"], r["state"], r["docs"]) for r in rows] == [
-        (instance, database, "Completed", 7)]
+        (instance, database, "Completed", 7)
+    ]
     assert f"/{instance}/{database}/" in rows[0]["key"] and rows[0]["key"].endswith(".archive.zst.gpg")
 
 
@@ -189,15 +218,19 @@ def run_artifact_rows(flow_run_id) -> list[dict]:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["table"])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["table"])
+            )
+        )
     assert len(artifacts) == 1
     data = artifacts[0].data
     return json.loads(data) if isinstance(data, str) else data
 
 
-def test_stock_mongodump_engine_feeds_the_same_pipeline(services, mongo_tools, s3_client, bucket, gpg_key, prefect,
-                                                        tmp_path, monkeypatch):
+def test_stock_mongodump_engine_feeds_the_same_pipeline(
+    services, mongo_tools, s3_client, bucket, gpg_key, prefect, tmp_path, monkeypatch
+):
     # The stock mongodump first on PATH, as a user who has it installed would have it (here: under wine).
     wrapper = tmp_path / "bin" / "mongodump"
     wrapper.parent.mkdir()
@@ -211,10 +244,16 @@ def test_stock_mongodump_engine_feeds_the_same_pipeline(services, mongo_tools, s
         client[database].orders.insert_many([{"n": n, "s": "x" * (n % 50)} for n in range(300)])
         client[database].orders.create_index("n", unique=True)
         client[database].command({"create": "big", "viewOn": "orders", "pipeline": [{"$match": {"n": {"$gt": 9}}}]})
-    plan = write_plan(tmp_path / "plan.yaml", instances=[
-        {"name": "rs-b", "uri": services.mongo_uri("mongo-b"), "databases": [database], "engine": "mongodump"}],
-        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
-        gnupghome=tmp_path / "home")
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[
+            {"name": "rs-b", "uri": services.mongo_uri("mongo-b"), "databases": [database], "engine": "mongodump"}
+        ],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+    )
     state = backup(plan_path=str(plan), return_state=True)
     assert state.is_completed(), state.message
 
@@ -228,8 +267,9 @@ def test_stock_mongodump_engine_feeds_the_same_pipeline(services, mongo_tools, s
     assert reader.header.tool_version == "100.3.1"  # written by the stock tool, stored by our pipeline
 
 
-def test_stock_mongodump_failure_names_instance_and_database(services, s3_client, bucket, gpg_key, prefect,
-                                                             tmp_path, monkeypatch):
+def test_stock_mongodump_failure_names_instance_and_database(
+    services, s3_client, bucket, gpg_key, prefect, tmp_path, monkeypatch
+):
     wrapper = tmp_path / "bin" / "mongodump"
     wrapper.parent.mkdir()
     wrapper.write_text('#!/bin/sh\necho "Failed: cannot connect to mongodb://u:pw@host" >&2\nexit 1\n')
@@ -238,10 +278,16 @@ def test_stock_mongodump_failure_names_instance_and_database(services, s3_client
     database = unique("dumpfails")
     with MongoClient(services.mongo_uri("mongo-b")) as client:
         client[database].c.insert_one({"x": 1})
-    plan = write_plan(tmp_path / "plan.yaml", instances=[
-        {"name": "rs-b", "uri": services.mongo_uri("mongo-b"), "databases": [database], "engine": "mongodump"}],
-        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
-        gnupghome=tmp_path / "home")
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[
+            {"name": "rs-b", "uri": services.mongo_uri("mongo-b"), "databases": [database], "engine": "mongodump"}
+        ],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+    )
     state = backup(plan_path=str(plan), return_state=True)
     assert state.is_failed() and f"rs-b/{database}" in state.message
     assert stored_keys(s3_client, bucket) == []

@@ -30,8 +30,9 @@ from devservices import GpgKey, LocalServices
 SUBJECTS_HERE = ("floor", "dump_alone", "floor_instance", "ours_db", "ours_instance")
 
 
-def test_compare_rows_at_one_megabyte(services: LocalServices, bucket: str, gpg_key: GpgKey,
-                                      aws_env: dict[str, str], tmp_path: Path) -> None:
+def test_compare_rows_at_one_megabyte(
+    services: LocalServices, bucket: str, gpg_key: GpgKey, aws_env: dict[str, str], tmp_path: Path
+) -> None:
     uri = services.mongo_uri("mongo-a")
     bench = Bench(source_uri=uri, endpoint=services.url("moto"), bucket=bucket, key=gpg_key, work=tmp_path)
     client: MongoClient = MongoClient(uri)

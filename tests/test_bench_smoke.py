@@ -17,10 +17,14 @@ from bench.backup_memory import MB, BackupTarget, ensure_dataset, format_table, 
 from devservices import GpgKey, LocalServices
 
 
-def test_measure_backup_reports_a_plausible_row(services: LocalServices, bucket: str, gpg_key: GpgKey,
-                                                 monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+def test_measure_backup_reports_a_plausible_row(
+    services: LocalServices, bucket: str, gpg_key: GpgKey, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     uri = services.mongo_uri("mongo-a")
     database = f"bench_smoke_{uuid.uuid4().hex[:8]}"  # not bench_<S>mb: the shared server is not ours alone
@@ -29,8 +33,14 @@ def test_measure_backup_reports_a_plausible_row(services: LocalServices, bucket:
         dataset = ensure_dataset(client, database, 1 * MB, reuse=False, progress=lambda line: None)
         assert dataset.bson_bytes >= 1 * MB and dataset.documents > 0
 
-        target = BackupTarget(uri=uri, database=database, bucket=bucket, endpoint=services.url("moto"),
-                              gnupghome=str(gpg_key.home), fingerprint=gpg_key.fingerprint)
+        target = BackupTarget(
+            uri=uri,
+            database=database,
+            bucket=bucket,
+            endpoint=services.url("moto"),
+            gnupghome=str(gpg_key.home),
+            fingerprint=gpg_key.fingerprint,
+        )
         row = measure_backup(target, size_mb=1)
     finally:
         client.drop_database(database)

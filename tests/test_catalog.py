@@ -28,23 +28,39 @@ T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
 
 def storage_for_bucket(services, bucket: str) -> S3Storage:
     session = boto3.Session(region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
-    return S3Storage(s3_client(session=session, endpoint_url=services.url("moto"), region=S3_TEST_REGION), bucket,
-                     part_size=5 << 20)
+    return S3Storage(
+        s3_client(session=session, endpoint_url=services.url("moto"), region=S3_TEST_REGION), bucket, part_size=5 << 20
+    )
 
 
 def fake_manifest(location: BackupLocation, size: int = 3) -> BackupManifest:
     """A valid manifest for `location` (the catalog reads only what it needs; nothing here is restored)."""
     return BackupManifest(
-        archive_format="0.1", tool="mongo-backup-flows", tool_version="test", instance=location.instance,
-        replica_set="secantus", server_version="8.2.11", database=location.database, tier=location.tier.value,
-        object_key=location.object_key, run_id=location.run_id, scheduled_at=location.taken_at,
-        started_at=location.taken_at, finished_at=location.taken_at + timedelta(minutes=1), compression="zstd-3",
-        sizes=Sizes(raw_bytes=size, compressed_bytes=size, encrypted_bytes=size), sha256="0" * 64, etag="x",
-        encryption=EncryptionRecord(method="symmetric", cipher="AES256"), namespaces=[])
+        archive_format="0.1",
+        tool="mongo-backup-flows",
+        tool_version="test",
+        instance=location.instance,
+        replica_set="secantus",
+        server_version="8.2.11",
+        database=location.database,
+        tier=location.tier.value,
+        object_key=location.object_key,
+        run_id=location.run_id,
+        scheduled_at=location.taken_at,
+        started_at=location.taken_at,
+        finished_at=location.taken_at + timedelta(minutes=1),
+        compression="zstd-3",
+        sizes=Sizes(raw_bytes=size, compressed_bytes=size, encrypted_bytes=size),
+        sha256="0" * 64,
+        etag="x",
+        encryption=EncryptionRecord(method="symmetric", cipher="AES256"),
+        namespaces=[],
+    )
 
 
-def put_backup(storage: S3Storage, location: BackupLocation, *, committed: bool = True, with_object: bool = True
-               ) -> BackupLocation:
+def put_backup(
+    storage: S3Storage, location: BackupLocation, *, committed: bool = True, with_object: bool = True
+) -> BackupLocation:
     if with_object:
         storage.client.put_object(Bucket=storage.bucket, Key=location.object_key, Body=b"obj")
     if committed:
@@ -52,8 +68,15 @@ def put_backup(storage: S3Storage, location: BackupLocation, *, committed: bool 
     return location
 
 
-def at(hours: float, *, tier: Tier = Tier.DAILY, database: str = "shop", instance: str = "rs-a",
-       run: str = "run00001", prefix: str = "backups/") -> BackupLocation:
+def at(
+    hours: float,
+    *,
+    tier: Tier = Tier.DAILY,
+    database: str = "shop",
+    instance: str = "rs-a",
+    run: str = "run00001",
+    prefix: str = "backups/",
+) -> BackupLocation:
     return BackupLocation(prefix, tier, instance, database, T0 + timedelta(hours=hours), run)
 
 
@@ -77,18 +100,25 @@ def test_newest_committed_across_tiers_skips_uncommitted_and_orphaned(storage):
 
     everything = list_backups(storage, "backups/", "rs-a")
     assert {db: b.location.taken_at for db, b in newest_by_database(everything).items()} == {
-        "shop": T0 + timedelta(hours=24), "other": T0 + timedelta(hours=96)}
+        "shop": T0 + timedelta(hours=24),
+        "other": T0 + timedelta(hours=96),
+    }
 
 
 def test_at_picks_the_newest_at_or_before_the_time(storage):
     first, second = put_backup(storage, at(0)), put_backup(storage, at(24))
-    assert select_backup(storage, "backups/", "rs-a", "shop", at=T0 + timedelta(hours=23)).object_key == \
-        first.object_key
-    assert select_backup(storage, "backups/", "rs-a", "shop", at=T0 + timedelta(hours=24)).object_key == \
-        second.object_key
-    with pytest.raises(BackupNotFound, match=r"no committed backup of instance rs-a, database shop at or before "
-                                             r"2026-11-01T01:00:00\+00:00 under s3://.*/backups/<tier>/rs-a/shop/ "
-                                             r"\(2 backups there, 2 committed, the oldest taken 2026-11-01T02:00"):
+    assert (
+        select_backup(storage, "backups/", "rs-a", "shop", at=T0 + timedelta(hours=23)).object_key == first.object_key
+    )
+    assert (
+        select_backup(storage, "backups/", "rs-a", "shop", at=T0 + timedelta(hours=24)).object_key == second.object_key
+    )
+    with pytest.raises(
+        BackupNotFound,
+        match=r"no committed backup of instance rs-a, database shop at or before "
+        r"2026-11-01T01:00:00\+00:00 under s3://.*/backups/<tier>/rs-a/shop/ "
+        r"\(2 backups there, 2 committed, the oldest taken 2026-11-01T02:00",
+    ):
         select_backup(storage, "backups/", "rs-a", "shop", at=T0 - timedelta(hours=1))
 
 
@@ -109,8 +139,9 @@ def test_by_key_accepts_manifest_keys_and_addresses_and_checks_the_database(stor
     location = put_backup(storage, at(0))
     for key in (location.object_key, location.manifest_key, storage.where(location.object_key)):
         assert select_backup(storage, "backups/", "rs-a", "shop", key=key).object_key == location.object_key
-    with pytest.raises(BackupNotFound, match="is a backup of instance rs-a, database shop, not of instance rs-a, "
-                                             "database billing"):
+    with pytest.raises(
+        BackupNotFound, match="is a backup of instance rs-a, database shop, not of instance rs-a, database billing"
+    ):
         select_backup(storage, "backups/", "rs-a", "billing", key=location.object_key)
     with pytest.raises(BackupNotFound, match="no such backup object"):
         select_backup(storage, "backups/", "rs-a", "shop", key=at(5).object_key)
@@ -119,8 +150,11 @@ def test_by_key_accepts_manifest_keys_and_addresses_and_checks_the_database(stor
 
 
 def test_nothing_there_says_where_it_looked(storage):
-    with pytest.raises(BackupNotFound, match=r"no committed backup of instance rs-a, database shop under "
-                                             r"s3://test-\w+/backups/<tier>/rs-a/shop/$"):
+    with pytest.raises(
+        BackupNotFound,
+        match=r"no committed backup of instance rs-a, database shop under "
+        r"s3://test-\w+/backups/<tier>/rs-a/shop/$",
+    ):
         select_backup(storage, "backups/", "rs-a", "shop")
 
 

@@ -31,8 +31,12 @@ def test_public_key_from_file_encrypts_for_the_stock_gpg_cli(gpg_key, empty_home
     assert fingerprints == [gpg_key.fingerprint]
     data = os.urandom(3 << 20)
     message = encrypt(gpg, data, EncryptionKeys(tuple(fingerprints)))
-    plain = subprocess.run(["gpg", "--homedir", str(gpg_key.home), "--batch", "--quiet", "--decrypt"],
-                           input=message, capture_output=True, check=True).stdout
+    plain = subprocess.run(
+        ["gpg", "--homedir", str(gpg_key.home), "--batch", "--quiet", "--decrypt"],
+        input=message,
+        capture_output=True,
+        check=True,
+    ).stdout
     assert plain == data
 
 

@@ -41,8 +41,12 @@ def all_queries() -> list[tuple[str, str, str]]:
             found += [(flavor, f"variable {v['name']}", v["query"]) for v in board["templating"]["list"]]
         elif "/alerting/" in path:
             for group in yaml.safe_load(text)["groups"]:
-                found += [(flavor, f"alert {r['title']!r}", d["model"]["query"]) for r in group["rules"]
-                          for d in r["data"] if d["datasourceUid"] != "__expr__"]
+                found += [
+                    (flavor, f"alert {r['title']!r}", d["model"]["query"])
+                    for r in group["rules"]
+                    for d in r["data"]
+                    if d["datasourceUid"] != "__expr__"
+                ]
     return found
 
 
@@ -66,8 +70,10 @@ def test_every_file_parses_and_alerts_point_at_the_provisioned_datasource():
             assert rule["condition"] in ref_ids
             assert {d["datasourceUid"] for d in rule["data"]} == {source["uid"], "__expr__"}
         assert len({r["uid"] for r in rules}) == len(rules) == 4
-    assert json.loads(files["flux/dashboards/mongo-backups.json"])["uid"] != \
-        json.loads(files["influxql/dashboards/mongo-backups.json"])["uid"]
+    assert (
+        json.loads(files["flux/dashboards/mongo-backups.json"])["uid"]
+        != json.loads(files["influxql/dashboards/mongo-backups.json"])["uid"]
+    )
 
 
 def test_the_status_panel_is_the_teams_per_instance_24_h_panel():
@@ -84,8 +90,9 @@ def test_the_status_panel_is_the_teams_per_instance_24_h_panel():
 
 def _influxql_names(query: str) -> tuple[list[str], list[tuple[str, str]]]:
     """The measurements a query reads and its other identifiers, each with the role its position gives it."""
-    measurements = [m for group in re.findall(r'FROM ((?:"\w+"(?:, )?)+)', query)
-                    for m in re.findall(r'"(\w+)"', group)]
+    measurements = [
+        m for group in re.findall(r'FROM ((?:"\w+"(?:, )?)+)', query) for m in re.findall(r'"(\w+)"', group)
+    ]
     aliases = set(re.findall(r'AS "(\w+)"', query))
     roles = [("field", n) for n in re.findall(r'\w+\("(\w+)"\)', query)]
     for clause in re.findall(r"GROUP BY (.*?)(?: fill\(|\) WHERE|$)", query):
@@ -103,8 +110,12 @@ def _flux_names(query: str) -> tuple[list[str], list[tuple[str, str]]]:
     measurements = re.findall(r'r\._measurement == "(\w+)"', query)
     roles = [("field", n) for n in re.findall(r'r\._field == "(\w+)"', query)]
     roles += [("tag", n) for n in re.findall(r"\br\.(\w+)", query) if n not in FLUX_SPECIALS]
-    roles += [("tag", n) for group in re.findall(r"columns: \[([^\]]*)\]", query)
-              for n in re.findall(r'"(\w+)"', group) if n not in FLUX_SPECIALS]
+    roles += [
+        ("tag", n)
+        for group in re.findall(r"columns: \[([^\]]*)\]", query)
+        for n in re.findall(r'"(\w+)"', group)
+        if n not in FLUX_SPECIALS
+    ]
     roles += [("tag", n) for n in re.findall(r'\btag: "(\w+)"', query)]
     return measurements, roles
 
@@ -152,8 +163,11 @@ def influxql(services, query: str) -> list[dict]:
 
 def as_grafana_would(query: str, instances: list[str]) -> str:
     """The query with Grafana's macros and the instance variable (a regex of the chosen values) filled in."""
-    return (query.replace("$timeFilter", "time > now() - 7d").replace("$__interval", "1h")
-            .replace("$instance", "(" + "|".join(instances) + ")"))
+    return (
+        query.replace("$timeFilter", "time > now() - 7d")
+        .replace("$__interval", "1h")
+        .replace("$instance", "(" + "|".join(instances) + ")")
+    )
 
 
 @pytest.fixture
@@ -162,17 +176,22 @@ def events(services) -> dict[str, str]:
     database and a failed drill."""
     fresh, late = f"rs-fresh-{uuid.uuid4().hex[:6]}", f"rs-late-{uuid.uuid4().hex[:6]}"
     now = datetime.now(UTC)
-    InfluxV1Sink(services.url("influxdb"), "backups").write([
-        metrics.backup_completed(fresh, "orders", "daily", 2048, 10, 3.5, now - timedelta(hours=1)),
-        metrics.instance_completed(fresh, now - timedelta(hours=1)),
-        metrics.backup_completed(late, "users", "daily", 4096, 20, 7.0, now - timedelta(hours=30)),
-        metrics.instance_completed(late, now - timedelta(hours=30)),
-        metrics.backup_failed(late, "users", "daily", "upload", "StorageError: boom", now - timedelta(hours=2)),
-        metrics.backup_stale(late, "users", 30.0, now - timedelta(minutes=10)),
-        Event(metrics.INSTANCE_RESTORE_DRILL.name, {"instance": late, "database": "users"},
-              {"value": False, "bytes": 1, "docs": 1, "duration_s": 1.0, "restore_mb_s": 2.5,
-               "backup_age_h": 30.0}, now - timedelta(hours=3)),
-    ])
+    InfluxV1Sink(services.url("influxdb"), "backups").write(
+        [
+            metrics.backup_completed(fresh, "orders", "daily", 2048, 10, 3.5, now - timedelta(hours=1)),
+            metrics.instance_completed(fresh, now - timedelta(hours=1)),
+            metrics.backup_completed(late, "users", "daily", 4096, 20, 7.0, now - timedelta(hours=30)),
+            metrics.instance_completed(late, now - timedelta(hours=30)),
+            metrics.backup_failed(late, "users", "daily", "upload", "StorageError: boom", now - timedelta(hours=2)),
+            metrics.backup_stale(late, "users", 30.0, now - timedelta(minutes=10)),
+            Event(
+                metrics.INSTANCE_RESTORE_DRILL.name,
+                {"instance": late, "database": "users"},
+                {"value": False, "bytes": 1, "docs": 1, "duration_s": 1.0, "restore_mb_s": 2.5, "backup_age_h": 30.0},
+                now - timedelta(hours=3),
+            ),
+        ]
+    )
     return {"fresh": fresh, "late": late}
 
 
@@ -186,8 +205,9 @@ def test_influxql_queries_run_on_influxdb_1_6_and_answer_as_the_panels_expect(se
     assert influxql(services, as_grafana_would(status, [events["fresh"]]))[0]["values"][0][1] == 1  # green
     assert influxql(services, as_grafana_would(status, [events["late"]])) == []  # no data: noValue 0, red
 
-    missing = {s["tags"]["instance"]: s["values"][-1][1]
-               for s in influxql(services, dashboards.alert_missing_query().influxql)}
+    missing = {
+        s["tags"]["instance"]: s["values"][-1][1] for s in influxql(services, dashboards.alert_missing_query().influxql)
+    }
     assert missing[events["fresh"]] == pytest.approx(1) and missing[events["late"]] == 0  # 0 < 0.5: late fires
 
     variable = influxql(services, dashboards.instance_variable_query().influxql)

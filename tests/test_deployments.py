@@ -24,8 +24,14 @@ PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
 def prefect_cli(*args: str, api_url: str) -> str:
-    done = subprocess.run([PREFECT, "--no-prompt", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PREFECT_API_URL": api_url})
+    done = subprocess.run(
+        [PREFECT, "--no-prompt", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PREFECT_API_URL": api_url},
+    )
     assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -57,8 +63,7 @@ def moto_block(services, deployed) -> str:
     from prefect_aws import AwsCredentials
 
     name = f"moto-{uuid.uuid4().hex[:6]}"
-    AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
-                   region_name="us-east-1").save(name)
+    AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1").save(name)
     return name
 
 
@@ -68,18 +73,31 @@ def two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block) -> tuple[
     for service in ("mongo-a", "mongo-b"):
         with MongoClient(services.mongo_uri(service)) as client:
             client[database].c.insert_many([{"n": n} for n in range(20)])
-    plan = write_plan(tmp_path / "plan.yaml", instances=[
-        {"name": instances[0], "uri": services.mongo_uri("mongo-a"), "databases": [database]},
-        {"name": instances[1], "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
-        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
-        gnupghome=tmp_path / "home", influx_url=services.url("influxdb"),
-        storage={"bucket": bucket, "endpoint_url": services.url("moto"), "region": "us-east-1",
-                 "credentials_block": moto_block, "part_size_mib": 5})
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[
+            {"name": instances[0], "uri": services.mongo_uri("mongo-a"), "databases": [database]},
+            {"name": instances[1], "uri": services.mongo_uri("mongo-b"), "databases": [database]},
+        ],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+        influx_url=services.url("influxdb"),
+        storage={
+            "bucket": bucket,
+            "endpoint_url": services.url("moto"),
+            "region": "us-east-1",
+            "credentials_block": moto_block,
+            "part_size_mib": 5,
+        },
+    )
     return plan, instances, database
 
 
-def test_prefect_deployment_run_backs_up_and_notifies(services, deployed, s3_client, bucket, gpg_key, moto_block,
-                                                      tmp_path):
+def test_prefect_deployment_run_backs_up_and_notifies(
+    services, deployed, s3_client, bucket, gpg_key, moto_block, tmp_path
+):
     plan, instances, database = two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block)
     out = prefect_cli("deployment", "run", "backup/nightly", "-p", f"plan_path={plan}", api_url=deployed)
     flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
@@ -88,12 +106,19 @@ def test_prefect_deployment_run_backs_up_and_notifies(services, deployed, s3_cli
     keys = stored_keys(s3_client, bucket)
     assert sorted({k.split("/")[1] for k in keys}) == sorted(instances) and len(keys) == 4
     for instance in instances:
-        assert len(influx_points(services, "instance_backup_completed",
-                                 f"\"instance\"='{instance}' AND \"database\"='{database}'")) == 1
+        assert (
+            len(
+                influx_points(
+                    services, "instance_backup_completed", f"\"instance\"='{instance}' AND \"database\"='{database}'"
+                )
+            )
+            == 1
+        )
 
 
-def test_fan_out_spreads_instances_over_two_workers(services, deployed, s3_client, bucket, gpg_key, moto_block,
-                                                    tmp_path):
+def test_fan_out_spreads_instances_over_two_workers(
+    services, deployed, s3_client, bucket, gpg_key, moto_block, tmp_path
+):
     from prefect.client.orchestration import get_client
 
     plan, instances, _ = two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block)
@@ -116,8 +141,12 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
     from prefect.client.orchestration import get_client
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    flow_of = {"flows/backup.py:backup": "backup", "flows/firedrill.py:firedrill": "firedrill",
-               "flows/watchdog.py:watchdog": "watchdog", "flows/retention.py:retention": "retention"}
+    flow_of = {
+        "flows/backup.py:backup": "backup",
+        "flows/firedrill.py:firedrill": "firedrill",
+        "flows/watchdog.py:watchdog": "watchdog",
+        "flows/retention.py:retention": "retention",
+    }
     wanted = {f"{flow_of[d['entrypoint']]}/{d['name']}" for d in spec["deployments"]}
     assert wanted == {"backup/nightly", "firedrill/monthly", "watchdog/hourly", "retention/apply", "retention/prune"}
     with get_client(sync_client=True) as client:

@@ -26,8 +26,11 @@ def markdown_of(flow_run_id) -> str:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["markdown"])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["markdown"])
+            )
+        )
     assert len(artifacts) == 1
     return artifacts[0].data
 
@@ -46,7 +49,8 @@ def latest_events(services, instances: list[str]) -> dict[str, dict]:
 
 
 def test_the_drill_restores_every_newest_backup_and_fails_on_a_stale_or_corrupt_one(
-        services, s3_client, bucket, gpg_key, prefect, aws_env, tmp_path):
+    services, s3_client, bucket, gpg_key, prefect, aws_env, tmp_path
+):
     scratch = services.mongo_uri("mongo-scratch")
     first, second = unique("rs-d1"), unique("rs-d2")
     layout = {first: ("mongo-a", [unique("orders"), unique("users")]), second: ("mongo-b", [unique("audit")])}
@@ -55,12 +59,19 @@ def test_the_drill_restores_every_newest_backup_and_fails_on_a_stale_or_corrupt_
             for n, name in enumerate(names):
                 client[name].things.insert_many([{"n": i, "pad": "x" * 200} for i in range(50 + n)])
                 client[name].things.create_index("n", unique=True)
-    plan = write_plan(tmp_path / "plan.yaml", instances=[
-        {"name": instance, "uri": services.mongo_uri(service), "databases": names}
-        for instance, (service, names) in layout.items()],
-        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
-        gnupghome=tmp_path / "encrypt-home", influx_url=services.url("influxdb"),
-        drill={"scratch_uri": scratch, "gnupghome": str(gpg_key.home), "max_age_h": 26})
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[
+            {"name": instance, "uri": services.mongo_uri(service), "databases": names}
+            for instance, (service, names) in layout.items()
+        ],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "encrypt-home",
+        influx_url=services.url("influxdb"),
+        drill={"scratch_uri": scratch, "gnupghome": str(gpg_key.home), "max_age_h": 26},
+    )
     try:
         assert backup(plan_path=str(plan), return_state=True).is_completed()
         before = drill_databases(scratch)
@@ -70,8 +81,10 @@ def test_the_drill_restores_every_newest_backup_and_fails_on_a_stale_or_corrupt_
         assert state.message == "3 backups restored and verified"
         rows = run_artifact_rows(state.state_details.flow_run_id)
         assert sorted((r["instance"], r["database"], r["state"], r["docs"]) for r in rows) == sorted(
-            (instance, name, "Passed", 50 + n) for instance, (_, names) in layout.items()
-            for n, name in enumerate(names))
+            (instance, name, "Passed", 50 + n)
+            for instance, (_, names) in layout.items()
+            for n, name in enumerate(names)
+        )
         assert {r["verdict"] for r in rows} == {"clean: 1 namespace matches the manifest"}
         assert all(r["key"].endswith(".archive.zst.gpg") and r["age_h"] < 1 for r in rows)
         markdown = markdown_of(state.state_details.flow_run_id)
@@ -118,8 +131,13 @@ def test_the_drill_restores_every_newest_backup_and_fails_on_a_stale_or_corrupt_
 
 
 def test_a_plan_without_a_drill_section_is_refused(tmp_path, capsys):
-    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": "rs", "uri": "mongodb://127.0.0.1:1"}],
-                      bucket="some-bucket", s3_endpoint="http://127.0.0.1:1", encryption={"passphrase_env": "X"})
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": "rs", "uri": "mongodb://127.0.0.1:1"}],
+        bucket="some-bucket",
+        s3_endpoint="http://127.0.0.1:1",
+        encryption={"passphrase_env": "X"},
+    )
     with pytest.raises(DrillNotConfigured, match="the plan has no drill section"):
         drill_settings(load_plan(plan))
     (tmp_path / "bad.yaml").write_text("drill: {scratch_uri: 'http://nope'}\n")

@@ -17,17 +17,21 @@ def test_key_layout_and_round_trip():
     assert location.manifest_key == "backups/monthly/rs-orders/shop-eu_2026/20260228T230203Z-a1b2c3d4.manifest.json"
     assert manifest_key_for(location.object_key) == location.manifest_key
     parsed = BackupLocation.parse(location.manifest_key, "backups/")
-    assert parsed == BackupLocation("backups/", Tier.MONTHLY, "rs-orders", "shop-eu_2026",
-                                    when.astimezone(UTC), "a1b2c3d4")
+    assert parsed == BackupLocation(
+        "backups/", Tier.MONTHLY, "rs-orders", "shop-eu_2026", when.astimezone(UTC), "a1b2c3d4"
+    )
 
 
-@pytest.mark.parametrize("key", [
-    "other/daily/rs/db/20260101T000000Z-abc.archive.zst.gpg",  # outside the prefix
-    "backups/daily/rs/db/20260101T000000Z-abc.tar",  # not ours
-    "backups/hourly/rs/db/20260101T000000Z-abc.manifest.json",  # unknown tier
-    "backups/daily/rs/20260101T000000Z-abc.manifest.json",  # a level missing
-    "backups/daily/rs/db/yesterday-abc.manifest.json",  # no timestamp
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "other/daily/rs/db/20260101T000000Z-abc.archive.zst.gpg",  # outside the prefix
+        "backups/daily/rs/db/20260101T000000Z-abc.tar",  # not ours
+        "backups/hourly/rs/db/20260101T000000Z-abc.manifest.json",  # unknown tier
+        "backups/daily/rs/20260101T000000Z-abc.manifest.json",  # a level missing
+        "backups/daily/rs/db/yesterday-abc.manifest.json",  # no timestamp
+    ],
+)
 def test_foreign_keys_are_refused_with_the_key_named(key):
     with pytest.raises(ValueError, match="object key"):
         BackupLocation.parse(key, "backups/")

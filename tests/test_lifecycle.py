@@ -29,8 +29,12 @@ from tests.planfiles import write_plan
 
 
 def seed_rule(tier: str, days: int, glacier: bool, prefix: str = "", rule_id: str | None = None) -> dict:
-    rule = {"ID": rule_id or f"mongo-backup-{tier}", "Filter": {"Prefix": f"{prefix}{tier}/"}, "Status": "Enabled",
-            "Expiration": {"Days": days}}
+    rule = {
+        "ID": rule_id or f"mongo-backup-{tier}",
+        "Filter": {"Prefix": f"{prefix}{tier}/"},
+        "Status": "Enabled",
+        "Expiration": {"Days": days},
+    }
     if glacier:
         rule["Transitions"] = [{"Days": 9, "StorageClass": "GLACIER"}]
     rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": days}
@@ -48,8 +52,12 @@ SEED_RULES = [
     seed_rule("yearly", 43800, glacier=True),
 ]
 
-FOREIGN_RULE = {"ID": "team-logs-expire", "Filter": {"Prefix": "logs/"}, "Status": "Enabled",
-                "Expiration": {"Days": 30}}
+FOREIGN_RULE = {
+    "ID": "team-logs-expire",
+    "Filter": {"Prefix": "logs/"},
+    "Status": "Enabled",
+    "Expiration": {"Days": 30},
+}
 
 POLICY = TierPolicy(timezone="Europe/London")
 
@@ -86,8 +94,9 @@ def count_puts(storage: S3Storage) -> list[int]:
 def test_generated_rules_are_the_seed_rules():
     assert lifecycle_rules(POLICY) == SEED_RULES
     prefixed = lifecycle_rules(POLICY, "prod/")
-    assert [r["Filter"]["Prefix"] for r in prefixed] == [f"prod/{t}/" for t in
-                                                         ("daily", "weekly", "monthly", "quarterly", "yearly")]
+    assert [r["Filter"]["Prefix"] for r in prefixed] == [
+        f"prod/{t}/" for t in ("daily", "weekly", "monthly", "quarterly", "yearly")
+    ]
     assert [r["ID"] for r in prefixed][0] == "mongo-backup-daily:prod/"
 
 
@@ -121,7 +130,8 @@ def test_applying_twice_changes_nothing(storage):
 def test_a_foreign_rule_survives_and_only_our_outdated_rule_is_replaced(storage):
     outdated = seed_rule("daily", 30, glacier=False)  # someone's old hand-edited retention
     storage.client.put_bucket_lifecycle_configuration(
-        Bucket=storage.bucket, LifecycleConfiguration={"Rules": [FOREIGN_RULE, outdated]})
+        Bucket=storage.bucket, LifecycleConfiguration={"Rules": [FOREIGN_RULE, outdated]}
+    )
 
     preview = diff_lifecycle(storage, POLICY)
     assert stored_rules(storage) == [FOREIGN_RULE, outdated]  # the dry run wrote nothing
@@ -139,8 +149,9 @@ def test_a_foreign_rule_survives_and_only_our_outdated_rule_is_replaced(storage)
 
 def test_a_foreign_rule_over_our_keys_is_warned_about(storage):
     everything = {"ID": "expire-everything", "Filter": {"Prefix": ""}, "Status": "Enabled", "Expiration": {"Days": 3}}
-    storage.client.put_bucket_lifecycle_configuration(Bucket=storage.bucket,
-                                                      LifecycleConfiguration={"Rules": [everything]})
+    storage.client.put_bucket_lifecycle_configuration(
+        Bucket=storage.bucket, LifecycleConfiguration={"Rules": [everything]}
+    )
     diff = diff_lifecycle(storage, POLICY)
     assert len(diff.warnings) == 1 and "'expire-everything'" in diff.warnings[0]
     assert "daily/" in diff.warnings[0] and "yearly/" in diff.warnings[0]
@@ -158,8 +169,14 @@ def test_two_prefixes_in_one_bucket_keep_each_others_rules(storage):
 def test_merge_keeps_order_and_appends_new_rules():
     ours = lifecycle_rules(POLICY)
     merged = merge_rules([FOREIGN_RULE, seed_rule("weekly", 1, glacier=False)], ours)
-    assert [r["ID"] for r in merged] == ["team-logs-expire", "mongo-backup-weekly", "mongo-backup-daily",
-                                         "mongo-backup-monthly", "mongo-backup-quarterly", "mongo-backup-yearly"]
+    assert [r["ID"] for r in merged] == [
+        "team-logs-expire",
+        "mongo-backup-weekly",
+        "mongo-backup-daily",
+        "mongo-backup-monthly",
+        "mongo-backup-quarterly",
+        "mongo-backup-yearly",
+    ]
     assert merged[1] == SEED_RULES[1]
 
 
@@ -195,8 +212,13 @@ def test_seaweedfs_refusal_of_transitions_points_at_prune(services):
 
 
 def test_cli_dry_run_then_apply_through_the_flow(services, bucket, s3_client, aws_env, prefect, tmp_path, capsys):
-    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": "rs-a", "uri": "mongodb://127.0.0.1:1"}],
-                      bucket=bucket, s3_endpoint=services.url("moto"), encryption={"passphrase_env": "UNUSED"})
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": "rs-a", "uri": "mongodb://127.0.0.1:1"}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        encryption={"passphrase_env": "UNUSED"},
+    )
     assert main(["--plan", str(plan), "--dry-run", "--versioning"]) == 0
     out = capsys.readouterr().out
     assert "+ add mongo-backup-daily" in out and "versioning: Off -> Enabled" in out
@@ -213,7 +235,12 @@ def test_cli_on_seaweedfs_fails_with_the_prune_hint(services, aws_env, prefect, 
     services.start(["seaweedfs"])
     bucket = f"lc-{uuid.uuid4().hex[:12]}"
     client_for(services.url("seaweedfs")).create_bucket(Bucket=bucket)
-    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": "rs-a", "uri": "mongodb://127.0.0.1:1"}],
-                      bucket=bucket, s3_endpoint=services.url("seaweedfs"), encryption={"passphrase_env": "UNUSED"})
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": "rs-a", "uri": "mongodb://127.0.0.1:1"}],
+        bucket=bucket,
+        s3_endpoint=services.url("seaweedfs"),
+        encryption={"passphrase_env": "UNUSED"},
+    )
     assert main(["--plan", str(plan)]) == 1
     assert "--prune" in capsys.readouterr().out

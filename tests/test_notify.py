@@ -50,8 +50,9 @@ def free_port() -> int:
 
 def influxql(base_url: str, query: str, *, auth: tuple[str, str] | None = None) -> list[dict[str, Any]]:
     """The series an InfluxQL query on `backups` returns (timestamps in ns), or [] when it matches nothing."""
-    response = httpx.get(f"{base_url}/query", params={"db": "backups", "q": query, "epoch": "ns"}, auth=auth,
-                         timeout=10)
+    response = httpx.get(
+        f"{base_url}/query", params={"db": "backups", "q": query, "epoch": "ns"}, auth=auth, timeout=10
+    )
     response.raise_for_status()
     result = response.json()["results"][0]
     assert "error" not in result, result
@@ -189,12 +190,15 @@ def test_time_is_utc_nanoseconds_whatever_the_zone_it_was_given_in():
     [
         (lambda: metrics.instance_completed("rs-a", datetime(2026, 1, 1)), "no timezone"),
         (lambda: Event("backup_done", {"instance": "a"}, {"value": True}, WHEN), "unknown measurement"),
-        (lambda: Event("instance_backup_completed", {"instance": "a", "host": "h"}, {"value": True}, WHEN),
-         "undeclared tag(s) host"),
-        (lambda: Event("instance_backup_completed", {"instance": "a"}, {"value": True, "size": 1}, WHEN),
-         "undeclared field(s) size"),
-        (lambda: Event("instance_backup_completed", {"database": "d"}, {"value": True}, WHEN),
-         "missing instance"),
+        (
+            lambda: Event("instance_backup_completed", {"instance": "a", "host": "h"}, {"value": True}, WHEN),
+            "undeclared tag(s) host",
+        ),
+        (
+            lambda: Event("instance_backup_completed", {"instance": "a"}, {"value": True, "size": 1}, WHEN),
+            "undeclared field(s) size",
+        ),
+        (lambda: Event("instance_backup_completed", {"database": "d"}, {"value": True}, WHEN), "missing instance"),
         (lambda: Event("instance_backup_completed", {"instance": "a"}, {"value": 1}, WHEN), "must be bool"),
         (lambda: Event("instance_backup_failed", {"instance": "a"}, {"value": True}, WHEN), "must be int"),
         (lambda: metrics.backup_completed("rs-a", "db", "daily", True, 1, 1.0, WHEN), "must be int"),
@@ -212,8 +216,10 @@ def test_events_the_line_protocol_cannot_carry_are_refused(build, message: str):
 
 def test_every_measurement_spec_is_registered_and_requires_instance_and_value():
     assert set(metrics.MEASUREMENTS) == {
-        "instance_backup_completed", "instance_backup_failed",
-        "instance_restore_drill", "instance_backup_stale",
+        "instance_backup_completed",
+        "instance_backup_failed",
+        "instance_restore_drill",
+        "instance_backup_stale",
     }
     for spec in metrics.MEASUREMENTS.values():
         assert metrics.INSTANCE in spec.tags and metrics.VALUE in spec.fields
@@ -269,25 +275,52 @@ def test_v1_events_read_back_with_influxql(influx_url: str):
     completed = influx_rows(influx_url, of_instance("instance_backup_completed", rs))
     ns = timestamp_ns(now)
     assert sorted(completed, key=lambda row: (row["time"], row.get("database", ""))) == [
-        {"time": ns, "instance": rs, "database": "crm-eu", "tier": "daily", "value": True, "bytes": 2048,
-         "docs": 7, "duration_s": 0.5},
-        {"time": ns, "instance": rs, "database": "shop", "tier": "daily", "value": True, "bytes": 10_485_760,
-         "docs": 4321, "duration_s": 12.25},
+        {
+            "time": ns,
+            "instance": rs,
+            "database": "crm-eu",
+            "tier": "daily",
+            "value": True,
+            "bytes": 2048,
+            "docs": 7,
+            "duration_s": 0.5,
+        },
+        {
+            "time": ns,
+            "instance": rs,
+            "database": "shop",
+            "tier": "daily",
+            "value": True,
+            "bytes": 10_485_760,
+            "docs": 4321,
+            "duration_s": 12.25,
+        },
         # the per-instance point: only the instance tag and value=true
         {"time": ns + 1_000_000_000, "instance": rs, "value": True},
     ]
     failed = influx_rows(influx_url, of_instance("instance_backup_failed", rs))
-    assert failed == [{"time": ns, "instance": rs, "database": "logs", "tier": "daily", "stage": "upload",
-                       "value": 1, "error": 'S3 "NoSuchBucket": bucket backups\\x'}]
+    assert failed == [
+        {
+            "time": ns,
+            "instance": rs,
+            "database": "logs",
+            "tier": "daily",
+            "stage": "upload",
+            "value": 1,
+            "error": 'S3 "NoSuchBucket": bucket backups\\x',
+        }
+    ]
 
 
 def test_v1_field_types_and_tag_keys_match_the_metric_specs(influx_url: str):
     rs = unique_instance()
     now = datetime.now(UTC)
-    InfluxV1Sink(influx_url, "backups").write([
-        metrics.backup_completed(rs, "shop", "daily", 1, 1, 1.0, now),
-        metrics.backup_failed(rs, "shop", "daily", "dump", "boom", now),
-    ])
+    InfluxV1Sink(influx_url, "backups").write(
+        [
+            metrics.backup_completed(rs, "shop", "daily", 1, 1, 1.0, now),
+            metrics.backup_failed(rs, "shop", "daily", "dump", "boom", now),
+        ]
+    )
     for spec in (metrics.INSTANCE_BACKUP_COMPLETED, metrics.INSTANCE_BACKUP_FAILED):
         (fields,) = influxql(influx_url, f'SHOW FIELD KEYS FROM "{spec.name}"')
         assert dict(fields["values"]) == {name: INFLUX_TYPES[kind] for name, kind in spec.fields.items()}
@@ -298,13 +331,20 @@ def test_v1_field_types_and_tag_keys_match_the_metric_specs(influx_url: str):
 def test_v1_grafana_panel_query_sees_the_instance_point_for_24_hours(influx_url: str):
     sink = InfluxV1Sink(influx_url, "backups")
     stale = unique_instance()
-    sink.write([metrics.instance_completed("rs-a", datetime.now(UTC)),
-                metrics.instance_completed(stale, datetime.now(UTC) - timedelta(hours=25))])
+    sink.write(
+        [
+            metrics.instance_completed("rs-a", datetime.now(UTC)),
+            metrics.instance_completed(stale, datetime.now(UTC) - timedelta(hours=25)),
+        ]
+    )
 
     def panel(instance: str) -> list[dict[str, Any]]:
         # The team's existing panel query, verbatim but for the instance.
-        return influxql(influx_url, 'SELECT last("value") FROM "instance_backup_completed" '
-                                    f"WHERE \"instance\"='{instance}' AND time > now() - 24h")
+        return influxql(
+            influx_url,
+            'SELECT last("value") FROM "instance_backup_completed" '
+            f"WHERE \"instance\"='{instance}' AND time > now() - 24h",
+        )
 
     (series,) = panel("rs-a")
     assert series["columns"] == ["time", "last"] and series["values"][0][1] is True  # green
@@ -366,15 +406,23 @@ def auth_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     children: list[subprocess.Popen[bytes]] = []
     try:
         children.append(_start(["influxd", "run", "-config", str(config)], root / "influxd.log"))
-        children.append(_start(["victoria-metrics", f"-storageDataPath={root / 'vm'}",
-                                f"-httpListenAddr=127.0.0.1:{vm_port}", "-httpAuth.username=vm",
-                                f"-httpAuth.password={PASSWORD}"], root / "vm.log"))
+        children.append(
+            _start(
+                [
+                    "victoria-metrics",
+                    f"-storageDataPath={root / 'vm'}",
+                    f"-httpListenAddr=127.0.0.1:{vm_port}",
+                    "-httpAuth.username=vm",
+                    f"-httpAuth.password={PASSWORD}",
+                ],
+                root / "vm.log",
+            )
+        )
         influx, vm = f"http://127.0.0.1:{influx_port}", f"http://127.0.0.1:{vm_port}"
         _wait_for(f"{influx}/ping", children)
         _wait_for(f"{vm}/health", children)
         # The first admin user may be created without credentials; everything after needs them.
-        for query in (f"CREATE USER admin WITH PASSWORD '{PASSWORD}' WITH ALL PRIVILEGES",
-                      "CREATE DATABASE backups"):
+        for query in (f"CREATE USER admin WITH PASSWORD '{PASSWORD}' WITH ALL PRIVILEGES", "CREATE DATABASE backups"):
             response = httpx.post(f"{influx}/query", data={"q": query}, auth=("admin", PASSWORD), timeout=10)
             response.raise_for_status()
         yield {"influxdb": influx, "victoria": vm}
@@ -412,7 +460,8 @@ def test_v1_wrong_password_is_refused_without_echoing_it(auth_servers: dict[str,
     wrong = "not-" + PASSWORD
     with pytest.raises(NotifyError) as caught:
         InfluxV1Sink(url, "backups", username="admin", password=wrong).write(
-            [metrics.instance_completed("rs-a", datetime.now(UTC))])
+            [metrics.instance_completed("rs-a", datetime.now(UTC))]
+        )
     error = caught.value
     assert (error.status, error.transient) == (401, False)
     assert url in str(error) and "'backups'" in str(error) and "'admin'" in str(error)
@@ -428,8 +477,7 @@ def test_v1_credentials_work_as_arguments_or_in_the_url(auth_servers: dict[str, 
     by_arguments.write([metrics.instance_completed(rs, now)])
     in_url = base.replace("http://", f"http://admin:{PASSWORD}@")
     InfluxV1Sink(in_url, "backups").write([metrics.instance_completed(rs, now + timedelta(seconds=1))])
-    (series,) = influxql(base, of_instance("instance_backup_completed", rs, 'count("value")'),
-                         auth=("admin", PASSWORD))
+    (series,) = influxql(base, of_instance("instance_backup_completed", rs, 'count("value")'), auth=("admin", PASSWORD))
     assert series["values"][0][1] == 2
 
 
@@ -437,7 +485,8 @@ def test_v2_rejected_token_is_a_permanent_error_without_the_token(auth_servers: 
     url = auth_servers["victoria"]
     with pytest.raises(NotifyError) as caught:
         InfluxV2Sink(url, "backups-org", "backups", TOKEN).write(
-            [metrics.instance_completed("rs-a", datetime.now(UTC))])
+            [metrics.instance_completed("rs-a", datetime.now(UTC))]
+        )
     error = caught.value
     assert (error.status, error.transient) == (401, False)
     assert url in str(error) and "'backups'" in str(error)
@@ -455,11 +504,13 @@ def victoria_url(services: LocalServices) -> str:
 def test_v2_events_read_back_from_victoriametrics(victoria_url: str):
     rs = unique_instance()
     now = datetime.now(UTC).replace(microsecond=250000)
-    InfluxV2Sink(victoria_url, "backups-org", "backups", TOKEN).write([
-        metrics.backup_completed(rs, "shop", "weekly", 10_485_760, 4321, 12.25, now),
-        metrics.instance_completed(rs, now),
-        metrics.backup_failed(rs, "logs", "weekly", "encrypt", "gpg: no public key", now),
-    ])
+    InfluxV2Sink(victoria_url, "backups-org", "backups", TOKEN).write(
+        [
+            metrics.backup_completed(rs, "shop", "weekly", 10_485_760, 4321, 12.25, now),
+            metrics.instance_completed(rs, now),
+            metrics.backup_failed(rs, "logs", "weekly", "encrypt", "gpg: no public key", now),
+        ]
+    )
     series = vm_export(victoria_url, f'{{__name__=~"instance_backup_.*",instance="{rs}"}}', expected=6)
     got = {key: (item["values"], item["timestamps"]) for key, item in vm_by_name(series).items()}
     ms = timestamp_ns(now) // 1_000_000
@@ -484,11 +535,16 @@ def test_v2_separators_in_tags_round_trip_through_victoriametrics(victoria_url: 
     rs = "rs a,b=c-" + uuid.uuid4().hex[:6]
     database = "odd db,name=1 ünï"
     InfluxV2Sink(victoria_url, "backups-org", "backups", None).write(
-        [metrics.backup_completed(rs, database, "daily", 1, 2, 3.0, datetime.now(UTC))])
+        [metrics.backup_completed(rs, database, "daily", 1, 2, 3.0, datetime.now(UTC))]
+    )
     selector = f'{{__name__="instance_backup_completed_docs",instance="{rs}"}}'
     (item,) = vm_export(victoria_url, selector, expected=1)
-    assert item["metric"] == {"__name__": "instance_backup_completed_docs", "instance": rs,
-                              "database": database, "tier": "daily"}
+    assert item["metric"] == {
+        "__name__": "instance_backup_completed_docs",
+        "instance": rs,
+        "database": database,
+        "tier": "daily",
+    }
     assert item["values"] == [2]
 
 
@@ -497,7 +553,8 @@ def test_v2_against_influxdb_1_6_is_a_404_naming_url_and_bucket(influx_url: str)
     # hand the points to a background thread that logs the failure and carries on.
     with pytest.raises(NotifyError) as caught:
         InfluxV2Sink(influx_url, "backups-org", "backups", TOKEN).write(
-            [metrics.instance_completed("rs-a", datetime.now(UTC))])
+            [metrics.instance_completed("rs-a", datetime.now(UTC))]
+        )
     error = caught.value
     assert influx_url in str(error) and "'backups'" in str(error) and "HTTP 404" in str(error)
     assert (error.status, error.transient) == (404, False)
@@ -508,7 +565,8 @@ def test_v2_unreachable_server_is_a_transient_error():
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(NotifyError) as caught:
         InfluxV2Sink(url, "backups-org", "backups", TOKEN, timeout=3).write(
-            [metrics.instance_completed("rs-a", datetime.now(UTC))])
+            [metrics.instance_completed("rs-a", datetime.now(UTC))]
+        )
     error = caught.value
     assert url in str(error) and "'backups'" in str(error) and "no answer" in str(error)
     assert error.transient and error.status is None

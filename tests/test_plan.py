@@ -63,12 +63,17 @@ def test_the_demo_plan_loads_and_points_at_the_demo_key():
 
 
 def test_a_minimal_plan_gets_defaults(tmp_path):
-    plan = load_plan(write(tmp_path, {
-        "instances": [{"name": "rs", "uri_secret": "orders-uri"}],
-        "storage": {"bucket": "b12"},
-        "encryption": {"passphrase_env": "BACKUP_PASSPHRASE"},
-        "tiers": {"timezone": "UTC"},
-    }))
+    plan = load_plan(
+        write(
+            tmp_path,
+            {
+                "instances": [{"name": "rs", "uri_secret": "orders-uri"}],
+                "storage": {"bucket": "b12"},
+                "encryption": {"passphrase_env": "BACKUP_PASSPHRASE"},
+                "tiers": {"timezone": "UTC"},
+            },
+        )
+    )
     assert plan.instances[0].databases == "all" and plan.instances[0].max_parallel == 1
     assert plan.encryption.method == "symmetric"
     assert (plan.compression.level, plan.compression.threads) == (3, 0)
@@ -82,15 +87,25 @@ def test_relative_paths_resolve_against_the_plan_folder(tmp_path, example):
     data["encryption"].update(public_key_files=["keys/a.asc", "/abs/b.asc", "../c.asc"], gnupghome="home")
     (tmp_path / "sub").mkdir()
     plan = load_plan(write(tmp_path / "sub", data))
-    assert plan.encryption.public_key_files == [tmp_path / "sub" / "keys" / "a.asc", Path("/abs/b.asc"),
-                                                tmp_path / "c.asc"]
+    assert plan.encryption.public_key_files == [
+        tmp_path / "sub" / "keys" / "a.asc",
+        Path("/abs/b.asc"),
+        tmp_path / "c.asc",
+    ]
     assert plan.encryption.gnupghome == tmp_path / "sub" / "home"
 
 
 def test_influxdb_v2(tmp_path, example):
     data = copy.deepcopy(example)
-    data["notify"] = {"influxdb": {"api": "v2", "url": "https://influx:8086", "org": "ops", "bucket": "backups",
-                                   "token_secret": "influx-token"}}
+    data["notify"] = {
+        "influxdb": {
+            "api": "v2",
+            "url": "https://influx:8086",
+            "org": "ops",
+            "bucket": "backups",
+            "token_secret": "influx-token",
+        }
+    }
     influx = load_plan(write(tmp_path, data)).notify.influxdb
     assert isinstance(influx, InfluxV2Plan) and influx.token_secret == "influx-token" and influx.token_env is None
 
@@ -112,62 +127,83 @@ def edit(example: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
 DELETE = object()
 
 
-@pytest.mark.parametrize(("dotted", "value", "field", "words"), [
-    ("storage.bucketname", "x", "storage.bucketname", "unknown field (did you mean bucket?)"),
-    ("instances.0.databse", ["a"], "instances.0.databse", "unknown field (did you mean databases?)"),
-    ("notify.influxdb.token", "t", "notify.influxdb.token", "unknown field"),
-    ("retention", 3, "retention", "unknown field"),
-    ("storage.bucket", "Acme_Backups", "storage.bucket", "not a valid S3 bucket name"),
-    ("storage.bucket", "ab", "storage.bucket", "3 to 63 characters"),
-    ("storage.bucket", "192.168.1.1", "storage.bucket", "IP address"),
-    ("storage.bucket", "a..b", "storage.bucket", "no dot next to"),
-    ("storage.prefix", "backups", "storage.prefix", "end with '/'"),
-    ("storage.endpoint_url", "127.0.0.1:5055", "storage.endpoint_url", "not an http:// or https:// URL"),
-    ("storage.part_size_mib", 4, "storage.part_size_mib", "greater than or equal to 5"),
-    ("storage.credentials_block", "My Creds", "storage.credentials_block", "Prefect block name"),
-    ("storage", DELETE, "storage", "required field is missing"),
-    ("instances.1.uri_env", "USERS_URI", "instances.1",
-     "exactly one of uri, uri_env, uri_secret must be set (got uri, uri_env)"),
-    ("instances.0.uri_env", DELETE, "instances.0", "exactly one of uri, uri_env, uri_secret must be set (got none)"),
-    ("instances.0.uri_env", "ORDERS-URI", "instances.0.uri_env", "environment variable name"),
-    ("instances.1.uri", "postgres://h/db", "instances.1.uri", "not a mongodb:// or mongodb+srv:// URI"),
-    ("instances.1.databases", ["accounts", "a.b"], "instances.1.databases",
-     "'a.b' contains characters MongoDB forbids: ."),
-    ("instances.1.databases", ["my db"], "instances.1.databases", "forbids: space"),
-    ("instances.1.databases", ["x" * 64], "instances.1.databases", "longer than 63 bytes"),
-    ("instances.1.databases", ["é" * 32], "instances.1.databases", "longer than 63 bytes"),
-    ("instances.1.databases", ["a", "a"], "instances.1.databases", "more than once: a"),
-    ("instances.1.databases", [], "instances.1.databases", "non-empty list"),
-    ("instances.1.databases", "everything", "instances.1.databases", "`all` or a list"),
-    ("instances.1.databases", [2024], "instances.1.databases", "quote it in YAML"),
-    ("instances.1.exclude", ["acc*"], "instances.1", "also excluded by a pattern: accounts"),
-    ("instances.0.read_preference", "secondary_preferred", "instances.0.read_preference", "'secondaryPreferred'"),
-    ("instances.0.engine", "mongoexport", "instances.0.engine", "'mongodump'"),
-    ("instances.0.name", "rs/orders", "instances.0.name", "instance name 'rs/orders'"),
-    ("instances.0.name", "..", "instances.0.name", "not only dots"),
-    ("instances.1.name", "rs-orders", "instances", "'rs-orders' is used twice (instances.0.name and instances.1.name)"),
-    ("instances", [], "instances", "at least 1 item"),
-    ("encryption.passphrase_secret", "gpg-pass", "encryption", "not both"),
-    ("encryption", {}, "encryption", "never stored unencrypted"),
-    ("encryption", {"passphrase_env": "A", "passphrase_secret": "b"}, "encryption", "not both"),
-    ("encryption.recipients", ["2B9E4F5A"], "encryption.recipients", "full fingerprint"),
-    ("encryption.recipients", ["backup@acme.example"], "encryption.recipients", "e-mail"),
-    ("encryption.cipher", "3DES", "encryption.cipher", "'AES256'"),
-    ("compression.level", 0, "compression.level", "greater than or equal to 1"),
-    ("compression.level", 23, "compression.level", "less than or equal to 22"),
-    ("compression.threads", -1, "compression.threads", "greater than or equal to 0"),
-    ("tiers.timezone", "Europe/Londres", "tiers.timezone", "unknown timezone 'Europe/Londres'"),
-    ("tiers.weekly_day", "someday", "tiers.weekly_day", "'monday'"),
-    ("tiers.retention_days", {"daily": 9}, "tiers.retention_days", "missing: weekly, monthly, quarterly, yearly"),
-    ("tiers.retention_days.hourly", 1, "tiers.retention_days.hourly", "'daily'"),
-    ("tiers.glacier_after_days", 40, "tiers", "weekly (40)"),
-    ("tiers", DELETE, "tiers", "required field is missing"),
-    ("notify.influxdb.api", "v3", "notify.influxdb.api", "unknown value 'v3' (expected one of 'v1', 'v2')"),
-    ("notify.influxdb.api", DELETE, "notify.influxdb.api", "required field is missing"),
-    ("notify.influxdb.password_env", "INFLUX_PW", "notify.influxdb", "username is not"),
-    ("notify.influxdb.url", "influx:8086", "notify.influxdb.url", "http://"),
-    ("notify.influxdb", {"api": "v2", "url": "http://h", "bucket": "b"}, "notify.influxdb.org", "required"),
-])
+@pytest.mark.parametrize(
+    ("dotted", "value", "field", "words"),
+    [
+        ("storage.bucketname", "x", "storage.bucketname", "unknown field (did you mean bucket?)"),
+        ("instances.0.databse", ["a"], "instances.0.databse", "unknown field (did you mean databases?)"),
+        ("notify.influxdb.token", "t", "notify.influxdb.token", "unknown field"),
+        ("retention", 3, "retention", "unknown field"),
+        ("storage.bucket", "Acme_Backups", "storage.bucket", "not a valid S3 bucket name"),
+        ("storage.bucket", "ab", "storage.bucket", "3 to 63 characters"),
+        ("storage.bucket", "192.168.1.1", "storage.bucket", "IP address"),
+        ("storage.bucket", "a..b", "storage.bucket", "no dot next to"),
+        ("storage.prefix", "backups", "storage.prefix", "end with '/'"),
+        ("storage.endpoint_url", "127.0.0.1:5055", "storage.endpoint_url", "not an http:// or https:// URL"),
+        ("storage.part_size_mib", 4, "storage.part_size_mib", "greater than or equal to 5"),
+        ("storage.credentials_block", "My Creds", "storage.credentials_block", "Prefect block name"),
+        ("storage", DELETE, "storage", "required field is missing"),
+        (
+            "instances.1.uri_env",
+            "USERS_URI",
+            "instances.1",
+            "exactly one of uri, uri_env, uri_secret must be set (got uri, uri_env)",
+        ),
+        (
+            "instances.0.uri_env",
+            DELETE,
+            "instances.0",
+            "exactly one of uri, uri_env, uri_secret must be set (got none)",
+        ),
+        ("instances.0.uri_env", "ORDERS-URI", "instances.0.uri_env", "environment variable name"),
+        ("instances.1.uri", "postgres://h/db", "instances.1.uri", "not a mongodb:// or mongodb+srv:// URI"),
+        (
+            "instances.1.databases",
+            ["accounts", "a.b"],
+            "instances.1.databases",
+            "'a.b' contains characters MongoDB forbids: .",
+        ),
+        ("instances.1.databases", ["my db"], "instances.1.databases", "forbids: space"),
+        ("instances.1.databases", ["x" * 64], "instances.1.databases", "longer than 63 bytes"),
+        ("instances.1.databases", ["é" * 32], "instances.1.databases", "longer than 63 bytes"),
+        ("instances.1.databases", ["a", "a"], "instances.1.databases", "more than once: a"),
+        ("instances.1.databases", [], "instances.1.databases", "non-empty list"),
+        ("instances.1.databases", "everything", "instances.1.databases", "`all` or a list"),
+        ("instances.1.databases", [2024], "instances.1.databases", "quote it in YAML"),
+        ("instances.1.exclude", ["acc*"], "instances.1", "also excluded by a pattern: accounts"),
+        ("instances.0.read_preference", "secondary_preferred", "instances.0.read_preference", "'secondaryPreferred'"),
+        ("instances.0.engine", "mongoexport", "instances.0.engine", "'mongodump'"),
+        ("instances.0.name", "rs/orders", "instances.0.name", "instance name 'rs/orders'"),
+        ("instances.0.name", "..", "instances.0.name", "not only dots"),
+        (
+            "instances.1.name",
+            "rs-orders",
+            "instances",
+            "'rs-orders' is used twice (instances.0.name and instances.1.name)",
+        ),
+        ("instances", [], "instances", "at least 1 item"),
+        ("encryption.passphrase_secret", "gpg-pass", "encryption", "not both"),
+        ("encryption", {}, "encryption", "never stored unencrypted"),
+        ("encryption", {"passphrase_env": "A", "passphrase_secret": "b"}, "encryption", "not both"),
+        ("encryption.recipients", ["2B9E4F5A"], "encryption.recipients", "full fingerprint"),
+        ("encryption.recipients", ["backup@acme.example"], "encryption.recipients", "e-mail"),
+        ("encryption.cipher", "3DES", "encryption.cipher", "'AES256'"),
+        ("compression.level", 0, "compression.level", "greater than or equal to 1"),
+        ("compression.level", 23, "compression.level", "less than or equal to 22"),
+        ("compression.threads", -1, "compression.threads", "greater than or equal to 0"),
+        ("tiers.timezone", "Europe/Londres", "tiers.timezone", "unknown timezone 'Europe/Londres'"),
+        ("tiers.weekly_day", "someday", "tiers.weekly_day", "'monday'"),
+        ("tiers.retention_days", {"daily": 9}, "tiers.retention_days", "missing: weekly, monthly, quarterly, yearly"),
+        ("tiers.retention_days.hourly", 1, "tiers.retention_days.hourly", "'daily'"),
+        ("tiers.glacier_after_days", 40, "tiers", "weekly (40)"),
+        ("tiers", DELETE, "tiers", "required field is missing"),
+        ("notify.influxdb.api", "v3", "notify.influxdb.api", "unknown value 'v3' (expected one of 'v1', 'v2')"),
+        ("notify.influxdb.api", DELETE, "notify.influxdb.api", "required field is missing"),
+        ("notify.influxdb.password_env", "INFLUX_PW", "notify.influxdb", "username is not"),
+        ("notify.influxdb.url", "influx:8086", "notify.influxdb.url", "http://"),
+        ("notify.influxdb", {"api": "v2", "url": "http://h", "bucket": "b"}, "notify.influxdb.org", "required"),
+    ],
+)
 def test_each_bad_field_is_named(tmp_path, example, dotted, value, field, words):
     path = write(tmp_path, edit(example, dotted, value))
     with pytest.raises(PlanError) as caught:
@@ -233,23 +269,30 @@ def test_instance_lookup():
 
 
 def instance_plan(**settings: Any) -> BackupPlan:
-    return BackupPlan.model_validate({
-        "instances": [{"name": "rs", "uri": "mongodb://h/", **settings}],
-        "storage": {"bucket": "b12"}, "encryption": {"passphrase_env": "P"}, "tiers": {"timezone": "UTC"},
-    })
+    return BackupPlan.model_validate(
+        {
+            "instances": [{"name": "rs", "uri": "mongodb://h/", **settings}],
+            "storage": {"bucket": "b12"},
+            "encryption": {"passphrase_env": "P"},
+            "tiers": {"timezone": "UTC"},
+        }
+    )
 
 
 AVAILABLE = ["admin", "config", "local", "shop", "scratch_1", "scratch_2", "users", "test-x", "Scratch_3"]
 
 
-@pytest.mark.parametrize(("settings", "selected"), [
-    ({}, ["shop", "scratch_1", "scratch_2", "users", "test-x", "Scratch_3"]),
-    ({"exclude": ["scratch_*"]}, ["shop", "users", "test-x", "Scratch_3"]),  # patterns are case-sensitive
-    ({"exclude": ["scratch_?", "test-*", "[Su]*"]}, ["shop"]),
-    ({"databases": ["users", "admin", "shop"]}, ["users", "admin", "shop"]),  # listed: admin kept, plan order
-    ({"databases": ["shop", "missing"]}, ["shop", "missing"]),  # the caller reports missing ones
-    ({"databases": ["config"], "exclude": ["scratch_*"]}, ["config"]),
-])
+@pytest.mark.parametrize(
+    ("settings", "selected"),
+    [
+        ({}, ["shop", "scratch_1", "scratch_2", "users", "test-x", "Scratch_3"]),
+        ({"exclude": ["scratch_*"]}, ["shop", "users", "test-x", "Scratch_3"]),  # patterns are case-sensitive
+        ({"exclude": ["scratch_?", "test-*", "[Su]*"]}, ["shop"]),
+        ({"databases": ["users", "admin", "shop"]}, ["users", "admin", "shop"]),  # listed: admin kept, plan order
+        ({"databases": ["shop", "missing"]}, ["shop", "missing"]),  # the caller reports missing ones
+        ({"databases": ["config"], "exclude": ["scratch_*"]}, ["config"]),
+    ],
+)
 def test_select_databases(settings, selected):
     plan = instance_plan(**settings)
     assert plan.select_databases(plan.instances[0], AVAILABLE) == selected

@@ -63,8 +63,9 @@ def storage(services, bucket) -> S3Storage:
     return S3Storage(s3_client(session=session, endpoint_url=services.url("moto"), region=S3_TEST_REGION), bucket)
 
 
-def put_backup(storage: S3Storage, instance: str, database: str, day: date, *, committed: bool = True,
-               prefix: str = "") -> BackupLocation:
+def put_backup(
+    storage: S3Storage, instance: str, database: str, day: date, *, committed: bool = True, prefix: str = ""
+) -> BackupLocation:
     when = nightly(day)
     location = BackupLocation(prefix, Tier(tier_of(day)), instance, database, when, f"r{day:%m%d}x")
     storage.client.put_object(Bucket=storage.bucket, Key=location.object_key, Body=b"encrypted bytes")
@@ -83,7 +84,7 @@ def sixty_days(storage) -> dict[BackupLocation, bool]:
     """60 nights of backups of three live databases and one retired one, plus HISTORY; location -> committed."""
     nights = [FIRST_DAY + timedelta(days=n) for n in range(DAYS)]
     wanted = [(instance, database, day, True) for day in nights for instance, database in LIVE]
-    wanted += [(*RETIRED, day, True) for day in nights[:DAYS - 25]]
+    wanted += [(*RETIRED, day, True) for day in nights[: DAYS - 25]]
     # Older backups of the long tiers, some past their retention: 60 nights hold no quarterly.
     wanted += [("rs-a", "orders", day, True) for day in HISTORY]
     # A run that died between upload and commit, 20 days ago, and one that may be committing right now.
@@ -120,8 +121,9 @@ def test_prune_keeps_exactly_what_the_policy_keeps_and_never_the_newest(storage,
     assert dry.lines()[0].startswith(f"prune at {NOW.isoformat()}: would delete")
 
     deleted: list[str] = []
-    storage.client.meta.events.register("before-parameter-build.s3.DeleteObject",
-                                        lambda params, **_: deleted.append(params["Key"]))
+    storage.client.meta.events.register(
+        "before-parameter-build.s3.DeleteObject", lambda params, **_: deleted.append(params["Key"])
+    )
     report = prune(storage, scan(storage, ""), POLICY, NOW)
     assert all_keys(storage) == expected_keys(sixty_days) | foreign
     assert len(deleted) == len(before) - len(all_keys(storage)) == len(report.deleted_keys) > 200
@@ -129,19 +131,22 @@ def test_prune_keeps_exactly_what_the_policy_keeps_and_never_the_newest(storage,
         manifest = key.removesuffix(".archive.zst.gpg") + ".manifest.json"
         if key.endswith(".archive.zst.gpg") and manifest in deleted:
             assert deleted.index(manifest) < n, key
-    assert {d.backup.location for d in report.with_verdict(Verdict.DELETE)} == \
-        {d.backup.location for d in dry.with_verdict(Verdict.DELETE)}
+    assert {d.backup.location for d in report.with_verdict(Verdict.DELETE)} == {
+        d.backup.location for d in dry.with_verdict(Verdict.DELETE)
+    }
 
     # The retired database: its last backup (a daily of 24 December, 26 days old) is expired and survives as
     # its newest; every other daily of it is gone.
     retired = [d for d in report.decisions if d.backup.pair == RETIRED]
     newest = [d for d in retired if d.verdict == Verdict.KEEP_NEWEST]
     assert [d.backup.location.taken_at.date() for d in newest] == [date(2026, 12, 24)]
-    assert all(d.verdict == Verdict.DELETE for d in retired
-               if d.backup.location.tier is Tier.DAILY and d not in newest)
+    assert all(d.verdict == Verdict.DELETE for d in retired if d.backup.location.tier is Tier.DAILY and d not in newest)
     # The live databases: 9-10 dailies, the weeklies of 40 days, 1 December and 1 January remain.
-    orders = sorted(loc.taken_at.date() for loc in sixty_days if (loc.instance, loc.database) == ("rs-a", "orders")
-                    and loc.object_key in all_keys(storage))
+    orders = sorted(
+        loc.taken_at.date()
+        for loc in sixty_days
+        if (loc.instance, loc.database) == ("rs-a", "orders") and loc.object_key in all_keys(storage)
+    )
     assert {date(2026, 12, 1), date(2027, 1, 1), date(2026, 10, 1), date(1990, 1, 1)} <= set(orders)
     assert not {date(2020, 10, 1), date(2025, 12, 1)} & set(orders)
     assert min(d for d in orders if tier_of(d) == "daily") == date(2027, 1, 10)
@@ -191,15 +196,19 @@ def test_expiry_rounds_up_to_midnight_utc_as_s3_does():
     assert expires_at(datetime(2026, 3, 2, 0, 0, tzinfo=UTC), 9) == datetime(2026, 3, 11, tzinfo=UTC)
 
 
-
 def test_cli_prune_dry_run_then_the_flow(services, storage, aws_env, prefect, tmp_path, capsys):
     from flows.retention import main
     from tests.planfiles import write_plan
 
     old, newest = [put_backup(storage, "rs-a", "db", date(2026, 1, 6) + timedelta(days=n)) for n in (0, 1)]
-    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": "rs-a", "uri": "mongodb://127.0.0.1:1"}],
-                      bucket=storage.bucket, s3_endpoint=services.url("moto"), encryption={"passphrase_env": "UNUSED"},
-                      tiers={"timezone": "Europe/London"})
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": "rs-a", "uri": "mongodb://127.0.0.1:1"}],
+        bucket=storage.bucket,
+        s3_endpoint=services.url("moto"),
+        encryption={"passphrase_env": "UNUSED"},
+        tiers={"timezone": "Europe/London"},
+    )
     at = NOW.isoformat()
     assert main(["--plan", str(plan), "--prune", "--dry-run", "--at", at]) == 0
     out = capsys.readouterr().out

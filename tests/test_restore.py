@@ -38,8 +38,11 @@ from mongobackup.tiers import Tier
 from tests.dataset import load_rich_dataset, snapshot
 from tests.planfiles import write_plan
 
-AWS_ENV = {"AWS_ACCESS_KEY_ID": S3_TEST_CREDENTIALS["aws_access_key_id"],
-           "AWS_SECRET_ACCESS_KEY": S3_TEST_CREDENTIALS["aws_secret_access_key"], "AWS_DEFAULT_REGION": S3_TEST_REGION}
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": S3_TEST_CREDENTIALS["aws_access_key_id"],
+    "AWS_SECRET_ACCESS_KEY": S3_TEST_CREDENTIALS["aws_secret_access_key"],
+    "AWS_DEFAULT_REGION": S3_TEST_REGION,
+}
 
 
 # --- helpers shared by the restore and drill tests ---------------------------------------------------------------
@@ -68,17 +71,32 @@ def new_bucket(s3_client_: object) -> str:
 
 def storage_on(services: LocalServices, bucket: str) -> S3Storage:
     session = boto3.Session(region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
-    return S3Storage(s3_client(session=session, endpoint_url=services.url("moto"), region=S3_TEST_REGION), bucket,
-                     part_size=5 << 20)
+    return S3Storage(
+        s3_client(session=session, endpoint_url=services.url("moto"), region=S3_TEST_REGION), bucket, part_size=5 << 20
+    )
 
 
-def make_backup(client: MongoClient, storage: S3Storage, gpg: Gpg, instance: str, database: str,
-                keys: EncryptionKeys, *, when: datetime | None = None) -> BackupManifest:
+def make_backup(
+    client: MongoClient,
+    storage: S3Storage,
+    gpg: Gpg,
+    instance: str,
+    database: str,
+    keys: EncryptionKeys,
+    *,
+    when: datetime | None = None,
+) -> BackupManifest:
     """A committed backup made by the core functions the backup flow calls (no Prefect: fast)."""
     when = when or datetime.now(UTC)
     location = BackupLocation("", Tier.DAILY, instance, database, when, uuid.uuid4().hex[:8])
-    return back_up_database(dump=DatabaseDump(client, instance, database, tool_version=tool_version()),
-                            location=location, storage=storage, gpg=gpg, keys=keys, compression=Compression())
+    return back_up_database(
+        dump=DatabaseDump(client, instance, database, tool_version=tool_version()),
+        location=location,
+        storage=storage,
+        gpg=gpg,
+        keys=keys,
+        compression=Compression(),
+    )
 
 
 def database_names(uri: str) -> list[str]:
@@ -105,8 +123,12 @@ def drop(uri: str, *databases: str) -> None:
 def decrypt_object(s3: object, bucket: str, key: str, gnupghome: Path) -> bytes:
     """The plain archive inside a stored object, opened with the stock gpg and zstd command-line tools."""
     stored = s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[attr-defined]
-    compressed = subprocess.run(["gpg", "--homedir", str(gnupghome), "--batch", "--quiet", "--decrypt"],
-                                input=stored, capture_output=True, check=True).stdout
+    compressed = subprocess.run(
+        ["gpg", "--homedir", str(gnupghome), "--batch", "--quiet", "--decrypt"],
+        input=stored,
+        capture_output=True,
+        check=True,
+    ).stdout
     return subprocess.run(["zstd", "-d", "-c", "-q"], input=compressed, capture_output=True, check=True).stdout
 
 
@@ -136,17 +158,23 @@ def flow_backup(services, s3_client, gpg_key, prefect, module_aws_env, tmp_path_
         load_rich_dataset(client, database, rows=60)
         add_strict_collection(client[database])
     bucket = new_bucket(s3_client)
-    plan = write_plan(folder / "plan.yaml", instances=[{"name": instance, "uri": source_uri, "databases": [database]}],
-                      bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
-                      gnupghome=folder / "encrypt-home",  # the backup side holds the public key only
-                      drill={"scratch_uri": services.mongo_uri("mongo-scratch"), "gnupghome": str(gpg_key.home)})
+    plan = write_plan(
+        folder / "plan.yaml",
+        instances=[{"name": instance, "uri": source_uri, "databases": [database]}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=folder / "encrypt-home",  # the backup side holds the public key only
+        drill={"scratch_uri": services.mongo_uri("mongo-scratch"), "gnupghome": str(gpg_key.home)},
+    )
     try:
         state = backup(plan_path=str(plan), return_state=True)
         assert state.is_completed(), state.message
         storage = storage_on(services, bucket)
         found = select_backup(storage, "", instance, database)
-        yield FlowBackup(plan, instance, database, source_uri, bucket, found.object_key,
-                         load_manifest(storage, found), gpg_key.home)
+        yield FlowBackup(
+            plan, instance, database, source_uri, bucket, found.object_key, load_manifest(storage, found), gpg_key.home
+        )
     finally:
         drop(source_uri, database)
 
@@ -157,8 +185,16 @@ def add_strict_collection(db) -> None:
     --bypassDocumentValidation)."""
     db.command(SON([("create", "strict"), ("collation", {"locale": "fr", "strength": 2})]))
     db.strict.insert_many([{"_id": 1, "name": "Élodie"}, {"_id": 2, "legacy": True}])
-    db.command(SON([("collMod", "strict"), ("validator", {"$jsonSchema": {"bsonType": "object", "required": ["name"]}}),
-                    ("validationLevel", "strict"), ("validationAction", "error")]))
+    db.command(
+        SON(
+            [
+                ("collMod", "strict"),
+                ("validator", {"$jsonSchema": {"bsonType": "object", "required": ["name"]}}),
+                ("validationLevel", "strict"),
+                ("validationAction", "error"),
+            ]
+        )
+    )
 
 
 def cli(flow: FlowBackup, *args: str) -> list[str]:
@@ -204,12 +240,25 @@ def test_our_restore_and_the_real_mongorestore_agree(flow_backup, services, s3_c
     archive.write_bytes(decrypt_object(s3_client, flow_backup.bucket, flow_backup.object_key, flow_backup.gnupghome))
     ours, theirs = services.mongo_uri("mongo-scratch"), services.mongo_uri("mongo-b")
     try:
-        mongo_tools.run("mongorestore", f"--uri={theirs}", f"--archive={archive}", "--bypassDocumentValidation",
-                        f"--nsFrom={flow_backup.database}.*", f"--nsTo={name}.*", timeout=300)
+        mongo_tools.run(
+            "mongorestore",
+            f"--uri={theirs}",
+            f"--archive={archive}",
+            "--bypassDocumentValidation",
+            f"--nsFrom={flow_backup.database}.*",
+            f"--nsTo={name}.*",
+            timeout=300,
+        )
         storage = storage_on(services, flow_backup.bucket)
         with MongoClient(ours) as client:
-            result = restore_backup(storage, flow_backup.object_key, Gpg(flow_backup.gnupghome), client,
-                                    RestoreOptions(target_database=name), manifest=flow_backup.manifest)
+            result = restore_backup(
+                storage,
+                flow_backup.object_key,
+                Gpg(flow_backup.gnupghome),
+                client,
+                RestoreOptions(target_database=name),
+                manifest=flow_backup.manifest,
+            )
         assert result.verdict.ok, result.verdict.summary()
         assert_same(theirs, name, ours, name)
     finally:
@@ -218,12 +267,17 @@ def test_our_restore_and_the_real_mongorestore_agree(flow_backup, services, s3_c
 
 
 @pytest.mark.parametrize("gzip", [False, True], ids=["plain", "gzip"])
-def test_archives_of_the_real_mongodump_restore_identically(flow_backup, services, mongo_tools, tmp_path, capsys,
-                                                            gzip):
+def test_archives_of_the_real_mongodump_restore_identically(flow_backup, services, mongo_tools, tmp_path, capsys, gzip):
     """A stock `mongodump --archive` (no manifest, no oplog) through `--archive FILE`: verified against itself."""
     archive = tmp_path / ("dump.archive.gz" if gzip else "dump.archive")
-    mongo_tools.run("mongodump", f"--uri={flow_backup.source_uri}", f"--db={flow_backup.database}",
-                    f"--archive={archive}", *(["--gzip"] if gzip else []), timeout=300)
+    mongo_tools.run(
+        "mongodump",
+        f"--uri={flow_backup.source_uri}",
+        f"--db={flow_backup.database}",
+        f"--archive={archive}",
+        *(["--gzip"] if gzip else []),
+        timeout=300,
+    )
     scratch, target = services.mongo_uri("mongo-scratch"), unique("stock")
     try:
         assert main(["--archive", str(archive), "--to", scratch, "--as", target, "--quiet"]) == 0
@@ -237,8 +291,22 @@ def test_include_exclude_and_a_non_empty_target(flow_backup, services, capsys):
     scratch, target = services.mongo_uri("mongo-scratch"), unique("partial")
     db = flow_backup.database
     try:
-        assert main(cli(flow_backup, "--to", scratch, "--as", target, "--include", f"{db}.everything",
-                        "--include", f"{db}.even_view")) == 0
+        assert (
+            main(
+                cli(
+                    flow_backup,
+                    "--to",
+                    scratch,
+                    "--as",
+                    target,
+                    "--include",
+                    f"{db}.everything",
+                    "--include",
+                    f"{db}.even_view",
+                )
+            )
+            == 0
+        )
         with MongoClient(scratch) as client:
             assert sorted(client[target].list_collection_names()) == ["even_view", "everything"]
             client[target].everything.insert_one({"_id": "added after the restore"})
@@ -247,15 +315,22 @@ def test_include_exclude_and_a_non_empty_target(flow_backup, services, capsys):
         # Refused, naming what is in the way, and nothing is touched.
         assert main(cli(flow_backup, "--to", scratch, "--as", target, "--exclude", f"{db}.big")) == 1
         err = capsys.readouterr().err
-        assert f"the target already has 2 of the collections to restore ({target}.even_view, {target}.everything)" \
-            in err and "--drop" in err
+        assert (
+            f"the target already has 2 of the collections to restore ({target}.even_view, {target}.everything)" in err
+            and "--drop" in err
+        )
         with MongoClient(scratch) as client:
             assert client[target].everything.count_documents({"_id": "added after the restore"}) == 1
 
         assert main(cli(flow_backup, "--to", scratch, "--as", target, "--exclude", f"{db}.big", "--drop")) == 0
         with MongoClient(scratch) as client:
-            assert sorted(client[target].list_collection_names()) == ["capped_log", "empty", "even_view",
-                                                                      "everything", "strict"]
+            assert sorted(client[target].list_collection_names()) == [
+                "capped_log",
+                "empty",
+                "even_view",
+                "everything",
+                "strict",
+            ]
             assert client[target].everything.count_documents({"_id": "added after the restore"}) == 0
     finally:
         drop(scratch, target)
@@ -266,8 +341,10 @@ def test_list_at_and_usage_errors(flow_backup, capsys):
     assert capsys.readouterr().out.split()[:2] == ["committed", flow_backup.manifest.tier]
 
     assert main(cli(flow_backup, "--verify-only", "--at", "2000-01-01T00:00:00Z")) == 1
-    assert f"no committed backup of instance {flow_backup.instance}, database {flow_backup.database} at or " \
-           "before 2000-01-01T00:00:00+00:00" in capsys.readouterr().err
+    assert (
+        f"no committed backup of instance {flow_backup.instance}, database {flow_backup.database} at or "
+        "before 2000-01-01T00:00:00+00:00" in capsys.readouterr().err
+    )
 
     assert main(cli(flow_backup, "--verify-only", "--at", "last tuesday")) == 2
     assert "--at 'last tuesday': not an ISO-8601 time" in capsys.readouterr().err

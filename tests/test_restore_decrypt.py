@@ -34,7 +34,7 @@ class CountingSource(io.RawIOBase):
         if self.closed:  # as a file or an S3 body does once closed
             raise ValueError("I/O operation on closed file")
         n = min(len(buffer), len(self._data) - self.position)
-        buffer[:n] = self._data[self.position:self.position + n]
+        buffer[:n] = self._data[self.position : self.position + n]
         self.position += n
         return n
 

@@ -63,18 +63,31 @@ class GeneratedDump:
         yield from writer.documents(self.database, "docs", self._documents(digest))
         yield writer.end_namespace(self.database, "docs")
         yield writer.finish()
-        self.summary.namespaces.append(NamespaceRecord(
-            collection="docs", type="collection", documents=digest.count, bytes=digest.bytes,
-            crc=writer.crc(self.database, "docs"), digest=digest.hexdigest,
-            indexes=[IndexRecord(name="_id_", key={"_id": 1})]))
+        self.summary.namespaces.append(
+            NamespaceRecord(
+                collection="docs",
+                type="collection",
+                documents=digest.count,
+                bytes=digest.bytes,
+                crc=writer.crc(self.database, "docs"),
+                digest=digest.hexdigest,
+                indexes=[IndexRecord(name="_id_", key={"_id": 1})],
+            )
+        )
         self.summary.complete = True
 
     def _documents(self, digest: DocumentDigest) -> Iterator[bytes]:
         rng = random.Random(7)
         while digest.bytes < self.target:
             size = rng.randint(512, 4096)
-            raw = bson.encode({"_id": ObjectId(), "n": digest.count, "text": "order shipped " * (size // 40),
-                               "blob": Binary(rng.randbytes(size // 3))})
+            raw = bson.encode(
+                {
+                    "_id": ObjectId(),
+                    "n": digest.count,
+                    "text": "order shipped " * (size // 40),
+                    "blob": Binary(rng.randbytes(size // 3)),
+                }
+            )
             digest.add(raw)
             yield raw
 
@@ -83,8 +96,14 @@ def store_generated(storage: S3Storage, gpg_key: GpgKey, megabytes: int) -> str:
     database = f"memory_{megabytes}mb_{uuid.uuid4().hex[:6]}"
     when = datetime.now(UTC)
     location = BackupLocation("", Tier.DAILY, "rs-mem", database, when, uuid.uuid4().hex[:8])
-    back_up_database(dump=GeneratedDump(database, megabytes), location=location, storage=storage,
-                     gpg=Gpg(gpg_key.home), keys=EncryptionKeys((gpg_key.fingerprint,)), compression=Compression())
+    back_up_database(
+        dump=GeneratedDump(database, megabytes),
+        location=location,
+        storage=storage,
+        gpg=Gpg(gpg_key.home),
+        keys=EncryptionKeys((gpg_key.fingerprint,)),
+        compression=Compression(),
+    )
     return location.object_key
 
 
@@ -133,23 +152,40 @@ print(json.dumps({"documents": result.documents, "archive_mb": result.archive_by
 
 
 def restore_in_child(services: LocalServices, bucket: str, key: str, gpg_key: GpgKey) -> dict:
-    args = {"moto": services.url("moto"), "bucket": bucket, "key": key, "home": str(gpg_key.home),
-            "scratch": services.mongo_uri("mongo-scratch"), "target": f"memory_{uuid.uuid4().hex[:8]}"}
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True,
-                          env={**os.environ, **AWS_ENV}, cwd=os.getcwd(), timeout=300, check=False)
+    args = {
+        "moto": services.url("moto"),
+        "bucket": bucket,
+        "key": key,
+        "home": str(gpg_key.home),
+        "scratch": services.mongo_uri("mongo-scratch"),
+        "target": f"memory_{uuid.uuid4().hex[:8]}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **AWS_ENV},
+        cwd=os.getcwd(),
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_restore_peak_memory_does_not_grow_with_the_backup(services, s3_client, gpg_key):
     storage = storage_on(services, new_bucket(s3_client))
-    rows = {size: restore_in_child(services, storage.bucket, store_generated(storage, gpg_key, size), gpg_key)
-            for size in SIZES_MB}
+    rows = {
+        size: restore_in_child(services, storage.bucket, store_generated(storage, gpg_key, size), gpg_key)
+        for size in SIZES_MB
+    }
     for size, row in rows.items():
         tree = row["peak_rss_python_mb"] + row["peak_rss_gpg_mb"]
-        print(f"\nrestore {size} MB: {row['documents']} docs, {row['archive_mb']:.1f} MB archive in "
-              f"{row['seconds']:.1f} s ({row['mb_per_s']:.1f} MB/s), peak RSS python {row['peak_rss_python_mb']:.0f} "
-              f"MB (before the restore {row['rss_before_mb']:.0f} MB) + gpg {row['peak_rss_gpg_mb']:.0f} MB")
+        print(
+            f"\nrestore {size} MB: {row['documents']} docs, {row['archive_mb']:.1f} MB archive in "
+            f"{row['seconds']:.1f} s ({row['mb_per_s']:.1f} MB/s), peak RSS python {row['peak_rss_python_mb']:.0f} "
+            f"MB (before the restore {row['rss_before_mb']:.0f} MB) + gpg {row['peak_rss_gpg_mb']:.0f} MB"
+        )
         assert row["verdict"] == "clean: 1 namespace matches the manifest"
         assert row["archive_mb"] >= size
         assert tree < TARGET_PEAK_MB

@@ -42,8 +42,11 @@ def copy_database(source: MongoClient, copy: MongoClient, source_db: str, copy_d
         documents = [doc for doc in source.get_database(source_db, codec_options=RAW)[name].find({})]
         if documents:
             copy[copy_db][name].insert_many(documents)
-        specs = [{k: v for k, v in ix.items() if k != "ns"} for ix in source[source_db][name].list_indexes()
-                 if ix["name"] != "_id_"]
+        specs = [
+            {k: v for k, v in ix.items() if k != "ns"}
+            for ix in source[source_db][name].list_indexes()
+            if ix["name"] != "_id_"
+        ]
         if specs:
             copy[copy_db].command(SON([("createIndexes", name), ("indexes", specs)]))
 
@@ -54,16 +57,21 @@ def last_ts(client: MongoClient):
 
 def entries_since(client: MongoClient, database: str, start) -> list[bytes]:
     oplog = client.get_database("local", codec_options=RAW)["oplog.rs"]
-    return [doc.raw for doc in oplog.find({"ts": {"$gte": start}}).sort("$natural", 1)
-            if doc["ns"].startswith(f"{database}.")]
+    return [
+        doc.raw
+        for doc in oplog.find({"ts": {"$gte": start}}).sort("$natural", 1)
+        if doc["ns"].startswith(f"{database}.")
+    ]
 
 
 def write_a_busy_window(db) -> None:
     """Every kind of change a dump window can see."""
-    db.people.insert_many([{"_id": n, "name": f"p{n}", "tags": ["a", "b", "c", "d"], "address": {"city": "Oslo"}}
-                           for n in range(10, 15)])
-    db.people.update_one({"_id": 1}, {"$set": {"name": "renamed", "address.city": "Lima", "new": Int64(7)},
-                                      "$unset": {"age": ""}})
+    db.people.insert_many(
+        [{"_id": n, "name": f"p{n}", "tags": ["a", "b", "c", "d"], "address": {"city": "Oslo"}} for n in range(10, 15)]
+    )
+    db.people.update_one(
+        {"_id": 1}, {"$set": {"name": "renamed", "address.city": "Lima", "new": Int64(7)}, "$unset": {"age": ""}}
+    )
     db.people.update_one({"_id": 2}, {"$inc": {"age": 1}, "$push": {"tags": "z"}})
     db.people.update_one({"_id": 3}, {"$pop": {"tags": 1}})  # an array made shorter
     db.people.update_many({"_id": {"$gte": 10}}, {"$set": {"batch": True}})
@@ -81,8 +89,18 @@ def write_a_busy_window(db) -> None:
 def test_a_real_window_replays_to_the_same_database_and_twice_is_harmless(databases):
     source, copy, source_db, copy_db = databases
     db = source[source_db]
-    db.people.insert_many([{"_id": n, "name": f"p{n}", "age": 20 + n, "tags": ["a", "b", "c"],
-                            "address": {"city": "Oslo", "zip": "0150"}} for n in range(10)])
+    db.people.insert_many(
+        [
+            {
+                "_id": n,
+                "name": f"p{n}",
+                "age": 20 + n,
+                "tags": ["a", "b", "c"],
+                "address": {"city": "Oslo", "zip": "0150"},
+            }
+            for n in range(10)
+        ]
+    )
     db.people.create_index([("age", ASCENDING)], name="by_age")
     db.doomed.insert_one({"x": 1})
     copy_database(source, copy, source_db, copy_db)
@@ -93,8 +111,9 @@ def test_a_real_window_replays_to_the_same_database_and_twice_is_harmless(databa
 
     created: list[tuple[str, str]] = []
     for attempt in range(2):
-        replayer = OplogReplayer(copy, {source_db: copy_db}, wants=lambda ns: True,
-                                 on_create=lambda d, n: created.append((d, n)))
+        replayer = OplogReplayer(
+            copy, {source_db: copy_db}, wants=lambda ns: True, on_create=lambda d, n: created.append((d, n))
+        )
         for entry in entries:
             replayer.apply(entry)
         assert replayer.applied == len(entries), f"attempt {attempt + 1}"
@@ -110,8 +129,9 @@ def test_left_out_namespaces_and_other_databases_are_skipped(databases):
     source[unique("elsewhere")].x.insert_one({"_id": 1})
     oplog = source.get_database("local", codec_options=RAW)["oplog.rs"]
     entries = [doc.raw for doc in oplog.find({"ts": {"$gte": start}}).sort("$natural", 1)]
-    replayer = OplogReplayer(copy, {source_db: copy_db}, wants=lambda ns: not ns.endswith(".unwanted"),
-                             on_create=lambda d, n: None)
+    replayer = OplogReplayer(
+        copy, {source_db: copy_db}, wants=lambda ns: not ns.endswith(".unwanted"), on_create=lambda d, n: None
+    )
     for entry in entries:
         replayer.apply(entry)
     assert copy[copy_db].list_collection_names() == ["wanted"]
@@ -122,10 +142,13 @@ def test_an_entry_that_cannot_be_replayed_names_itself(databases):
     _, copy, source_db, copy_db = databases
     replayer = OplogReplayer(copy, {source_db: copy_db}, wants=lambda ns: True, on_create=lambda d, n: None)
     from bson import Timestamp, encode
-    entry = encode({"ts": Timestamp(1_700_000_000, 3), "op": "c", "ns": f"{source_db}.$cmd",
-                    "o": {"dropDatabase": 1}})
-    with pytest.raises(OplogReplayError, match=rf"oplog entry ts \(1700000000, 3\), op 'c' on '{source_db}.\$cmd': "
-                                               r"command 'dropDatabase' cannot be replayed"):
+
+    entry = encode({"ts": Timestamp(1_700_000_000, 3), "op": "c", "ns": f"{source_db}.$cmd", "o": {"dropDatabase": 1}})
+    with pytest.raises(
+        OplogReplayError,
+        match=rf"oplog entry ts \(1700000000, 3\), op 'c' on '{source_db}.\$cmd': "
+        r"command 'dropDatabase' cannot be replayed",
+    ):
         replayer.apply(entry)
 
 
@@ -135,27 +158,38 @@ def test_an_entry_that_cannot_be_replayed_names_itself(databases):
 def test_update_formats_are_told_apart():
     assert update_operations({"$v": 1, "$set": {"a": 1}}) == ("update", [{"$set": {"a": 1}}])
     assert update_operations({"$set": {"a": 1}, "$unset": {"b": True}}) == (
-        "update", [{"$set": {"a": 1}, "$unset": {"b": True}}])
+        "update",
+        [{"$set": {"a": 1}, "$unset": {"b": True}}],
+    )
     assert update_operations({"_id": 1, "a": 2}) == ("replace", {"_id": 1, "a": 2})
     assert update_operations({"$v": 2, "diff": {"u": {"a": 1}}}) == ("update", [{"$set": {"a": 1}}])
 
 
 MONGODB_DIFFS = [
     # (document before, diff as MongoDB 5+ writes it, the same change with update operators)
-    ({"_id": 1, "a": 1, "b": 2}, {"u": {"a": 5}, "i": {"c": 3}, "d": {"b": False}},
-     {"$set": {"a": 5, "c": 3}, "$unset": {"b": ""}}),
-    ({"_id": 1, "o": {"x": 1, "y": {"z": 1, "w": 2}}}, {"so": {"u": {"x": 9}, "sy": {"d": {"w": False}}}},
-     {"$set": {"o.x": 9}, "$unset": {"o.y.w": ""}}),
-    ({"_id": 1, "arr": [1, 2, 3, 4, 5]}, {"sarr": {"a": True, "l": 2}},
-     {"$push": {"arr": {"$each": [], "$slice": 2}}}),
-    ({"_id": 1, "arr": [1, {"k": 1}, 3]}, {"sarr": {"a": True, "u0": 10, "s1": {"u": {"k": 2}}, "u3": 4}},
-     {"$set": {"arr.0": 10, "arr.1.k": 2, "arr.3": 4}}),
+    (
+        {"_id": 1, "a": 1, "b": 2},
+        {"u": {"a": 5}, "i": {"c": 3}, "d": {"b": False}},
+        {"$set": {"a": 5, "c": 3}, "$unset": {"b": ""}},
+    ),
+    (
+        {"_id": 1, "o": {"x": 1, "y": {"z": 1, "w": 2}}},
+        {"so": {"u": {"x": 9}, "sy": {"d": {"w": False}}}},
+        {"$set": {"o.x": 9}, "$unset": {"o.y.w": ""}},
+    ),
+    ({"_id": 1, "arr": [1, 2, 3, 4, 5]}, {"sarr": {"a": True, "l": 2}}, {"$push": {"arr": {"$each": [], "$slice": 2}}}),
+    (
+        {"_id": 1, "arr": [1, {"k": 1}, 3]},
+        {"sarr": {"a": True, "u0": 10, "s1": {"u": {"k": 2}}, "u3": 4}},
+        {"$set": {"arr.0": 10, "arr.1.k": 2, "arr.3": 4}},
+    ),
     ({"_id": 1, "arr": [1, 2, 3, 4]}, {"sarr": {"a": True, "l": 3, "u2": 30}}, None),  # truncate and set
 ]
 
 
-@pytest.mark.parametrize(("before", "diff", "reference"), MONGODB_DIFFS, ids=["fields", "nested", "truncate",
-                                                                          "elements", "truncate+set"])
+@pytest.mark.parametrize(
+    ("before", "diff", "reference"), MONGODB_DIFFS, ids=["fields", "nested", "truncate", "elements", "truncate+set"]
+)
 def test_mongodb_v2_diffs_do_what_the_server_does(services, before, diff, reference):
     with MongoClient(services.mongo_uri("mongo-scratch")) as client:
         collection = client[unique("diffs")].c
@@ -175,9 +209,14 @@ def test_mongodb_v2_diffs_do_what_the_server_does(services, before, diff, refere
 
 
 def test_secantus_change_description_diffs():
-    diff = {"updatedFields": {"a": 1, "b.c": 2}, "removedFields": ["d"],
-            "truncatedArrays": [{"field": "arr", "newSize": 2}]}
-    assert diff_to_updates(diff) == [{"$push": {"arr": {"$each": [], "$slice": 2}}},
-                                     {"$set": {"a": 1, "b.c": 2}, "$unset": {"d": ""}}]
+    diff = {
+        "updatedFields": {"a": 1, "b.c": 2},
+        "removedFields": ["d"],
+        "truncatedArrays": [{"field": "arr", "newSize": 2}],
+    }
+    assert diff_to_updates(diff) == [
+        {"$push": {"arr": {"$each": [], "$slice": 2}}},
+        {"$set": {"a": 1, "b.c": 2}, "$unset": {"d": ""}},
+    ]
     with pytest.raises(ValueError, match="unknown field 'x' in an update diff"):
         diff_to_updates({"x": 1})

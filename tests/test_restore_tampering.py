@@ -59,27 +59,56 @@ def backups(services, s3_client, gpg_key, tmp_path_factory) -> Backups:
     instance, database = unique("rs-t"), unique("tamper")
     with MongoClient(uri) as client:
         for name in ("a", "b", "c"):
-            client[database][name].insert_many([{"_id": n, "payload": Binary(marker(name, n) + os.urandom(
-                PAYLOAD_BYTES))} for n in range(DOCS_PER_COLLECTION)])
+            client[database][name].insert_many(
+                [
+                    {"_id": n, "payload": Binary(marker(name, n) + os.urandom(PAYLOAD_BYTES))}
+                    for n in range(DOCS_PER_COLLECTION)
+                ]
+            )
         storage = storage_on(services, new_bucket(s3_client))
-        public = make_backup(client, storage, Gpg(gpg_key.home), instance, database,
-                             EncryptionKeys((gpg_key.fingerprint,)))
-        symmetric = make_backup(client, storage, Gpg(gpg_key.home), instance, database,
-                                EncryptionKeys(passphrase=PASSPHRASE), when=datetime.now(UTC) - timedelta(hours=1))
+        public = make_backup(
+            client, storage, Gpg(gpg_key.home), instance, database, EncryptionKeys((gpg_key.fingerprint,))
+        )
+        symmetric = make_backup(
+            client,
+            storage,
+            Gpg(gpg_key.home),
+            instance,
+            database,
+            EncryptionKeys(passphrase=PASSPHRASE),
+            when=datetime.now(UTC) - timedelta(hours=1),
+        )
         client.drop_database(database)
-    plan = write_plan(tmp_path_factory.mktemp("tamper") / "plan.yaml", instances=[{"name": instance, "uri": uri}],
-                      bucket=storage.bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
-                      drill={"scratch_uri": services.mongo_uri("mongo-scratch"), "gnupghome": str(gpg_key.home)})
+    plan = write_plan(
+        tmp_path_factory.mktemp("tamper") / "plan.yaml",
+        instances=[{"name": instance, "uri": uri}],
+        bucket=storage.bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        drill={"scratch_uri": services.mongo_uri("mongo-scratch"), "gnupghome": str(gpg_key.home)},
+    )
     return Backups(storage, instance, database, public, symmetric, plan)
 
 
-def clone(backups: Backups, manifest: BackupManifest, *, body: Callable[[bytes], bytes] = lambda b: b,
-          edit: Callable[[dict], None] | None = None, commit: bool = True) -> tuple[str, BackupManifest]:
+def clone(
+    backups: Backups,
+    manifest: BackupManifest,
+    *,
+    body: Callable[[bytes], bytes] = lambda b: b,
+    edit: Callable[[dict], None] | None = None,
+    commit: bool = True,
+) -> tuple[str, BackupManifest]:
     """A copy of a stored backup under a new key: its object bytes changed by `body`, its manifest by `edit`."""
     storage = backups.storage
     stored = storage.client.get_object(Bucket=storage.bucket, Key=manifest.object_key)["Body"].read()
-    location = BackupLocation("", BackupLocation.parse(manifest.object_key).tier, manifest.instance,
-                              manifest.database, manifest.scheduled_at - timedelta(days=1), uuid.uuid4().hex[:8])
+    location = BackupLocation(
+        "",
+        BackupLocation.parse(manifest.object_key).tier,
+        manifest.instance,
+        manifest.database,
+        manifest.scheduled_at - timedelta(days=1),
+        uuid.uuid4().hex[:8],
+    )
     storage.client.put_object(Bucket=storage.bucket, Key=location.object_key, Body=body(stored))
     data = manifest.to_json_dict()
     data["object_key"] = location.object_key
@@ -91,21 +120,38 @@ def clone(backups: Backups, manifest: BackupManifest, *, body: Callable[[bytes],
     return location.object_key, copy
 
 
-def restore(backups: Backups, key: str, manifest: BackupManifest | None, *, gnupghome: Path,
-            passphrase: str | None = None, seen: list[int] | None = None, target: str | None = None,
-            scratch: str) -> None:
+def restore(
+    backups: Backups,
+    key: str,
+    manifest: BackupManifest | None,
+    *,
+    gnupghome: Path,
+    passphrase: str | None = None,
+    seen: list[int] | None = None,
+    target: str | None = None,
+    scratch: str,
+) -> None:
     """Restores `key` into `target` on the scratch server. With `seen`, each progress step waits a moment
     and records how many documents the target really holds, so a test can show data was written before the
     failure (and is gone after it)."""
     with MongoClient(scratch) as client:
+
         def on_progress(progress: RestoreProgress) -> None:
             if seen is not None and target is not None:
                 time.sleep(0.05)  # lets the insert threads catch up with the reader
                 seen.append(sum(client[target][name].count_documents({}) for name in ("a", "b", "c")))
 
         options = RestoreOptions(target_database=target, batch_bytes=128 * 1024)
-        restore_backup(backups.storage, key, Gpg(gnupghome), client, options, manifest=manifest,
-                       passphrase=passphrase, on_progress=on_progress)
+        restore_backup(
+            backups.storage,
+            key,
+            Gpg(gnupghome),
+            client,
+            options,
+            manifest=manifest,
+            passphrase=passphrase,
+            on_progress=on_progress,
+        )
 
 
 @pytest.fixture
@@ -140,8 +186,11 @@ def test_a_truncated_object_is_refused_before_anything_is_written(backups, gpg_k
     key, manifest = clone(backups, backups.public, body=lambda data: data[: len(data) // 2])
     target = unique("truncated")
     size = backups.public.sizes.encrypted_bytes
-    with pytest.raises(VerificationError, match=rf"{backups.storage.where(key)}: the stored object is {size // 2} "
-                                                rf"bytes, its manifest says {size}: truncated or replaced"):
+    with pytest.raises(
+        VerificationError,
+        match=rf"{backups.storage.where(key)}: the stored object is {size // 2} "
+        rf"bytes, its manifest says {size}: truncated or replaced",
+    ):
         restore(backups, key, manifest, gnupghome=gpg_key.home, target=target, scratch=scratch)
     assert_untouched(scratch, target)
 
@@ -161,8 +210,21 @@ def test_an_object_without_a_manifest_is_restored_only_when_named_as_uncommitted
     target = unique("uncommitted")
     with pytest.raises(UncommittedBackup, match=rf"{key} has no manifest"):
         select_backup(backups.storage, "", backups.instance, backups.database, key=key)
-    base = ["--plan", str(backups.plan), "--instance", backups.instance, "--database", backups.database,
-            "--key", key, "--to", scratch, "--as", target, "--quiet"]
+    base = [
+        "--plan",
+        str(backups.plan),
+        "--instance",
+        backups.instance,
+        "--database",
+        backups.database,
+        "--key",
+        key,
+        "--to",
+        scratch,
+        "--as",
+        target,
+        "--quiet",
+    ]
     try:
         assert main(base) == 1
         assert "has no manifest" in capsys.readouterr().err and target not in database_names(scratch)
@@ -185,8 +247,11 @@ def test_a_manifest_whose_counts_are_wrong_fails_and_verify_only_names_it(backup
     key, manifest = clone(backups, backups.public, edit=more_in_b)
     ns = f"{backups.database}.b"
     target = unique("counts")
-    with pytest.raises(RestoreFailed, match=rf"{ns}: documents: expected {DOCS_PER_COLLECTION + 1}, found "
-                                            rf"{DOCS_PER_COLLECTION}") as failure:
+    with pytest.raises(
+        RestoreFailed,
+        match=rf"{ns}: documents: expected {DOCS_PER_COLLECTION + 1}, found "
+        rf"{DOCS_PER_COLLECTION}",
+    ) as failure:
         restore(backups, key, manifest, gnupghome=gpg_key.home, target=target, scratch=scratch)
     assert failure.value.stage == "verify" and backups.storage.where(key) in str(failure.value)
     assert_untouched(scratch, target)
@@ -194,7 +259,8 @@ def test_a_manifest_whose_counts_are_wrong_fails_and_verify_only_names_it(backup
     verified = restore_backup(backups.storage, key, Gpg(gpg_key.home), None, manifest=manifest)
     assert not verified.verdict.ok
     assert [str(m) for m in verified.verdict.mismatches] == [
-        f"{ns}: documents: expected {DOCS_PER_COLLECTION + 1}, found {DOCS_PER_COLLECTION}"]
+        f"{ns}: documents: expected {DOCS_PER_COLLECTION + 1}, found {DOCS_PER_COLLECTION}"
+    ]
 
 
 def test_the_wrong_gpg_key_is_named_and_nothing_is_written(backups, other_gpg_key, scratch, capsys, aws_env):
@@ -206,8 +272,26 @@ def test_the_wrong_gpg_key_is_named_and_nothing_is_written(backups, other_gpg_ke
     assert f"gpg could not decrypt {backups.storage.where(key)}" in str(failure.value)
     assert_untouched(scratch, target)
 
-    assert main(["--plan", str(backups.plan), "--instance", backups.instance, "--database", backups.database,
-                 "--to", scratch, "--as", target, "--gnupghome", str(other_gpg_key.home), "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "--plan",
+                str(backups.plan),
+                "--instance",
+                backups.instance,
+                "--database",
+                backups.database,
+                "--to",
+                scratch,
+                "--as",
+                target,
+                "--gnupghome",
+                str(other_gpg_key.home),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.startswith(f"restore: FAILED: decrypt failed for restore of {backups.storage.where(key)}")
     assert_untouched(scratch, target)
@@ -217,11 +301,13 @@ def test_the_wrong_passphrase_is_named_and_nothing_is_written(backups, gpg_key, 
     target = unique("wrongpass")
     key = backups.symmetric.object_key
     with pytest.raises(RestoreFailed, match=f"gpg could not decrypt {backups.storage.where(key)}: wrong passphrase"):
-        restore(backups, key, backups.symmetric, gnupghome=gpg_key.home, passphrase="not it", target=target,
-                scratch=scratch)
+        restore(
+            backups, key, backups.symmetric, gnupghome=gpg_key.home, passphrase="not it", target=target, scratch=scratch
+        )
     assert_untouched(scratch, target)
-    restore(backups, key, backups.symmetric, gnupghome=gpg_key.home, passphrase=PASSPHRASE, target=target,
-            scratch=scratch)  # the right one works
+    restore(
+        backups, key, backups.symmetric, gnupghome=gpg_key.home, passphrase=PASSPHRASE, target=target, scratch=scratch
+    )  # the right one works
     with MongoClient(scratch) as client:
         client.drop_database(target)
 
@@ -233,9 +319,25 @@ def test_a_flipped_byte_only_the_crc_can_see(backups, gpg_key, s3_client, scratc
     at = archive.index(marker("c", DOCS_PER_COLLECTION - 3)) + 1000  # inside a document of c, not its framing
     archive[at] ^= 0x01
     compressed = subprocess.run(["zstd", "-q", "-c"], input=bytes(archive), capture_output=True, check=True).stdout
-    encrypted = subprocess.run(["gpg", "--homedir", str(gpg_key.home), "--batch", "--yes", "--trust-model", "always",
-                                "--compress-algo", "none", "--recipient", gpg_key.fingerprint, "--encrypt"],
-                               input=compressed, capture_output=True, check=True).stdout
+    encrypted = subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(gpg_key.home),
+            "--batch",
+            "--yes",
+            "--trust-model",
+            "always",
+            "--compress-algo",
+            "none",
+            "--recipient",
+            gpg_key.fingerprint,
+            "--encrypt",
+        ],
+        input=compressed,
+        capture_output=True,
+        check=True,
+    ).stdout
 
     def resign(data: dict) -> None:
         data["sizes"]["encrypted_bytes"] = len(encrypted)
@@ -243,8 +345,11 @@ def test_a_flipped_byte_only_the_crc_can_see(backups, gpg_key, s3_client, scratc
 
     key, manifest = clone(backups, backups.public, body=lambda _: encrypted, edit=resign)
     target, seen = unique("crc"), []
-    with pytest.raises(RestoreFailed, match=rf"archive failed for restore of {backups.storage.where(key)} .*"
-                                            rf"namespace {backups.database}\.c: CRC mismatch") as failure:
+    with pytest.raises(
+        RestoreFailed,
+        match=rf"archive failed for restore of {backups.storage.where(key)} .*"
+        rf"namespace {backups.database}\.c: CRC mismatch",
+    ) as failure:
         restore(backups, key, manifest, gnupghome=gpg_key.home, seen=seen, target=target, scratch=scratch)
     assert max(seen) >= DOCS_PER_COLLECTION  # documents of a and b were in the target before c ended
     assert "dropped the 3 collections" in str(failure.value)

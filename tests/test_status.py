@@ -36,8 +36,12 @@ def unique(prefix: str) -> str:
 
 
 def plan_of(instances: list[dict], max_age_h: float | None = None) -> BackupPlan:
-    data = {"instances": instances, "storage": {"bucket": "status-test"},
-            "encryption": {"passphrase_env": "UNUSED"}, "tiers": {"timezone": "UTC"}}
+    data = {
+        "instances": instances,
+        "storage": {"bucket": "status-test"},
+        "encryption": {"passphrase_env": "UNUSED"},
+        "tiers": {"timezone": "UTC"},
+    }
     if max_age_h is not None:
         data["status"] = {"max_age_h": max_age_h}
     return BackupPlan.model_validate(data)
@@ -45,12 +49,26 @@ def plan_of(instances: list[dict], max_age_h: float | None = None) -> BackupPlan
 
 def fake_manifest(location: BackupLocation, finished_at: datetime, size: int = 1234) -> BackupManifest:
     return BackupManifest(
-        archive_format="0.1", tool="mongo-backup-flows", tool_version="test", instance=location.instance,
-        replica_set="rs", server_version="8.0", database=location.database, tier=location.tier.value,
-        object_key=location.object_key, run_id=location.run_id, scheduled_at=location.taken_at,
-        started_at=location.taken_at, finished_at=finished_at, compression="zstd-3",
-        sizes=Sizes(raw_bytes=size * 3, compressed_bytes=size, encrypted_bytes=size), sha256="0" * 64, etag="x",
-        encryption=EncryptionRecord(method="symmetric", cipher="AES256"), namespaces=[])
+        archive_format="0.1",
+        tool="mongo-backup-flows",
+        tool_version="test",
+        instance=location.instance,
+        replica_set="rs",
+        server_version="8.0",
+        database=location.database,
+        tier=location.tier.value,
+        object_key=location.object_key,
+        run_id=location.run_id,
+        scheduled_at=location.taken_at,
+        started_at=location.taken_at,
+        finished_at=finished_at,
+        compression="zstd-3",
+        sizes=Sizes(raw_bytes=size * 3, compressed_bytes=size, encrypted_bytes=size),
+        sha256="0" * 64,
+        etag="x",
+        encryption=EncryptionRecord(method="symmetric", cipher="AES256"),
+        namespaces=[],
+    )
 
 
 class Bucket:
@@ -60,8 +78,17 @@ class Bucket:
         self.listing: list[ObjectInfo] = []
         self.manifests: dict[str, BackupManifest | Exception] = {}
 
-    def add(self, instance: str, database: str, hours_ago: float, *, tier: Tier = Tier.DAILY, manifest: bool = True,
-            obj: bool = True, broken: Exception | None = None) -> BackupLocation:
+    def add(
+        self,
+        instance: str,
+        database: str,
+        hours_ago: float,
+        *,
+        tier: Tier = Tier.DAILY,
+        manifest: bool = True,
+        obj: bool = True,
+        broken: Exception | None = None,
+    ) -> BackupLocation:
         taken = NOW - timedelta(hours=hours_ago + 1)
         location = BackupLocation("", tier, instance, database, taken, uuid.uuid4().hex[:8])
         if obj:
@@ -86,11 +113,13 @@ def rows(report) -> dict[tuple[str, str], object]:
 
 
 def test_expected_databases_follow_the_plan_and_the_bucket():
-    plan = plan_of([
-        {"name": "rs-list", "uri": "mongodb://h", "databases": ["a", "b"]},
-        {"name": "rs-all", "uri": "mongodb://h", "databases": "all", "exclude": ["tmp_*"]},
-        {"name": "rs-empty", "uri": "mongodb://h"},
-    ])
+    plan = plan_of(
+        [
+            {"name": "rs-list", "uri": "mongodb://h", "databases": ["a", "b"]},
+            {"name": "rs-all", "uri": "mongodb://h", "databases": "all", "exclude": ["tmp_*"]},
+            {"name": "rs-empty", "uri": "mongodb://h"},
+        ]
+    )
     bucket = Bucket()
     bucket.add("rs-list", "a", 2)
     bucket.add("rs-list", "c", 2)  # not in the list (any more): not watched
@@ -149,8 +178,11 @@ def influx_points(services, query: str) -> list[dict]:
 
 def stale_points(services, instance: str) -> list[dict]:
     # Points of the watchdog may lie in the future (an injected `at`): ask for a range around now.
-    return influx_points(services, f"SELECT * FROM \"instance_backup_stale\" WHERE \"instance\" = '{instance}' "
-                                   "AND time > now() - 7d AND time < now() + 7d")
+    return influx_points(
+        services,
+        f'SELECT * FROM "instance_backup_stale" WHERE "instance" = \'{instance}\' '
+        "AND time > now() - 7d AND time < now() + 7d",
+    )
 
 
 def run_status(capsys, *args: str) -> tuple[int, dict]:
@@ -159,14 +191,20 @@ def run_status(capsys, *args: str) -> tuple[int, dict]:
 
 
 def test_red_without_a_backup_green_after_a_run_red_at_30_h_and_the_watchdog_event(
-        services, s3_client, bucket, gpg_key, prefect, aws_env, tmp_path, capsys):
+    services, s3_client, bucket, gpg_key, prefect, aws_env, tmp_path, capsys
+):
     instance, database = unique("rs-st"), unique("st")
     with MongoClient(services.mongo_uri("mongo-b")) as client:
         client[database].things.insert_many([{"n": n} for n in range(20)])
-    plan = write_plan(tmp_path / "plan.yaml", instances=[
-        {"name": instance, "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
-        bucket=bucket, s3_endpoint=services.url("moto"), public_key_file=gpg_key.public_key_file,
-        gnupghome=tmp_path / "home", influx_url=services.url("influxdb"))
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": instance, "uri": services.mongo_uri("mongo-b"), "databases": [database]}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+        influx_url=services.url("influxdb"),
+    )
 
     code, before = run_status(capsys, "--plan", str(plan))
     assert code == 1 and before["ok"] is False
@@ -201,9 +239,14 @@ def test_red_without_a_backup_green_after_a_run_red_at_30_h_and_the_watchdog_eve
 
 def test_watchdog_reports_an_instance_that_never_backed_up(services, bucket, prefect, aws_env, tmp_path):
     instance = unique("rs-never")
-    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": instance, "uri": "mongodb://127.0.0.1:1"}],
-                      bucket=bucket, s3_endpoint=services.url("moto"), encryption={"passphrase_env": "UNUSED"},
-                      influx_url=services.url("influxdb"))
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": instance, "uri": "mongodb://127.0.0.1:1"}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        encryption={"passphrase_env": "UNUSED"},
+        influx_url=services.url("influxdb"),
+    )
     assert watchdog(plan_path=str(plan), return_state=True).is_failed()
     points = stale_points(services, instance)
     # .get: on a fresh server, no point of the measurement has had a database tag or age_h yet
@@ -214,9 +257,13 @@ def test_status_cli_exit_codes_for_a_bad_plan_and_a_missing_bucket(services, aws
     bad = tmp_path / "bad.yaml"
     bad.write_text("instances: []\n")
     assert status_main(["--plan", str(bad)]) == 2
-    plan = write_plan(tmp_path / "plan.yaml", instances=[{"name": "rs", "uri": "mongodb://127.0.0.1:1"}],
-                      bucket="no-such-bucket-st1", s3_endpoint=services.url("moto"),
-                      encryption={"passphrase_env": "UNUSED"})
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": "rs", "uri": "mongodb://127.0.0.1:1"}],
+        bucket="no-such-bucket-st1",
+        s3_endpoint=services.url("moto"),
+        encryption={"passphrase_env": "UNUSED"},
+    )
     assert status_main(["--plan", str(plan)]) == 3
     assert "no-such-bucket-st1" in capsys.readouterr().err
 
@@ -228,8 +275,9 @@ def test_status_cli_refuses_a_non_positive_threshold(tmp_path, max_age):
     assert exited.value.code == 2
 
 
-def test_a_manifest_in_the_bucket_that_is_not_json_or_describes_another_object_is_red(services, bucket, s3_client,
-                                                                                     aws_env):
+def test_a_manifest_in_the_bucket_that_is_not_json_or_describes_another_object_is_red(
+    services, bucket, s3_client, aws_env
+):
     storage = S3Storage(make_client(endpoint_url=services.url("moto"), region="us-east-1"), bucket)
     plan = plan_of([{"name": "rs", "uri": "mongodb://h", "databases": ["garbled", "swapped"]}])
     garbled = BackupLocation("", Tier.DAILY, "rs", "garbled", NOW - timedelta(hours=2), "aaaa1111")

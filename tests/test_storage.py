@@ -28,7 +28,7 @@ def test_multipart_upload_round_trip_and_etag(storage):
     data = os.urandom(12 * MIB + 123)
     with storage.open_upload("t/obj.bin", {"tier": "daily"}) as upload:
         for offset in range(0, len(data), 1_000_003):
-            upload.write(data[offset:offset + 1_000_003])
+            upload.write(data[offset : offset + 1_000_003])
         receipt = upload.complete()
     assert receipt.parts == 3
     assert receipt.sha256 == hashlib.sha256(data).hexdigest()

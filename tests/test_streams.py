@@ -59,7 +59,7 @@ def test_abort_stops_the_producer():
 def test_zstd_round_trip_through_readers_and_stage_clock():
     data = os.urandom(1 << 18) * 8
     clock = StageClock()
-    source = IteratorReader([data[i:i + 100_000] for i in range(0, len(data), 100_000)], clock=clock, stage="dump")
+    source = IteratorReader([data[i : i + 100_000] for i in range(0, len(data), 100_000)], clock=clock, stage="dump")
     compressed = CountingReader(zstd_compressing_reader(source, level=3, threads=2), clock=clock, stage="compress")
     frame = compressed.read(1 << 30) + compressed.read(1 << 30)
     assert compressed.bytes_read == len(frame) < len(data)

@@ -21,8 +21,18 @@ LAST_DAY = date(2100, 12, 31)
 
 #: The tier of the 1st of each month, written out: the old bash script forgot February and August.
 FIRST_OF_MONTH = {
-    1: "yearly", 2: "monthly", 3: "monthly", 4: "quarterly", 5: "monthly", 6: "monthly",
-    7: "quarterly", 8: "monthly", 9: "monthly", 10: "quarterly", 11: "monthly", 12: "monthly",
+    1: "yearly",
+    2: "monthly",
+    3: "monthly",
+    4: "quarterly",
+    5: "monthly",
+    6: "monthly",
+    7: "quarterly",
+    8: "monthly",
+    9: "monthly",
+    10: "quarterly",
+    11: "monthly",
+    12: "monthly",
 }
 A_MONDAY = date(2000, 1, 3)
 DAY_OFFSET = {"monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3, "friday": 4, "saturday": 5, "sunday": 6}
@@ -81,8 +91,9 @@ def test_every_day_2000_to_2100_matches_the_table(zone_name, weekly_day):
             instant = utc_instant(day, wall, zone)
             got = policy.tier_for(instant)
             if got.value != want:
-                mismatches.append(f"{day} {wall} {zone_name} ({instant:%Y-%m-%dT%H:%M:%SZ}): {got.value}, "
-                                  f"expected {want}")
+                mismatches.append(
+                    f"{day} {wall} {zone_name} ({instant:%Y-%m-%dT%H:%M:%SZ}): {got.value}, expected {want}"
+                )
     assert not mismatches, f"{len(mismatches)} mismatches, first: " + "; ".join(mismatches[:10])
 
 
@@ -119,33 +130,36 @@ def test_dst_days_every_quarter_hour(zone_name, weekly_day):
     assert not mismatches, mismatches[:10]
 
 
-@pytest.mark.parametrize(("utc", "zone_name", "weekly_day", "want", "why"), [
-    # Europe/London: clocks go forward at 01:00 UTC on 2024-03-31 (a Sunday), back at 01:00 UTC on 2024-10-27.
-    ("2024-03-31T00:59:59Z", "Europe/London", "sunday", "weekly", "just before the spring change"),
-    ("2024-03-31T01:00:01Z", "Europe/London", "sunday", "weekly", "just after it (02:00:01 BST)"),
-    ("2024-03-31T22:59:59Z", "Europe/London", "monday", "daily", "23:59:59 BST on 31 March"),
-    ("2024-03-31T23:00:00Z", "Europe/London", "monday", "quarterly", "00:00 BST on 1 April; UTC still 31 March"),
-    ("2024-10-27T00:30:00Z", "Europe/London", "sunday", "weekly", "01:30 BST, the first of two 01:30s"),
-    ("2024-10-27T01:30:00Z", "Europe/London", "sunday", "weekly", "01:30 GMT, the second"),
-    ("2024-10-27T23:59:59Z", "Europe/London", "monday", "daily", "23:59:59 GMT on Sunday 27 October"),
-    # Australia/Sydney: DST started on Sunday 1 October 2023 at 02:00 AEST (16:00 UTC on 30 September).
-    ("2023-09-30T13:59:59Z", "Australia/Sydney", "monday", "daily", "23:59:59 AEST on Saturday 30 September"),
-    ("2023-09-30T14:00:30Z", "Australia/Sydney", "monday", "quarterly", "00:00:30 AEST on 1 October"),
-    ("2023-09-30T16:00:00Z", "Australia/Sydney", "monday", "quarterly", "03:00 AEDT, right after the change"),
-    ("2023-10-01T12:59:59Z", "Australia/Sydney", "monday", "quarterly", "23:59:59 AEDT on 1 October"),
-    ("2023-10-01T13:00:00Z", "Australia/Sydney", "monday", "weekly", "00:00 AEDT on Monday 2 October"),
-    # Sydney is 11 hours ahead in (southern) summer: New Year there is still 31 December in UTC.
-    ("2025-12-31T13:00:00Z", "Australia/Sydney", "monday", "yearly", "00:00 AEDT on 1 January 2026"),
-    ("2025-12-31T12:59:59Z", "Australia/Sydney", "monday", "daily", "23:59:59 AEDT on Wednesday 31 December"),
-    # America/Los_Angeles is behind UTC: the UTC 1st is still the last day of the month there.
-    ("2024-11-01T06:59:59Z", "America/Los_Angeles", "monday", "daily", "23:59:59 PDT on Thursday 31 October"),
-    ("2024-11-01T07:00:00Z", "America/Los_Angeles", "monday", "monthly", "00:00 PDT on 1 November"),
-    ("2024-11-03T08:30:00Z", "America/Los_Angeles", "sunday", "weekly", "01:30 PDT, before the fall-back"),
-    ("2024-11-03T09:30:00Z", "America/Los_Angeles", "sunday", "weekly", "01:30 PST, after it"),
-    ("2024-03-10T10:00:00Z", "America/Los_Angeles", "sunday", "weekly", "03:00 PDT, right after spring-forward"),
-    ("2027-01-01T00:30:00Z", "America/Los_Angeles", "monday", "daily", "16:30 PST on Thursday 31 December"),
-    ("2027-01-01T00:30:00Z", "Europe/London", "monday", "yearly", "00:30 GMT on 1 January"),
-])
+@pytest.mark.parametrize(
+    ("utc", "zone_name", "weekly_day", "want", "why"),
+    [
+        # Europe/London: clocks go forward at 01:00 UTC on 2024-03-31 (a Sunday), back at 01:00 UTC on 2024-10-27.
+        ("2024-03-31T00:59:59Z", "Europe/London", "sunday", "weekly", "just before the spring change"),
+        ("2024-03-31T01:00:01Z", "Europe/London", "sunday", "weekly", "just after it (02:00:01 BST)"),
+        ("2024-03-31T22:59:59Z", "Europe/London", "monday", "daily", "23:59:59 BST on 31 March"),
+        ("2024-03-31T23:00:00Z", "Europe/London", "monday", "quarterly", "00:00 BST on 1 April; UTC still 31 March"),
+        ("2024-10-27T00:30:00Z", "Europe/London", "sunday", "weekly", "01:30 BST, the first of two 01:30s"),
+        ("2024-10-27T01:30:00Z", "Europe/London", "sunday", "weekly", "01:30 GMT, the second"),
+        ("2024-10-27T23:59:59Z", "Europe/London", "monday", "daily", "23:59:59 GMT on Sunday 27 October"),
+        # Australia/Sydney: DST started on Sunday 1 October 2023 at 02:00 AEST (16:00 UTC on 30 September).
+        ("2023-09-30T13:59:59Z", "Australia/Sydney", "monday", "daily", "23:59:59 AEST on Saturday 30 September"),
+        ("2023-09-30T14:00:30Z", "Australia/Sydney", "monday", "quarterly", "00:00:30 AEST on 1 October"),
+        ("2023-09-30T16:00:00Z", "Australia/Sydney", "monday", "quarterly", "03:00 AEDT, right after the change"),
+        ("2023-10-01T12:59:59Z", "Australia/Sydney", "monday", "quarterly", "23:59:59 AEDT on 1 October"),
+        ("2023-10-01T13:00:00Z", "Australia/Sydney", "monday", "weekly", "00:00 AEDT on Monday 2 October"),
+        # Sydney is 11 hours ahead in (southern) summer: New Year there is still 31 December in UTC.
+        ("2025-12-31T13:00:00Z", "Australia/Sydney", "monday", "yearly", "00:00 AEDT on 1 January 2026"),
+        ("2025-12-31T12:59:59Z", "Australia/Sydney", "monday", "daily", "23:59:59 AEDT on Wednesday 31 December"),
+        # America/Los_Angeles is behind UTC: the UTC 1st is still the last day of the month there.
+        ("2024-11-01T06:59:59Z", "America/Los_Angeles", "monday", "daily", "23:59:59 PDT on Thursday 31 October"),
+        ("2024-11-01T07:00:00Z", "America/Los_Angeles", "monday", "monthly", "00:00 PDT on 1 November"),
+        ("2024-11-03T08:30:00Z", "America/Los_Angeles", "sunday", "weekly", "01:30 PDT, before the fall-back"),
+        ("2024-11-03T09:30:00Z", "America/Los_Angeles", "sunday", "weekly", "01:30 PST, after it"),
+        ("2024-03-10T10:00:00Z", "America/Los_Angeles", "sunday", "weekly", "03:00 PDT, right after spring-forward"),
+        ("2027-01-01T00:30:00Z", "America/Los_Angeles", "monday", "daily", "16:30 PST on Thursday 31 December"),
+        ("2027-01-01T00:30:00Z", "Europe/London", "monday", "yearly", "00:30 GMT on 1 January"),
+    ],
+)
 def test_named_instants(utc, zone_name, weekly_day, want, why):
     instant = datetime.fromisoformat(utc.replace("Z", "+00:00"))
     assert TierPolicy(timezone=zone_name, weekly_day=weekly_day).tier_for(instant).value == want, why
@@ -168,8 +182,12 @@ def test_first_of_each_month_while_utc_is_still_on_the_previous_day(zone_name):
 def test_the_zone_of_the_given_datetime_does_not_matter():
     policy = TierPolicy(timezone="Europe/London")
     instant = datetime(2024, 3, 31, 23, 0, tzinfo=UTC)  # 1 April 00:00 BST
-    same = [instant, instant.astimezone(timezone(timedelta(hours=-7))), instant.astimezone(ZoneInfo("Asia/Tokyo")),
-            pendulum.instance(instant).in_timezone("America/New_York")]
+    same = [
+        instant,
+        instant.astimezone(timezone(timedelta(hours=-7))),
+        instant.astimezone(ZoneInfo("Asia/Tokyo")),
+        pendulum.instance(instant).in_timezone("America/New_York"),
+    ]
     assert {policy.tier_for(when) for when in same} == {Tier.QUARTERLY}
 
 
@@ -182,9 +200,14 @@ def test_precedence_yearly_quarterly_monthly_weekly_daily():
     assert PRECEDENCE == (Tier.YEARLY, Tier.QUARTERLY, Tier.MONTHLY, Tier.WEEKLY, Tier.DAILY)
     policy = TierPolicy(timezone="UTC", weekly_day="monday")
     # Each of these 1sts is a Monday, so the weekly rule also matches and must lose.
-    for day, want in [(date(2024, 1, 1), Tier.YEARLY), (date(2024, 4, 1), Tier.QUARTERLY),
-                      (date(2024, 7, 1), Tier.QUARTERLY), (date(2025, 9, 1), Tier.MONTHLY),
-                      (date(2025, 9, 8), Tier.WEEKLY), (date(2025, 9, 9), Tier.DAILY)]:
+    for day, want in [
+        (date(2024, 1, 1), Tier.YEARLY),
+        (date(2024, 4, 1), Tier.QUARTERLY),
+        (date(2024, 7, 1), Tier.QUARTERLY),
+        (date(2025, 9, 1), Tier.MONTHLY),
+        (date(2025, 9, 8), Tier.WEEKLY),
+        (date(2025, 9, 9), Tier.DAILY),
+    ]:
         assert day.strftime("%A") == "Monday" or want is Tier.DAILY
         assert policy.tier_for(datetime.combine(day, time(12), tzinfo=UTC)) is want, day
 
@@ -198,8 +221,13 @@ def test_tier_names_and_prefixes():
 def test_policy_defaults_and_lifecycle_view():
     policy = TierPolicy(timezone="Europe/London")
     assert policy.weekly_day == "monday"
-    assert policy.retention_days == {Tier.DAILY: 9, Tier.WEEKLY: 40, Tier.MONTHLY: 365, Tier.QUARTERLY: 2190,
-                                     Tier.YEARLY: 43800}
+    assert policy.retention_days == {
+        Tier.DAILY: 9,
+        Tier.WEEKLY: 40,
+        Tier.MONTHLY: 365,
+        Tier.QUARTERLY: 2190,
+        Tier.YEARLY: 43800,
+    }
     assert list(policy.tiers()) == list(Tier)
     assert policy.glacier_tiers() == [Tier.WEEKLY, Tier.MONTHLY, Tier.QUARTERLY, Tier.YEARLY]
     assert policy.transition_days(Tier.DAILY) is None and policy.transition_days(Tier.YEARLY) == 9
@@ -207,18 +235,27 @@ def test_policy_defaults_and_lifecycle_view():
     assert TierPolicy(timezone="UTC", weekly_day="Friday").weekly_day == "friday"
 
 
-@pytest.mark.parametrize(("settings", "field", "words"), [
-    ({"timezone": "Mars/Olympus"}, "timezone", "unknown timezone"),
-    ({"timezone": "+02:00"}, "timezone", "unknown timezone"),
-    ({"timezone": "UTC", "weekly_day": "mon"}, "weekly_day", "monday"),
-    ({"timezone": "UTC", "retention_days": {"daily": 9}}, "retention_days", "missing: weekly"),
-    ({"timezone": "UTC", "retention_days": {"daily": 0, "weekly": 40, "monthly": 365, "quarterly": 2190,
-                                            "yearly": 43800}}, "retention_days", "at least 1 day"),
-    ({"timezone": "UTC", "retention_days": {"hourly": 1}}, "retention_days", "daily"),
-    ({"timezone": "UTC", "glacier_after_days": 40}, "", "weekly (40)"),
-    ({"timezone": "UTC", "glacier_after_days": -1}, "glacier_after_days", "greater than or equal"),
-    ({"timezone": "UTC", "bogus": 1}, "bogus", "not permitted"),
-])
+@pytest.mark.parametrize(
+    ("settings", "field", "words"),
+    [
+        ({"timezone": "Mars/Olympus"}, "timezone", "unknown timezone"),
+        ({"timezone": "+02:00"}, "timezone", "unknown timezone"),
+        ({"timezone": "UTC", "weekly_day": "mon"}, "weekly_day", "monday"),
+        ({"timezone": "UTC", "retention_days": {"daily": 9}}, "retention_days", "missing: weekly"),
+        (
+            {
+                "timezone": "UTC",
+                "retention_days": {"daily": 0, "weekly": 40, "monthly": 365, "quarterly": 2190, "yearly": 43800},
+            },
+            "retention_days",
+            "at least 1 day",
+        ),
+        ({"timezone": "UTC", "retention_days": {"hourly": 1}}, "retention_days", "daily"),
+        ({"timezone": "UTC", "glacier_after_days": 40}, "", "weekly (40)"),
+        ({"timezone": "UTC", "glacier_after_days": -1}, "glacier_after_days", "greater than or equal"),
+        ({"timezone": "UTC", "bogus": 1}, "bogus", "not permitted"),
+    ],
+)
 def test_invalid_policies_are_refused(settings, field, words):
     with pytest.raises(ValidationError) as caught:
         TierPolicy(**settings)

@@ -106,12 +106,14 @@ class ArchiveHeader:
     def to_bson(self) -> bytes:
         if not _INT32_MIN <= self.concurrent_collections <= _INT32_MAX:
             raise ArchiveError(f"concurrent_collections {self.concurrent_collections} does not fit an int32")
-        return _encode([
-            ("concurrent_collections", self.concurrent_collections),
-            ("version", self.version),
-            ("server_version", self.server_version),
-            ("tool_version", self.tool_version),
-        ])
+        return _encode(
+            [
+                ("concurrent_collections", self.concurrent_collections),
+                ("version", self.version),
+                ("server_version", self.server_version),
+                ("tool_version", self.tool_version),
+            ]
+        )
 
     @classmethod
     def from_bson(cls, raw: bytes) -> ArchiveHeader:
@@ -145,13 +147,15 @@ class NamespaceMetadata:
         return f"{self.db}.{self.collection}"
 
     def to_bson(self) -> bytes:
-        return _encode([
-            ("db", self.db),
-            ("collection", self.collection),
-            ("metadata", self.metadata),
-            ("size", _int32_or_64(self.size)),
-            ("type", self.type),
-        ])
+        return _encode(
+            [
+                ("db", self.db),
+                ("collection", self.collection),
+                ("metadata", self.metadata),
+                ("size", _int32_or_64(self.size)),
+                ("type", self.type),
+            ]
+        )
 
     @classmethod
     def from_bson(cls, raw: bytes) -> NamespaceMetadata:
@@ -180,12 +184,14 @@ class NamespaceHeader:
         return f"{self.db}.{self.collection}"
 
     def to_bson(self) -> bytes:
-        return _encode([
-            ("db", self.db),
-            ("collection", self.collection),
-            ("EOF", self.eof),
-            ("CRC", Int64(self.crc)),  # always int64, even for 0: mongorestore 100.3.1 decodes an int64
-        ])
+        return _encode(
+            [
+                ("db", self.db),
+                ("collection", self.collection),
+                ("EOF", self.eof),
+                ("CRC", Int64(self.crc)),  # always int64, even for 0: mongorestore 100.3.1 decodes an int64
+            ]
+        )
 
     @classmethod
     def from_bson(cls, raw: bytes) -> NamespaceHeader:
@@ -230,8 +236,7 @@ def collection_metadata_json(
     if type:
         meta["type"] = type
     # Compact separators and raw UTF-8, like Go's MarshalExtJSON(meta, canonical=true, escapeHTML=false).
-    return json_util.dumps(meta, json_options=CANONICAL_JSON_OPTIONS, separators=(",", ":"),
-                                ensure_ascii=False)
+    return json_util.dumps(meta, json_options=CANONICAL_JSON_OPTIONS, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse_collection_metadata(text: str) -> dict[str, Any]:

@@ -93,10 +93,10 @@ class _Source:
         """Up to `n` bytes; fewer only at the end of the stream."""
         available = len(self._buf) - self._pos
         if available >= n:
-            out = self._buf[self._pos:self._pos + n]
+            out = self._buf[self._pos : self._pos + n]
             self._pos += n
         else:
-            parts = [self._buf[self._pos:]] if available else []
+            parts = [self._buf[self._pos :]] if available else []
             missing = n - available
             self._buf, self._pos = b"", 0
             while missing > 0:
@@ -116,8 +116,13 @@ class _Source:
 class ArchiveReader:
     """Reads the prelude on construction (`header`, `namespaces`); iterate it for the data events."""
 
-    def __init__(self, stream: Readable | BinaryIO, *, batch_bytes: int = BATCH_BYTES,
-                 max_document_size: int = MAX_INTERNAL_BSON_SIZE):
+    def __init__(
+        self,
+        stream: Readable | BinaryIO,
+        *,
+        batch_bytes: int = BATCH_BYTES,
+        max_document_size: int = MAX_INTERNAL_BSON_SIZE,
+    ):
         self._src = _Source(stream)
         self.batch_bytes = batch_bytes
         self.max_document_size = max_document_size
@@ -125,8 +130,7 @@ class ArchiveReader:
         magic = self._src.read(len(MAGIC))
         if magic != MAGIC:
             detail = "the stream is empty" if not magic else f"starts with {magic.hex()}"
-            raise ArchiveCorruption(f"not a mongodump archive: {detail}, expected magic {MAGIC.hex()}",
-                                    offset=0)
+            raise ArchiveCorruption(f"not a mongodump archive: {detail}, expected magic {MAGIC.hex()}", offset=0)
         header = self._frame(None, "archive header")
         if header is None:
             raise ArchiveCorruption("the archive header is missing (terminator found)", offset=4)
@@ -158,8 +162,7 @@ class ArchiveReader:
             header = NamespaceHeader.from_bson(raw)
             progress = self._progress.get(header.ns)
             if progress is None:
-                raise ArchiveCorruption("not listed in the archive prelude", namespace=header.ns,
-                                        offset=start)
+                raise ArchiveCorruption("not listed in the archive prelude", namespace=header.ns, offset=start)
             if progress.ended:
                 raise ArchiveCorruption("more data after its EOF", namespace=header.ns, offset=start)
             if header.eof:
@@ -169,16 +172,16 @@ class ArchiveReader:
         unfinished = [ns for ns, p in self._progress.items() if not p.ended]
         if unfinished:
             raise ArchiveCorruption(
-                f"stream ended with namespaces never finished: {', '.join(unfinished)}",
-                offset=self._src.offset)
+                f"stream ended with namespaces never finished: {', '.join(unfinished)}", offset=self._src.offset
+            )
 
     def _end(self, header: NamespaceHeader, progress: _Progress, start: int) -> NamespaceEndEvent:
         if self._frame(header.ns, "end of namespace") is not None:
             raise ArchiveCorruption("a document after its EOF header", namespace=header.ns, offset=start)
         if header.crc != progress.crc.signed:
             raise ArchiveCorruption(
-                f"CRC mismatch (stored {header.crc}, computed {progress.crc.signed})",
-                namespace=header.ns, offset=start)
+                f"CRC mismatch (stored {header.crc}, computed {progress.crc.signed})", namespace=header.ns, offset=start
+            )
         progress.ended = True
         return NamespaceEndEvent(header.db, header.collection, header.crc, progress.count, progress.bytes)
 
@@ -204,22 +207,23 @@ class ArchiveReader:
             length = self._src.read(4)
         if len(length) < 4:
             got = f"{len(length)} of 4 length bytes" if length else "nothing"
-            raise ArchiveCorruption(f"truncated: stream ended where a {what} or terminator belongs ({got})",
-                                    namespace=ns, offset=start)
+            raise ArchiveCorruption(
+                f"truncated: stream ended where a {what} or terminator belongs ({got})", namespace=ns, offset=start
+            )
         (size,) = _UINT32.unpack(length)
         if size == _TERMINATOR_VALUE:
             return None
         if size < MIN_BSON_SIZE or size > self.max_document_size:
-            raise ArchiveCorruption(f"{size} is neither a valid BSON length for a {what} nor a terminator",
-                                    namespace=ns, offset=start)
+            raise ArchiveCorruption(
+                f"{size} is neither a valid BSON length for a {what} nor a terminator", namespace=ns, offset=start
+            )
         body = self._src.read(size - 4)
         if len(body) < size - 4:
             raise ArchiveCorruption(
-                f"truncated {what}: stream ended after {len(body) + 4} of its {size} bytes",
-                namespace=ns, offset=start)
+                f"truncated {what}: stream ended after {len(body) + 4} of its {size} bytes", namespace=ns, offset=start
+            )
         if body[-1] != 0:
-            raise ArchiveCorruption(f"{what} of {size} bytes does not end with a NUL byte",
-                                    namespace=ns, offset=start)
+            raise ArchiveCorruption(f"{what} of {size} bytes does not end with a NUL byte", namespace=ns, offset=start)
         return length + body
 
 

@@ -60,8 +60,7 @@ class _Namespace:
 class ArchiveWriter:
     """Produces one archive: call `prelude` once, then `documents`/`end_namespace` per namespace."""
 
-    def __init__(self, header: ArchiveHeader, *, chunk_size: int = CHUNK_SIZE,
-                 segment_size: int = SEGMENT_SIZE):
+    def __init__(self, header: ArchiveHeader, *, chunk_size: int = CHUNK_SIZE, segment_size: int = SEGMENT_SIZE):
         if chunk_size < 1 or segment_size < 1:
             raise ValueError("chunk_size and segment_size must be positive")
         self.header = header
@@ -156,8 +155,9 @@ class ArchiveWriter:
 
         Call it last: after it the archive is complete and mongorestore will accept it.
         """
-        return b"".join(self.end_namespace(ns.db, ns.collection)
-                        for ns in self._require_prelude().values() if not ns.ended)
+        return b"".join(
+            self.end_namespace(ns.db, ns.collection) for ns in self._require_prelude().values() if not ns.ended
+        )
 
     def crc(self, db: str, collection: str) -> int:
         """The signed CRC of an ended namespace, as its EOF header stores it."""
@@ -192,8 +192,7 @@ class ArchiveWriter:
         if state.ended:
             raise ArchiveError(f"namespace {state.ns} was already ended")
         if state.broken:
-            raise ArchiveError(
-                f"namespace {state.ns}: an earlier documents() iterator stopped before its end")
+            raise ArchiveError(f"namespace {state.ns}: an earlier documents() iterator stopped before its end")
         return state
 
 
@@ -203,10 +202,10 @@ def _check_document(doc: RawBytes, ns: str, index: int) -> int:
     declared = _LENGTH.unpack_from(doc)[0] if size >= 4 else -1
     if declared != size or size < MIN_BSON_SIZE or doc[-1] != 0:
         raise ArchiveError(
-            f"namespace {ns}: document #{index} is not one whole BSON document "
-            f"({size} bytes, length prefix {declared})")
+            f"namespace {ns}: document #{index} is not one whole BSON document ({size} bytes, length prefix {declared})"
+        )
     if size > MAX_BSON_SIZE:
         raise ArchiveError(
-            f"namespace {ns}: document #{index} has {size} bytes, more than mongorestore accepts "
-            f"({MAX_BSON_SIZE})")
+            f"namespace {ns}: document #{index} has {size} bytes, more than mongorestore accepts ({MAX_BSON_SIZE})"
+        )
     return size

@@ -28,17 +28,18 @@ from mongobackup.archive import (
 )
 
 HEADER = ArchiveHeader(1, ARCHIVE_VERSION, "8.2.11", "test")
-NAMESPACES = [NamespaceMetadata("shop", "orders", "{}", 0, "collection"),
-              NamespaceMetadata("shop", "empty", "{}", 0, "collection"),
-              NamespaceMetadata("shop", "v", "{}", 0, "view")]
+NAMESPACES = [
+    NamespaceMetadata("shop", "orders", "{}", 0, "collection"),
+    NamespaceMetadata("shop", "empty", "{}", 0, "collection"),
+    NamespaceMetadata("shop", "v", "{}", 0, "view"),
+]
 MARKER = "needle-in-the-haystack"
 
 
 def build(order_count: int = 2000) -> bytes:
     writer = ArchiveWriter(HEADER, segment_size=40_000)
     out = [writer.prelude(NAMESPACES)]
-    docs = [bson.encode({"_id": i, "s": MARKER if i == order_count // 2 else f"item {i}"})
-            for i in range(order_count)]
+    docs = [bson.encode({"_id": i, "s": MARKER if i == order_count // 2 else f"item {i}"}) for i in range(order_count)]
     out += writer.documents("shop", "orders", docs)
     out.append(writer.end_namespace("shop", "orders"))
     out.append(writer.finish())
@@ -94,8 +95,9 @@ def test_flipped_byte_in_a_document_is_a_crc_error_naming_the_namespace() -> Non
     data = bytearray(build())
     at = data.index(MARKER.encode())
     data[at + 3] ^= 0x01  # still well-formed BSON: only the CRC can tell
-    with pytest.raises(ArchiveCorruption,
-                       match=r"namespace shop\.orders: CRC mismatch \(stored -?\d+, computed -?\d+\)"):
+    with pytest.raises(
+        ArchiveCorruption, match=r"namespace shop\.orders: CRC mismatch \(stored -?\d+, computed -?\d+\)"
+    ):
         consume(bytes(data))
 
 
@@ -122,22 +124,33 @@ def prelude(*names: str) -> bytes:
 ONE = bson.encode({"_id": 1})
 
 
-@pytest.mark.parametrize("body, message", [
-    (segment(("shop", "other"), ONE), r"namespace shop\.other: not listed in the archive prelude"),
-    (segment(("", "oplog"), ONE), r"namespace \.oplog: not listed in the archive prelude"),
-    (segment(("shop", "a"), eof=True) + segment(("shop", "a"), ONE), r"shop\.a: more data after its EOF"),
-    (NamespaceHeader("shop", "a", True, 0).to_bson() + ONE + TERMINATOR, r"shop\.a: a document after"),
-    (TERMINATOR, "a terminator where a namespace header belongs"),
-    (NamespaceHeader("shop", "a", False, 0).to_bson() + struct.pack("<i", 4) + TERMINATOR,
-     r"shop\.a: 4 is neither a valid BSON length"),
-    (NamespaceHeader("shop", "a", False, 0).to_bson() + struct.pack("<i", MAX_BSON_SIZE + 17 * 1024),
-     r"shop\.a: \d+ is neither a valid BSON length"),
-    (NamespaceHeader("shop", "a", False, 0).to_bson() + ONE[:-1] + b"\x01" + TERMINATOR,
-     r"shop\.a: document of \d+ bytes does not end with a NUL"),
-    (NamespaceHeader("shop", "a", False, 0).to_bson() + ONE[:7], r"shop\.a: truncated document"),
-    (segment(("shop", "a"), ONE) + segment(("shop", "a"), eof=True, crc=12345),
-     r"shop\.a: CRC mismatch \(stored 12345, computed"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (segment(("shop", "other"), ONE), r"namespace shop\.other: not listed in the archive prelude"),
+        (segment(("", "oplog"), ONE), r"namespace \.oplog: not listed in the archive prelude"),
+        (segment(("shop", "a"), eof=True) + segment(("shop", "a"), ONE), r"shop\.a: more data after its EOF"),
+        (NamespaceHeader("shop", "a", True, 0).to_bson() + ONE + TERMINATOR, r"shop\.a: a document after"),
+        (TERMINATOR, "a terminator where a namespace header belongs"),
+        (
+            NamespaceHeader("shop", "a", False, 0).to_bson() + struct.pack("<i", 4) + TERMINATOR,
+            r"shop\.a: 4 is neither a valid BSON length",
+        ),
+        (
+            NamespaceHeader("shop", "a", False, 0).to_bson() + struct.pack("<i", MAX_BSON_SIZE + 17 * 1024),
+            r"shop\.a: \d+ is neither a valid BSON length",
+        ),
+        (
+            NamespaceHeader("shop", "a", False, 0).to_bson() + ONE[:-1] + b"\x01" + TERMINATOR,
+            r"shop\.a: document of \d+ bytes does not end with a NUL",
+        ),
+        (NamespaceHeader("shop", "a", False, 0).to_bson() + ONE[:7], r"shop\.a: truncated document"),
+        (
+            segment(("shop", "a"), ONE) + segment(("shop", "a"), eof=True, crc=12345),
+            r"shop\.a: CRC mismatch \(stored 12345, computed",
+        ),
+    ],
+)
 def test_framing_errors(body: bytes, message: str) -> None:
     with pytest.raises(ArchiveCorruption, match=message):
         consume(prelude("a") + body)

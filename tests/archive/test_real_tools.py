@@ -55,18 +55,31 @@ def seed(client: MongoClient, name: str) -> None:
     """A database with the shapes a backup must carry: types, indexes, empty, capped, view, validator."""
     db = client[name]
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    orders = [{
-        "_id": i, "sku": f"sku-{i:04d}", "qty": i % 40, "status": ["new", "paid", "sent"][i % 3],
-        "price": Decimal128(f"{i}.25"), "big": Int64(1 << 40) + i, "ratio": i / 7, "ok": i % 2 == 0,
-        "created": now, "name": f"naïve ✓ {i}", "tags": ["a", {"k": i}, [1, 2]], "none": None,
-        "blob": Binary(bytes(range(i % 256))), "id": Binary.from_uuid(uuid.UUID(int=i + 1)),
-        "pattern": Regex("^x", "i"), **({"coupon": f"c{i}"} if i % 10 == 0 else {}),
-    } for i in range(400)]
+    orders = [
+        {
+            "_id": i,
+            "sku": f"sku-{i:04d}",
+            "qty": i % 40,
+            "status": ["new", "paid", "sent"][i % 3],
+            "price": Decimal128(f"{i}.25"),
+            "big": Int64(1 << 40) + i,
+            "ratio": i / 7,
+            "ok": i % 2 == 0,
+            "created": now,
+            "name": f"naïve ✓ {i}",
+            "tags": ["a", {"k": i}, [1, 2]],
+            "none": None,
+            "blob": Binary(bytes(range(i % 256))),
+            "id": Binary.from_uuid(uuid.UUID(int=i + 1)),
+            "pattern": Regex("^x", "i"),
+            **({"coupon": f"c{i}"} if i % 10 == 0 else {}),
+        }
+        for i in range(400)
+    ]
     orders.append({"_id": 10_000, "sku": "huge", "qty": 1, "blob": Binary(b"z" * (2 * 1024 * 1024))})
     db.orders.insert_many(orders)
     db.orders.create_index([("sku", ASCENDING)], unique=True, name="sku_unique")
-    db.orders.create_index([("qty", DESCENDING)], partialFilterExpression={"qty": {"$gt": 10}},
-                           name="qty_partial")
+    db.orders.create_index([("qty", DESCENDING)], partialFilterExpression={"qty": {"$gt": 10}}, name="qty_partial")
     # Dated now with a ten-year TTL: the TTL monitor must not delete documents during the test.
     db.orders.create_index([("created", ASCENDING)], expireAfterSeconds=10 * 365 * 86400, name="created_ttl")
     db.orders.create_index([("status", ASCENDING), ("qty", DESCENDING)], name="status_qty")
@@ -78,8 +91,7 @@ def seed(client: MongoClient, name: str) -> None:
     db.create_collection("validated", validator={"qty": {"$gte": 0}}, validationLevel="strict")
     db.validated.insert_many([{"_id": i, "qty": i} for i in range(5)])
     db["odd-name_ü"].insert_one({"_id": "only", "x": 1})
-    db.create_collection(VIEW, viewOn="orders", pipeline=[{"$match": {"qty": {"$gt": 30}}},
-                                                          {"$project": {"sku": 1}}])
+    db.create_collection(VIEW, viewOn="orders", pipeline=[{"$match": {"qty": {"$gt": 30}}}, {"$project": {"sku": 1}}])
 
 
 def raw_documents(client: MongoClient, db: str, collection: str, sort: Any = "_id") -> list[bytes]:
@@ -95,8 +107,15 @@ def describe(client: MongoClient, db: str) -> list[dict[str, Any]]:
         kind = info.get("type", "collection")
         indexes = [] if kind == "view" else list(client[db][info["name"]].list_indexes())
         uuid_bytes = bytes(info["info"]["uuid"]) if "uuid" in info.get("info", {}) else None
-        out.append({"name": info["name"], "type": kind, "options": info.get("options", {}),
-                    "indexes": indexes, "uuid": uuid_bytes})
+        out.append(
+            {
+                "name": info["name"],
+                "type": kind,
+                "options": info.get("options", {}),
+                "indexes": indexes,
+                "uuid": uuid_bytes,
+            }
+        )
     return out
 
 
@@ -109,8 +128,16 @@ def write_our_archive(client: MongoClient, db: str, *, with_oplog: bool) -> byte
     """An archive of `db` made only by our code, from pymongo raw documents (chunks joined in memory:
     the test archive is small; the writer itself streams)."""
     described = describe(client, db)
-    metas = [NamespaceMetadata(db, c["name"], collection_metadata_json(
-        c["options"], c["indexes"], c["uuid"], c["name"], c["type"]), 0, c["type"]) for c in described]
+    metas = [
+        NamespaceMetadata(
+            db,
+            c["name"],
+            collection_metadata_json(c["options"], c["indexes"], c["uuid"], c["name"], c["type"]),
+            0,
+            c["type"],
+        )
+        for c in described
+    ]
     if with_oplog:
         metas.append(NamespaceMetadata(OPLOG_DB, OPLOG_COLLECTION, "", 0, ""))
     writer = ArchiveWriter(ArchiveHeader(1, ARCHIVE_VERSION, client.server_info()["version"], "tests"))
@@ -156,8 +183,12 @@ def target(services: LocalServices) -> Iterator[MongoClient]:
 
 
 @pytest.fixture(scope="module")
-def dumps(source: tuple[MongoClient, str], services: LocalServices, mongo_tools: MongoTools,
-          tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def dumps(
+    source: tuple[MongoClient, str],
+    services: LocalServices,
+    mongo_tools: MongoTools,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Path]:
     """The real mongodump's archive of the source database, plain and --gzip."""
     _, db = source
     folder = tmp_path_factory.mktemp("mongodump")
@@ -175,8 +206,9 @@ def our_archive(source: tuple[MongoClient, str]) -> bytes:
 
 
 @pytest.mark.parametrize("kind", ["plain", "gzip"])
-def test_reader_reads_real_mongodump_archive(kind: str, dumps: dict[str, Path],
-                                             source: tuple[MongoClient, str]) -> None:
+def test_reader_reads_real_mongodump_archive(
+    kind: str, dumps: dict[str, Path], source: tuple[MongoClient, str]
+) -> None:
     client, db = source
     path = dumps[kind]
     # --gzip compresses the whole stream: undo it outside the archive code.
@@ -207,8 +239,9 @@ def test_our_metadata_json_equals_mongodumps(dumps: dict[str, Path], source: tup
             assert ours == meta.metadata
 
 
-def test_reader_reads_real_mongodump_oplog_archive(mongo_tools: MongoTools,
-                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_reader_reads_real_mongodump_oplog_archive(
+    mongo_tools: MongoTools, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     # --oplog needs a full dump (no --db); a private server keeps other tests' databases out of it.
     private = LocalServices(tmp_path_factory.mktemp("arch-oplog"))
     try:
@@ -228,9 +261,14 @@ def test_reader_reads_real_mongodump_oplog_archive(mongo_tools: MongoTools,
     assert all({"ts", "op"} <= set(bson.decode(entry)) for entry in documents[".oplog"])
 
 
-def test_mongorestore_restores_our_archive(our_archive: bytes, source: tuple[MongoClient, str],
-                                           target: MongoClient, services: LocalServices,
-                                           mongo_tools: MongoTools, tmp_path: Path) -> None:
+def test_mongorestore_restores_our_archive(
+    our_archive: bytes,
+    source: tuple[MongoClient, str],
+    target: MongoClient,
+    services: LocalServices,
+    mongo_tools: MongoTools,
+    tmp_path: Path,
+) -> None:
     client, db = source
     path = tmp_path / "ours.archive"
     path.write_bytes(our_archive)
@@ -249,32 +287,49 @@ def test_mongorestore_restores_our_archive(our_archive: bytes, source: tuple[Mon
 
 
 def altered_crc(archive: bytes, db: str, collection: str) -> bytes:
-    crc = next(e.crc for e in ArchiveReader(io.BytesIO(archive))
-               if isinstance(e, NamespaceEndEvent) and e.ns == f"{db}.{collection}")
+    crc = next(
+        e.crc
+        for e in ArchiveReader(io.BytesIO(archive))
+        if isinstance(e, NamespaceEndEvent) and e.ns == f"{db}.{collection}"
+    )
     good = NamespaceHeader(db, collection, True, crc).to_bson()
     bad = NamespaceHeader(db, collection, True, crc ^ 1).to_bson()
     assert archive.count(good) == 1
     return archive.replace(good, bad)
 
 
-def test_mongorestore_rejects_our_archive_with_a_bad_crc(our_archive: bytes, source: tuple[MongoClient, str],
-                                                         services: LocalServices, mongo_tools: MongoTools,
-                                                         tmp_path: Path) -> None:
+def test_mongorestore_rejects_our_archive_with_a_bad_crc(
+    our_archive: bytes,
+    source: tuple[MongoClient, str],
+    services: LocalServices,
+    mongo_tools: MongoTools,
+    tmp_path: Path,
+) -> None:
     _, db = source
     bad = altered_crc(our_archive, db, "orders")
     with pytest.raises(ArchiveCorruption, match=rf"namespace {db}\.orders: CRC mismatch"):
         read_archive(io.BytesIO(bad))
     path = tmp_path / "bad-crc.archive"
     path.write_bytes(bad)
-    done = mongo_tools.run("mongorestore", f"--uri={services.mongo_uri('mongo-b')}", f"--archive={path}",
-                           f"--nsFrom={db}.*", f"--nsTo=arch_badcrc_{RUN}.*", check=False)
+    done = mongo_tools.run(
+        "mongorestore",
+        f"--uri={services.mongo_uri('mongo-b')}",
+        f"--archive={path}",
+        f"--nsFrom={db}.*",
+        f"--nsTo=arch_badcrc_{RUN}.*",
+        check=False,
+    )
     assert done.returncode != 0
     assert "CRC mismatch" in done.stderr.decode(errors="replace")
 
 
-def test_mongorestore_needs_every_prelude_namespace_ended(our_archive: bytes, source: tuple[MongoClient, str],
-                                                          services: LocalServices, mongo_tools: MongoTools,
-                                                          tmp_path: Path) -> None:
+def test_mongorestore_needs_every_prelude_namespace_ended(
+    our_archive: bytes,
+    source: tuple[MongoClient, str],
+    services: LocalServices,
+    mongo_tools: MongoTools,
+    tmp_path: Path,
+) -> None:
     """Why ArchiveWriter.finish exists: an archive without the view's EOF is refused."""
     _, db = source
     view_eof = NamespaceHeader(db, VIEW, True, 0).to_bson() + b"\xff\xff\xff\xff"
@@ -283,7 +338,13 @@ def test_mongorestore_needs_every_prelude_namespace_ended(our_archive: bytes, so
     path.write_bytes(our_archive.replace(view_eof, b""))
     with pytest.raises(ArchiveCorruption, match=rf"never finished: {db}\.{VIEW}"):
         read_archive(io.BytesIO(path.read_bytes()))
-    done = mongo_tools.run("mongorestore", f"--uri={services.mongo_uri('mongo-b')}", f"--archive={path}",
-                           f"--nsFrom={db}.*", f"--nsTo=arch_noeof_{RUN}.*", check=False)
+    done = mongo_tools.run(
+        "mongorestore",
+        f"--uri={services.mongo_uri('mongo-b')}",
+        f"--archive={path}",
+        f"--nsFrom={db}.*",
+        f"--nsTo=arch_noeof_{RUN}.*",
+        check=False,
+    )
     assert done.returncode != 0
     assert "archive finished before all collections were seen" in done.stderr.decode(errors="replace")

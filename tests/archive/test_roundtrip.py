@@ -131,8 +131,8 @@ def test_writer_takes_memoryviews_as_pymongo_gives_them() -> None:
     buffer = b"".join(doc(i, size) for i, size in enumerate([10, 5000, 2 * MiB, 7]))
     views, pos = [], 0
     while pos < len(buffer):
-        size = int.from_bytes(buffer[pos:pos + 4], "little")
-        views.append(memoryview(buffer)[pos:pos + size])
+        size = int.from_bytes(buffer[pos : pos + 4], "little")
+        views.append(memoryview(buffer)[pos : pos + size])
         pos += size
     writer = ArchiveWriter(HEADER)
     prelude = writer.prelude(namespaces("c"))

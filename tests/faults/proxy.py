@@ -13,8 +13,10 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-_ERROR_BODY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-               b"<Message>injected by the test proxy</Message></Error>")
+_ERROR_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>injected by the test proxy</Message></Error>"
+)
 
 
 class FaultyS3Proxy:
