@@ -39,8 +39,8 @@ from mongobackup.plan import BackupPlan
 ROOT = Path(__file__).resolve().parent.parent
 #: The flows whose runs the automations watch (flow names, as the UI shows them).
 WATCHED_FLOWS = ("backup", "firedrill", "watchdog", "retention")
-NOTIFY_AUTOMATION = "mongo-backup: notify on failed or crashed runs"
-CRASH_AUTOMATION = "mongo-backup: crash runs without heartbeats"
+NOTIFY_AUTOMATION = "mongo-backup notify on failed or crashed runs"
+CRASH_AUTOMATION = "mongo-backup crash runs without heartbeats"
 WEBHOOK_BLOCK = "mongo-backup-alerts"
 #: A run is crashed after this many heartbeats in a row did not arrive.
 MISSED_HEARTBEATS = 3
@@ -103,9 +103,8 @@ def ensure_work_pools(client: Any, spec: dict[str, Any], check: bool) -> list[St
         queues.setdefault(pool["name"], set()).add(pool.get("work_queue_name") or "default")
     for pool, names in sorted(queues.items()):
         try:
-            found = client.read_work_pool(pool)
-            ok = found.type == "process"
-            steps.append(Step("ok" if ok else "MISSING", f"work pool {pool}", "" if ok else f"type {found.type}"))
+            # Any type is fine once it exists (a kubernetes pool made with the base job template, say).
+            steps.append(Step("ok", f"work pool {pool}", f"type {client.read_work_pool(pool).type}"))
         except ObjectNotFound:
             if not check:
                 client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
@@ -128,16 +127,15 @@ def deployment_differences(found: Any, wanted: dict[str, Any], plan_path: str) -
     """What differs between a deployment on the server and its prefect.yaml entry (empty: nothing)."""
     pool = wanted["work_pool"]
     limit = wanted.get("concurrency_limit") or {}
-    options = getattr(found, "concurrency_options", None)
+    held = found.global_concurrency_limit  # the deployment's limit lives in a concurrency limit of its own
     params = {**wanted.get("parameters", {}), "plan_path": plan_path}
     checks = {
         "entrypoint": (found.entrypoint, wanted["entrypoint"]),
         "work pool": (found.work_pool_name, pool["name"]),
         "work queue": (found.work_queue_name, pool.get("work_queue_name") or "default"),
-        "concurrency limit": (found.concurrency_limit, limit.get("limit")),
-        "collision strategy": (
-            getattr(getattr(options, "collision_strategy", None), "value", None) if limit else None,
-            limit.get("collision_strategy"),
+        "concurrency limit": (
+            (held.limit, found.concurrency_options.collision_strategy.value) if held else None,
+            (limit["limit"], limit.get("collision_strategy", "ENQUEUE")) if limit else None,
         ),
         "parameters": (found.parameters, params),
         "tags": (sorted(found.tags), sorted(wanted.get("tags", []))),
@@ -153,7 +151,7 @@ def deployment_differences(found: Any, wanted: dict[str, Any], plan_path: str) -
 def ensure_deployments(client: Any, spec: dict[str, Any], plan_path: str, check: bool) -> list[Step]:
     from prefect.exceptions import ObjectNotFound
 
-    steps = []
+    steps, stale = [], []
     for wanted in spec["deployments"]:
         name = deployment_name(spec, wanted)
         try:
@@ -164,9 +162,10 @@ def ensure_deployments(client: Any, spec: dict[str, Any], plan_path: str, check:
         if not differences:
             steps.append(Step("ok", f"deployment {name}"))
             continue
-        if not check:
-            _prefect_deploy(name, plan_path)
+        stale.append(name)
         steps.append(Step(_outcome(outcome, check), f"deployment {name}", "; ".join(differences)))
+    if stale and not check:
+        _prefect_deploy(stale, plan_path)
     return steps
 
 
@@ -174,13 +173,15 @@ def _outcome(verb: str, check: bool) -> str:
     return f"would {verb}" if check else f"{verb}d"
 
 
-def _prefect_deploy(name: str, plan_path: str) -> None:
-    """`prefect deploy` of one prefect.yaml entry (flow/deployment), plan path overridden; output only on failure."""
-    argv = [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--name", name]
+def _prefect_deploy(names: list[str], plan_path: str) -> None:
+    """`prefect deploy` of these prefect.yaml entries (flow/deployment), plan path overridden; output on failure."""
+    argv = [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy"]
+    for name in names:
+        argv += ["--name", name]
     argv += ["--param", f"plan_path={json.dumps(plan_path)}"]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
-        raise RuntimeError(f"prefect deploy --name {name} failed:\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(f"prefect deploy {' '.join(names)} failed:\n{done.stdout}\n{done.stderr}")
 
 
 # --- blocks the plan names ----------------------------------------------------------------------------------------
@@ -265,7 +266,8 @@ def ensure_notification_block(
             return Step("MISSING", what, "give --webhook-url URL, or --notify-block TYPE/NAME of your own"), None
         return Step("ok", what), existing._block_document_id
     wanted = _webhook_block(webhook_url)
-    if existing is not None and existing.model_dump(exclude={"secrets"}) == wanted.model_dump(exclude={"secrets"}):
+    fields = set(CustomWebhookNotificationBlock.model_fields) - {"secrets"}
+    if existing is not None and existing.model_dump(include=fields) == wanted.model_dump(include=fields):
         return Step("ok", what), existing._block_document_id
     verb = "update" if existing else "create"
     if check:
@@ -348,6 +350,9 @@ def _comparable(automation: Any) -> dict[str, Any]:
     """The parts of an automation setup decides, as JSON (the trigger's own random id left out)."""
     dumped = json.loads(automation.model_dump_json(include={"name", "description", "enabled", "trigger", "actions"}))
     dumped["trigger"].pop("id", None)
+    for key in ("after", "expect", "for_each"):  # sets: their order in JSON is arbitrary
+        if isinstance(dumped["trigger"].get(key), list):
+            dumped["trigger"][key] = sorted(dumped["trigger"][key])
     return dumped
 
 

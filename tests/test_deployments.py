@@ -52,7 +52,7 @@ def wait_final(flow_run_id, timeout: float = 240.0):
 @pytest.fixture(scope="module")
 def deployed(services, prefect) -> str:
     """The project's prefect.yaml deployed to the session's server, with two process workers polling."""
-    services.start(["prefect-worker", "prefect-worker-2"])
+    services.start(["prefect-worker", "prefect-worker-2", "prefect-worker-control"])
     prefect_cli("deploy", "--all", api_url=prefect)
     return prefect
 
