@@ -165,7 +165,16 @@ def ensure_deployments(client: Any, spec: dict[str, Any], plan_path: str, check:
         stale.append(name)
         steps.append(Step(_outcome(outcome, check), f"deployment {name}", "; ".join(differences)))
     if stale and not check:
-        _prefect_deploy(stale, plan_path)
+        _prefect_deploy(stale)
+        # `prefect deploy` of several deployments takes no parameter overrides: set the plan path afterwards.
+        from prefect.client.schemas.actions import DeploymentUpdate
+
+        for wanted in spec["deployments"]:
+            name = deployment_name(spec, wanted)
+            if name in stale:
+                parameters = {**wanted.get("parameters", {}), "plan_path": plan_path}
+                found = client.read_deployment_by_name(name)
+                client.update_deployment(found.id, DeploymentUpdate(parameters=parameters))
     return steps
 
 
@@ -173,12 +182,11 @@ def _outcome(verb: str, check: bool) -> str:
     return f"would {verb}" if check else f"{verb}d"
 
 
-def _prefect_deploy(names: list[str], plan_path: str) -> None:
-    """`prefect deploy` of these prefect.yaml entries (flow/deployment), plan path overridden; output on failure."""
+def _prefect_deploy(names: list[str]) -> None:
+    """`prefect deploy` of these prefect.yaml entries (flow/deployment); its output only when it fails."""
     argv = [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy"]
     for name in names:
         argv += ["--name", name]
-    argv += ["--param", f"plan_path={json.dumps(plan_path)}"]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"prefect deploy {' '.join(names)} failed:\n{done.stdout}\n{done.stderr}")
@@ -199,6 +207,9 @@ def plan_blocks(plan: BackupPlan) -> Iterator[tuple[str, str, str]]:
                     yield where, "aws-credentials", value
                 elif isinstance(value, str) and name.endswith("_secret"):
                     yield where, "secret", value
+                elif isinstance(value, BaseModel) and getattr(value, "kind", None) == "secret":
+                    # A secret reference (inline / env / Secret block): the plan file's field is `<name>_secret`.
+                    yield f"{path + '.' if path else ''}{value.source}", "secret", value.secret
                 else:
                     yield from walk(value, where)
         elif isinstance(node, list | tuple):
