@@ -87,13 +87,17 @@ class PricePlan(BaseModel):
 
     @field_validator("retrieval_gb", "retrieval_request")
     @classmethod
-    def _retrieval_defaults(cls, given: dict[str, dict[str, float]], info: ValidationInfo) -> dict[str, dict[str, float]]:
+    def _retrieval_defaults(
+        cls, given: dict[str, dict[str, float]], info: ValidationInfo
+    ) -> dict[str, dict[str, float]]:
         defaults = DEFAULT_RETRIEVAL_GB if info.field_name == "retrieval_gb" else DEFAULT_RETRIEVAL_REQUEST
         merged = _copy(defaults)
         for name, tiers in given.items():
             unknown = sorted(set(tiers) - set(RETRIEVALS))
             if unknown:
-                raise ValueError(f"{name}: unknown retrieval tier {', '.join(unknown)} (expected {', '.join(RETRIEVALS)})")
+                raise ValueError(
+                    f"{name}: unknown retrieval tier {', '.join(unknown)} (expected {', '.join(RETRIEVALS)})"
+                )
             _no_negative(tiers)
             merged.setdefault(name.upper(), {}).update(tiers)
         return merged
@@ -115,7 +119,6 @@ class PricePlan(BaseModel):
         """`$0.0177` / `1.20 EUR`: enough digits for the small sums of one backup."""
         digits = 2 if abs(amount) >= 1 else 4
         return f"${amount:,.{digits}f}" if self.currency == "USD" else f"{amount:,.{digits}f} {self.currency}"
-
 
 
 def _copy(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

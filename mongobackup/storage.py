@@ -73,6 +73,8 @@ class ObjectInfo:
     size: int
     etag: str
     metadata: Mapping[str, str]
+    #: As a listing or HEAD reports it (S3 leaves it out for STANDARD).
+    storage_class: str = "STANDARD"
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,9 @@ class S3Storage:
         with self.errors("list", prefix + "*"):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
-                    yield ObjectInfo(item["Key"], item["Size"], item["ETag"].strip('"'), {})
+                    yield ObjectInfo(
+                        item["Key"], item["Size"], item["ETag"].strip('"'), {}, item.get("StorageClass") or "STANDARD"
+                    )
 
     def open_uploads(self, prefix: str = "") -> list[tuple[str, str]]:
         """(key, upload id) of multipart uploads still open under a prefix: a failed run must leave none."""
