@@ -75,6 +75,8 @@ class ObjectInfo:
     metadata: Mapping[str, str]
     #: As a listing or HEAD reports it (S3 leaves it out for STANDARD).
     storage_class: str = "STANDARD"
+    #: HEAD's `x-amz-restore` header: the state of a thaw of an archived object (see `mongobackup.glacier`).
+    restore: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,34 @@ class S3Storage:
             raise _storage_error(exc, "head", self.where(key)) from exc
         except BotoCoreError as exc:
             raise _storage_error(exc, "head", self.where(key)) from exc
-        return ObjectInfo(key, reply["ContentLength"], reply["ETag"].strip('"'), reply.get("Metadata", {}))
+        return ObjectInfo(
+            key,
+            reply["ContentLength"],
+            reply["ETag"].strip('"'),
+            reply.get("Metadata", {}),
+            reply.get("StorageClass") or "STANDARD",
+            reply.get("Restore"),
+        )
+
+    def request_restore(self, key: str, days: int, retrieval: str) -> bool:
+        """Asks S3 to thaw an archived object for `days` at `retrieval` (Expedited, Standard, Bulk).
+
+        True when the request was taken; False when a thaw of it is already under way (S3 answers 409
+        RestoreAlreadyInProgress): either way the object becomes readable, and nothing is asked twice.
+        """
+        try:
+            self.client.restore_object(
+                Bucket=self.bucket,
+                Key=key,
+                RestoreRequest={"Days": days, "GlacierJobParameters": {"Tier": retrieval.capitalize()}},
+            )
+        except ClientError as exc:
+            if _code(exc) == "RestoreAlreadyInProgress":
+                return False
+            raise _storage_error(exc, f"request a {retrieval} thaw of", self.where(key)) from exc
+        except BotoCoreError as exc:
+            raise _storage_error(exc, f"request a {retrieval} thaw of", self.where(key)) from exc
+        return True
 
     def put_json(self, key: str, document: Mapping[str, Any]) -> None:
         body = json.dumps(document, indent=2, sort_keys=True).encode()
