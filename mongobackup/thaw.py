@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from mongobackup.errors import BackupError, StorageError
 from mongobackup.glacier import Retrieval, ThawState, thaw_state, typical_thaw
-from mongobackup.glacier_plan import RestorePlan
+from mongobackup.glacier_plan import PricePlan, RestorePlan
 from mongobackup.storage import S3Storage
 
 
@@ -61,37 +61,45 @@ class ThawOutcome:
     requested: bool = False
     retrieval: Retrieval | None = None
     waited_s: float = 0.0
+    size: int = 0  # of the object, for the price of its thaw
+    days: int = 0  # the thawed copy is kept this long
 
-    def describe(self) -> str:
+    def describe(self, prices: PricePlan | None = None) -> str:
         """One line for a person: what was asked (or why nothing was), and where the object is now."""
         if not self.before.archived:
-            return f"{self.key}: {self.before.storage_class}, readable without a thaw"
+            return f"{self.before.storage_class}, readable without a thaw"
         if self.requested:
-            usual = typical_thaw(self.before.storage_class, self.retrieval or "standard")
+            cls, retrieval = self.before.storage_class, self.retrieval or "standard"
+            cost = prices.thaw_cost(cls, retrieval, self.size) if prices is not None else None
+            price = f", about {prices.money(cost)} at {prices.region} prices" if prices and cost is not None else ""
             return (
-                f"{self.key}: {self.before.storage_class}, asked for a {self.retrieval} thaw "
-                f"(usually {usual}); now {self.after.describe()}"
+                f"{cls}, asked for a {retrieval} thaw for {self.days} days (usually {typical_thaw(cls, retrieval)}"
+                f"{price}); now {self.after.describe()}"
             )
-        return f"{self.key}: {self.before.describe()}, not asked again; now {self.after.describe()}"
+        return f"{self.before.describe()}, not asked again; now {self.after.describe()}"
 
 
 def object_thaw_state(storage: S3Storage, key: str) -> ThawState:
     """The storage class and thaw state of `key` (one HEAD); StorageError when it does not exist."""
+    return _look(storage, key)[0]
+
+
+def _look(storage: S3Storage, key: str) -> tuple[ThawState, int]:
     info = storage.head(key)
     if info is None:
         raise StorageError(f"{storage.where(key)}: no such object")
-    return thaw_state(info.storage_class, info.restore)
+    return thaw_state(info.storage_class, info.restore), info.size
 
 
 def request_thaw(storage: S3Storage, key: str, settings: ThawSettings) -> ThawOutcome:
     """Asks for a thaw when `key` is archived and neither thawing nor thawed; returns at once."""
-    before = object_thaw_state(storage, key)
+    before, size = _look(storage, key)
     if not before.archived or before.restore != "none":
-        return ThawOutcome(key, before, before)
+        return ThawOutcome(key, before, before, size=size)
     typical_thaw(before.storage_class, settings.retrieval)  # RetrievalUnavailable before anything is asked
     taken = storage.request_restore(key, settings.days, settings.retrieval)
     after = object_thaw_state(storage, key)
-    return ThawOutcome(key, before, after, requested=taken, retrieval=settings.retrieval)
+    return ThawOutcome(key, before, after, taken, settings.retrieval, size=size, days=settings.days)
 
 
 def ensure_thawed(
@@ -101,6 +109,7 @@ def ensure_thawed(
     *,
     say: Callable[[str], None] = lambda line: None,
     sleep: Callable[[float], None] = time.sleep,
+    prices: PricePlan | None = None,
 ) -> ThawOutcome:
     """Makes `key` readable: asks for a thaw if needed, then waits (a HEAD every `poll_s`) until it is, at
     most `wait_s`; ThawTimeout naming key, class and retrieval tier when the deadline passes first.
@@ -111,11 +120,11 @@ def ensure_thawed(
     outcome = request_thaw(storage, key, settings)
     if outcome.after.readable:
         if outcome.before.archived:
-            say(outcome.describe())
+            say(f"{key}: {outcome.describe(prices)}")
         return outcome
     retrieval = outcome.retrieval or settings.retrieval
     usual = typical_thaw(outcome.before.storage_class, retrieval)
-    say(outcome.describe() + f"; waiting up to {_hours(settings.wait_s)}")
+    say(f"{key}: {outcome.describe(prices)}; waiting up to {_hours(settings.wait_s)}")
     state = outcome.after
     while not state.readable:
         waited = time.monotonic() - started
@@ -130,7 +139,7 @@ def ensure_thawed(
         state = object_thaw_state(storage, key)
         say(f"{key}: {state.describe()}, {_hours(time.monotonic() - started)} of {_hours(settings.wait_s)}")
     waited = time.monotonic() - started
-    return ThawOutcome(key, outcome.before, state, outcome.requested, retrieval, waited)
+    return ThawOutcome(key, outcome.before, state, outcome.requested, retrieval, waited, outcome.size, outcome.days)
 
 
 def _hours(seconds: float) -> str:
