@@ -39,7 +39,7 @@ from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.prune import prune
 from mongobackup.tiercost import cost_lines, lint_lines, stored_by_tier
 from tasks import retention as t
-from tasks.backup import retrying
+from tasks.retries import retrying
 
 
 def parse_at(at: str | None) -> datetime:

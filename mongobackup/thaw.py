@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from mongobackup.errors import BackupError, StorageError
 from mongobackup.glacier import Retrieval, ThawState, thaw_state, typical_thaw
 from mongobackup.glacier_plan import PricePlan, RestorePlan
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 
 
 class ThawTimeout(BackupError):
@@ -79,19 +79,19 @@ class ThawOutcome:
         return f"{self.before.describe()}, not asked again; now {self.after.describe()}"
 
 
-def object_thaw_state(storage: S3Storage, key: str) -> ThawState:
+def object_thaw_state(storage: Storage, key: str) -> ThawState:
     """The storage class and thaw state of `key` (one HEAD); StorageError when it does not exist."""
     return _look(storage, key)[0]
 
 
-def _look(storage: S3Storage, key: str) -> tuple[ThawState, int]:
+def _look(storage: Storage, key: str) -> tuple[ThawState, int]:
     info = storage.head(key)
     if info is None:
         raise StorageError(f"{storage.where(key)}: no such object")
     return thaw_state(info.storage_class, info.restore), info.size
 
 
-def request_thaw(storage: S3Storage, key: str, settings: ThawSettings) -> ThawOutcome:
+def request_thaw(storage: Storage, key: str, settings: ThawSettings) -> ThawOutcome:
     """Asks for a thaw when `key` is archived and neither thawing nor thawed; returns at once."""
     before, size = _look(storage, key)
     if not before.archived or before.restore != "none":
@@ -103,7 +103,7 @@ def request_thaw(storage: S3Storage, key: str, settings: ThawSettings) -> ThawOu
 
 
 def ensure_thawed(
-    storage: S3Storage,
+    storage: Storage,
     key: str,
     settings: ThawSettings,
     *,

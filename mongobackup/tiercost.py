@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from mongobackup.glacier import DEEP_ARCHIVE, GLACIER, GLACIER_IR, MIN_BILLED_DAYS, STANDARD
 from mongobackup.glacier_plan import GIB, PricePlan
 from mongobackup.keys import OBJECT_SUFFIX
-from mongobackup.storage import ObjectInfo, S3Storage
+from mongobackup.storage import ObjectInfo, Storage
 from mongobackup.tiers import Tier, TierPolicy, prefix_for
 
 #: S3 bills storage per GB-month; a month here is 30 days.
@@ -157,7 +157,7 @@ def bytes_by_tier(listing: Iterable[tuple[Tier, ObjectInfo]]) -> list[TierBytes]
     return list(tiers.values())
 
 
-def stored_by_tier(storage: S3Storage, prefix: str) -> list[TierBytes]:
+def stored_by_tier(storage: Storage, prefix: str) -> list[TierBytes]:
     """What each tier prefix of the bucket holds now (one LIST per 1,000 keys; no object is read)."""
     return bytes_by_tier((tier, info) for tier in Tier for info in storage.list_keys(prefix + prefix_for(tier)))
 
