@@ -25,7 +25,7 @@ from devservices import (
     stop_gpg_agents_under,
     throwaway_gpg_key,
 )
-from mongobackup.storage import S3Storage
+from mongobackup.s3 import S3Storage
 from tests.helpers import AWS_ENV, SESSION_SERVICES, free_port, new_bucket, storage_on
 
 #: The session's Prefect server port, fixed before anything imports prefect. Prefect's log and event workers

@@ -25,8 +25,9 @@ from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.dump import DatabaseDump
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
-from mongobackup.storage import MIB, S3Storage, s3_client
+from mongobackup.s3 import S3Storage, s3_client
 from mongobackup.tiers import Tier
+from mongobackup.units import MIB
 
 #: What the `services` fixture starts. Prefect (about 10-20 s) and SeaweedFS start on demand.
 SESSION_SERVICES = ("mongo-a", "mongo-b", "mongo-scratch", "moto", "influxdb", "victoria")
@@ -62,10 +63,10 @@ def own_s3_client(endpoint_url: str) -> Any:
     return s3_client(session=session, endpoint_url=endpoint_url, region=S3_TEST_REGION)
 
 
-def storage_on(endpoint_url: str, bucket: str, *, part_size: int = 5 * MIB) -> S3Storage:
+def storage_on(endpoint_url: str, bucket: str, *, part_size: int = 5 * MIB, **options: Any) -> S3Storage:
     """`S3Storage` for `bucket` on the S3 server at `endpoint_url`, over a client of its own; 5 MiB parts (the
-    smallest S3 allows), so a few MB already make a multipart upload."""
-    return S3Storage(own_s3_client(endpoint_url), bucket, part_size=part_size)
+    smallest S3 allows), so a few MB already make a multipart upload; `options` as S3Storage takes them."""
+    return S3Storage(own_s3_client(endpoint_url), bucket, part_size=part_size, **options)
 
 
 def new_bucket(s3: BaseClient) -> str:

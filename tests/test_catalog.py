@@ -17,7 +17,7 @@ from mongobackup.catalog import (
 )
 from mongobackup.errors import VerificationError
 from mongobackup.keys import BackupLocation
-from mongobackup.storage import S3Storage
+from mongobackup.s3 import S3Storage
 from mongobackup.tiers import Tier
 from tests.helpers import fake_manifest
 

@@ -21,7 +21,7 @@ from mongobackup.lifecycle import (
     lifecycle_rules,
     merge_rules,
 )
-from mongobackup.storage import S3Storage
+from mongobackup.s3 import S3Storage
 from mongobackup.tiers import TierPolicy
 from tests.helpers import own_s3_client, storage_on
 from tests.planfiles import write_plan
