@@ -115,3 +115,12 @@ def test_a_missing_bucket_is_permanent_and_named(services, server):
     with pytest.raises(StorageError) as listed:
         list(storage.list_keys("daily/"))
     assert storage.where("daily/*") in str(listed.value) and not listed.value.transient
+
+
+def test_a_new_object_is_in_standard_and_needs_no_thaw(storage):
+    """What the thaw before a restore relies on: HEAD and the listing name the storage class, and an object in
+    an instant class has no thaw state (moto's Glacier model is exercised in test_thaw.py)."""
+    storage.put_json("cls/a.json", {"a": 1})
+    info = storage.head("cls/a.json")
+    assert info is not None and info.storage_class == "STANDARD" and info.restore is None
+    assert [(i.key, i.storage_class) for i in storage.list_keys("cls/")] == [("cls/a.json", "STANDARD")]
