@@ -28,6 +28,7 @@ from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
 from mongobackup.s3 import S3Storage, s3_client
 from mongobackup.tiers import Tier
 from mongobackup.units import MIB
+from tests.dataset import snapshot
 
 #: What the `services` fixture starts. Prefect (about 10-20 s) and SeaweedFS start on demand.
 SESSION_SERVICES = ("mongo-a", "mongo-b", "mongo-scratch", "moto", "influxdb", "victoria")
@@ -145,6 +146,22 @@ def fake_manifest(
         encryption=EncryptionRecord(method="symmetric", cipher="AES256"),
         namespaces=[],
     )
+
+
+def assert_same(source_uri: str, source_db: str, restored_uri: str, restored_db: str) -> dict:
+    """Both databases hold the same collections, options, indexes, views and documents (byte for byte)."""
+    with MongoClient(source_uri) as source, MongoClient(restored_uri) as restored:
+        expected, actual = snapshot(source, source_db), snapshot(restored, restored_db)
+    assert sorted(actual) == sorted(expected)
+    for name in expected:
+        assert actual[name] == expected[name], f"collection {name} differs after restore"
+    return actual
+
+
+def drop(uri: str, *databases: str) -> None:
+    with MongoClient(uri) as client:
+        for name in databases:
+            client.drop_database(name)
 
 
 def database_names(uri: str) -> list[str]:

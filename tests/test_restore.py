@@ -21,11 +21,18 @@ from mongobackup.catalog import load_manifest, select_backup
 from mongobackup.crypto import Gpg
 from mongobackup.manifest import BackupManifest
 from mongobackup.restore import RestoreOptions, restore_backup
-from tests.dataset import load_rich_dataset, snapshot
-from tests.helpers import AWS_ENV, database_names, decrypt_object, new_bucket, storage_on, unique
+from tests.dataset import load_rich_dataset
+from tests.helpers import (
+    AWS_ENV,
+    assert_same,
+    database_names,
+    decrypt_object,
+    drop,
+    new_bucket,
+    storage_on,
+    unique,
+)
 from tests.planfiles import write_plan
-
-# --- helpers of this module --------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +44,6 @@ def module_aws_env() -> Iterator[None]:
         for name, value in AWS_ENV.items():
             patch.setenv(name, value)
         yield
-
-
-def assert_same(source_uri: str, source_db: str, restored_uri: str, restored_db: str) -> dict:
-    """Both databases hold the same collections, options, indexes, views and documents (byte for byte)."""
-    with MongoClient(source_uri) as source, MongoClient(restored_uri) as restored:
-        expected, actual = snapshot(source, source_db), snapshot(restored, restored_db)
-    assert sorted(actual) == sorted(expected)
-    for name in expected:
-        assert actual[name] == expected[name], f"collection {name} differs after restore"
-    return actual
-
-
-def drop(uri: str, *databases: str) -> None:
-    with MongoClient(uri) as client:
-        for name in databases:
-            client.drop_database(name)
 
 
 # --- one backup by the flow, for the whole module -------------------------------------------------------------
