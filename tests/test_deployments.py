@@ -16,8 +16,8 @@ import pytest
 from pymongo import MongoClient
 
 from flows.backup import backup
+from tests.helpers import influx_points, run_artifact_rows, stored_keys
 from tests.planfiles import write_plan
-from tests.test_backup_flow import influx_points, run_artifact_rows, stored_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT = str(Path(sys.executable).parent / "prefect")
