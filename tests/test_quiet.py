@@ -57,3 +57,41 @@ def test_an_unexpected_error_keeps_its_traceback(prefect, engine_log):
     with pytest.raises(ZeroDivisionError):
         run_as_a_worker_would(broken, logger)
     assert ENGINE_MESSAGE in messages
+
+
+def test_a_task_failing_with_a_core_error_logs_its_message_without_traceback(prefect):
+    from prefect import flow, task
+
+    from mongobackup.errors import SourceError
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("prefect.task_runs")
+    logger.addHandler(handler)
+
+    @task(name="list-databases")
+    def unreachable():
+        raise SourceError("rs-down", None, "unreachable: 127.0.0.1:9: connection refused")
+
+    @task(name="buggy")
+    def buggy():
+        raise KeyError("a bug")
+
+    @flow(name="quiet-tasks")
+    def run():
+        return unreachable(return_state=True), buggy(return_state=True)
+
+    try:
+        run()
+    finally:
+        logger.removeHandler(handler)
+    failed = [r for r in records if r.levelno >= logging.ERROR]
+    ours = next(r for r in failed if "SourceError" in r.getMessage())
+    assert (
+        ours.getMessage()
+        == "Task run failed: SourceError: instance rs-down: unreachable: 127.0.0.1:9: connection refused"
+    )
+    assert ours.exc_info is None
+    bug = next(r for r in failed if "KeyError" in r.getMessage())
+    assert bug.exc_info is not None  # an unexpected error keeps its traceback
