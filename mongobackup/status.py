@@ -207,13 +207,13 @@ def judge(
         raise ValueError(f"status needs an aware `now`, got naive {now.isoformat()}")
     limit = plan.status.max_age_h if max_age_h is None else max_age_h
     newest = inventory.newest_committed()
+    problems = roster_problems or {}
     rows = [
         _row(instance, database, newest.get((instance, database)), read_manifest, now, limit)
         for instance, database in expected_pairs(plan, inventory, rosters)
+        if not (database == ANY_DATABASE and instance in problems)  # the problem row says more
     ]
-    rows += [
-        StatusRow(instance, ANY_DATABASE, Health.RED, problem) for instance, problem in (roster_problems or {}).items()
-    ]
+    rows += [StatusRow(instance, ANY_DATABASE, Health.RED, problem) for instance, problem in problems.items()]
     return StatusReport(now, limit, bucket, tuple(rows), open_uploads)
 
 
