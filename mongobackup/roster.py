@@ -2,7 +2,8 @@
 
 Status reads only the bucket, and a bucket cannot say what is missing from it: with `databases: all`, a
 database whose backups were all deleted (by hand, a bad rule, a prune bug) would simply not be expected any
-more, and read GREEN by omission. So each backup run, after listing an instance, writes
+more, and read GREEN by omission. So each backup run, after listing an instance with `databases: all`
+(an instance with a list needs none: status expects the list), writes
 
     <prefix>roster/<instance>.json   {"format": 1, "instance", "databases": [...], "listed_at", "run_id"}
 

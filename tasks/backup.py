@@ -79,12 +79,13 @@ def list_instance_databases(plan: BackupPlan, instance: str, run_id: str) -> tup
     """(found, missing): the databases of `instance` the plan selects (admin/local/config only when listed),
     and those the plan lists by name that the instance does not have (a typo must not back up nothing).
 
-    What the instance has is recorded as its roster in the bucket, so that status expects each database
-    even when all of its backups are lost."""
+    With `databases: all`, what the instance has is recorded as its roster in the bucket, so that status
+    expects each database even when all of its backups are lost."""
     _, instance_plan = plan.instance(instance)
     with mongo_client(plan, instance) as client:
         available = list_databases(client, instance)
-    record_roster(storage_for(plan), plan.storage.prefix, instance, available, datetime.now(UTC), run_id)
+    if instance_plan.databases == "all":  # a listed instance's plan says what to expect; no roster needed
+        record_roster(storage_for(plan), plan.storage.prefix, instance, available, datetime.now(UTC), run_id)
     selected = plan.select_databases(instance_plan, available)
     found = [name for name in selected if name in available]
     missing = [name for name in selected if name not in available]
