@@ -106,9 +106,7 @@ def test_the_run_page_shows_task_names_with_instance_and_database(browser, finis
     assert not re.search(r"\b(transfer|verify|commit)-[0-9a-f]{3}\b", text), "a task still named with a hash"
 
 
-def test_the_artifact_shows_every_database_with_state_and_human_size_in_the_first_screen_width(
-    browser, finished_run
-):
+def test_the_artifact_shows_every_database_with_state_and_human_size_in_the_first_screen_width(browser, finished_run):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
