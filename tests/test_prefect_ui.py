@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 from pymongo import MongoClient
 
+from devservices import S3_TEST_CREDENTIALS
 from flows.backup import backup
 from tests.helpers import free_port
 from tests.planfiles import write_plan
-
-pytestmark = pytest.mark.usefixtures("aws_env")  # the flow builds its S3 client from the default chain
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/bootstrap.sh); Playwright downloads no browser here
 SCREEN = {"width": 1500, "height": 1000}
@@ -62,7 +61,10 @@ def finished_run(prefect, services, s3_client, gpg_key, tmp_path_factory) -> dic
         s3_endpoint=services.url("moto"),
         public_key_file=gpg_key.public_key_file,
     )
-    state = backup(plan_path=str(plan), return_state=True)
+    with pytest.MonkeyPatch.context() as env:  # the flow builds its S3 client from the default chain
+        env.setenv("AWS_ACCESS_KEY_ID", S3_TEST_CREDENTIALS["aws_access_key_id"])
+        env.setenv("AWS_SECRET_ACCESS_KEY", S3_TEST_CREDENTIALS["aws_secret_access_key"])
+        state = backup(plan_path=str(plan), return_state=True)
     assert state.is_failed()  # rs-down
     return {
         "id": state.state_details.flow_run_id,
