@@ -27,10 +27,9 @@ import pendulum
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
-from mongobackup.catalog import age_hours, list_backups, load_manifest, select_backup
 from mongobackup.dump import open_client
 from mongobackup.errors import BackupError
-from mongobackup.inventory import StoredBackup
+from mongobackup.inventory import StoredBackup, age_hours, list_backups, load_manifest, select_backup
 from mongobackup.manifest import BackupManifest
 from mongobackup.plan import BackupPlan, PlanError, load_plan
 from mongobackup.redact import redact_text
@@ -188,7 +187,7 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
         key=args.key,
         uncommitted=args.uncommitted,
     )
-    manifest = load_manifest(storage, backup) if backup.committed else None
+    manifest = load_manifest(storage, backup.location, object_size=backup.object_size) if backup.committed else None
     gpg, passphrase = decryption_for(plan, args.gnupghome)
     about = describe_backup(backup, manifest)
     if args.verify_only:

@@ -8,9 +8,12 @@ Bump MANIFEST_VERSION on any incompatible change; readers refuse versions they d
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
+from bson import json_util
 from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST_VERSION = 1
@@ -49,6 +52,16 @@ class IndexRecord(_Model):
     name: str
     key: dict[str, Any]
     unique: bool = False
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> IndexRecord:
+        """The record of an index spec as listIndexes, an archive's metadata or mongodump give it."""
+        return cls(name=str(spec["name"]), key=jsonable(spec["key"]), unique=bool(spec.get("unique")))
+
+
+def jsonable(value: Any) -> dict[str, Any]:
+    """A BSON value (an index key spec) as plain JSON types, as the manifest stores it."""
+    return json.loads(json_util.dumps(value))
 
 
 class NamespaceRecord(_Model):

@@ -27,9 +27,9 @@ from mongobackup.backup import (
     back_up_database,
     tool_version,
 )
-from mongobackup.catalog import load_manifest, select_backup
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.dump import DatabaseDump
+from mongobackup.inventory import load_manifest, select_backup
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest
 from mongobackup.restore import RestoreOptions, restore_backup
@@ -173,7 +173,14 @@ def flow_backup(services, s3_client, gpg_key, prefect, module_aws_env, tmp_path_
         storage = storage_on(services, bucket)
         found = select_backup(storage, "", instance, database)
         yield FlowBackup(
-            plan, instance, database, source_uri, bucket, found.object_key, load_manifest(storage, found), gpg_key.home
+            plan,
+            instance,
+            database,
+            source_uri,
+            bucket,
+            found.object_key,
+            load_manifest(storage, found.location),
+            gpg_key.home,
         )
     finally:
         drop(source_uri, database)

@@ -22,9 +22,9 @@ from bson import Binary
 from pymongo import MongoClient
 
 from flows.restore import main
-from mongobackup.catalog import UncommittedBackup, select_backup
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.errors import VerificationError
+from mongobackup.inventory import UncommittedBackup, select_backup
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest
 from mongobackup.restore import RestoreFailed, RestoreOptions, RestoreProgress, restore_backup
