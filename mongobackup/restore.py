@@ -51,11 +51,12 @@ from mongobackup.errors import (
 from mongobackup.manifest import BackupManifest, NamespaceRecord
 from mongobackup.oplog_replay import OplogReplayError
 from mongobackup.redact import redact_uri
+from mongobackup.restore_inserter import InsertFailed
 from mongobackup.restore_targets import DEFAULT_PARALLEL, RestoreOptions, Target, plan_targets
-from mongobackup.restore_writer import InsertFailed, MongoWriter, TargetNotEmpty
+from mongobackup.restore_writer import MongoWriter, TargetNotEmpty
 from mongobackup.storage import MIB, S3Storage
 from mongobackup.streams import CHUNK_SIZE, CountingReader, zstd_decompressing_reader
-from mongobackup.verify import Mismatch, StreamCheck, Verdict
+from mongobackup.verify import Mismatch, StreamCheck, Verdict, verify_database
 
 #: Restore everything, verify it, replay the oplog.
 DEFAULT_OPTIONS = RestoreOptions()
@@ -162,7 +163,7 @@ def restore_stream(
         target_text = _target_text(client, targets, options)
         kinds = {ns: t.kind for ns, t in targets.items()}
         check = StreamCheck(kinds, manifest, fail_fast=client is not None, subject=source)
-        writer = MongoWriter(client, targets, options) if client is not None else None
+        writer = MongoWriter(client, targets, options, source) if client is not None else None
         run = _Run(source, target_text, targets, check, writer, options)
         if writer is not None:
             writer.prepare()
@@ -177,7 +178,11 @@ def restore_stream(
         if download is not None:  # gpg has read the whole object by now
             run.progress.object_bytes, run.progress.object_total = download.bytes_read, download.size
             _object_checks(run, download.verify_after())
+        if writer is not None:
+            _swap(run)
     except TargetNotEmpty:
+        if run is not None and run.writer is not None:
+            run.writer.discard()  # an oplog slice's new collection met the target's: staging goes, as it came
         raise
     except BaseException as exc:
         cleanup = (
@@ -275,6 +280,28 @@ def _expected(run: _Run) -> list[tuple[str, NamespaceRecord]]:
     return [
         (t.database, t.expected_record(run.check.records.get(ns))) for ns, t in run.targets.items() if t.kind != "oplog"
     ]
+
+
+def _swap(run: _Run) -> None:
+    """Everything read and checked: the options of what was staged, then the move into place, then views."""
+    assert run.writer is not None
+    subject = f"{run.source} restored into {run.target}"
+    options = run.writer.check_options()
+    if options:
+        raise VerificationError(f"{subject}: {'; '.join(map(str, options))}")
+    run.writer.swap()
+    verdict = Verdict(subject, reference="the manifest" if run.check.manifest is not None else "the archive")
+    if run.options.verify:
+        views = [(database, r) for database, r in _expected(run) if r.type == "view"]
+        wanted = {(t.database, t.collection) for t in run.writer.targets if t.kind == "view"}
+        for database in sorted({database for database, _ in views}):
+            records = [r for db, r in views if db == database and (db, r.collection) in wanted]
+            verdict.extend(verify_database(run.writer.client, database, records, subject=subject))
+    verdict.mismatches += run.writer.check_after_swap()
+    if run.verdict is not None:
+        run.verdict.extend(verdict)
+    if not verdict.ok:
+        raise VerificationError(f"{subject}, after the move into place: {verdict.summary()}")
 
 
 def _object_checks(run: _Run, problems: list[Mismatch]) -> None:

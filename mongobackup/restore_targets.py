@@ -16,6 +16,7 @@ from typing import Any
 from mongobackup.archive import OPLOG_COLLECTION, OPLOG_DB, NamespaceMetadata, parse_collection_metadata
 from mongobackup.manifest import IndexRecord, NamespaceRecord
 from mongobackup.plan import check_database_name
+from mongobackup.staging import is_reserved
 from mongobackup.storage import MIB
 
 #: Documents per insert_many, by size: big enough that round trips are noise, small enough to stay flat.
@@ -99,7 +100,10 @@ def plan_targets(namespaces: Sequence[NamespaceMetadata], options: RestoreOption
         if kind not in ("collection", "view", "timeseries"):
             # mongodump 100.3.1 writes no type: a view is told apart by its viewOn option.
             kind = "view" if (metadata.get("options") or {}).get("viewOn") else "collection"
-        # system.* collections are server internals (views live in system.views and come as views).
-        wanted = options.wants(meta.ns) and not meta.collection.startswith("system.")
+        # system.* collections are server internals (views live in system.views and come as views); reserved
+        # names are a restore's staging collections, caught by a backup taken while a restore ran.
+        wanted = (
+            options.wants(meta.ns) and not meta.collection.startswith("system.") and not is_reserved(meta.collection)
+        )
         targets[meta.ns] = Target(meta.db, meta.collection, kind, metadata, options.target_database or meta.db, wanted)
     return targets

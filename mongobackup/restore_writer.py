@@ -1,20 +1,24 @@
-"""The writing side of a restore: the target collections, created, filled, indexed, verified, or dropped again.
+"""The writing side of a restore: staging collections created, filled, indexed and verified, then swapped in.
 
-`MongoWriter` is everything a restore writes into MongoDB and everything it must undo when the restore fails.
-Documents go to a few insert threads (`Inserter`), each with a bounded queue, and a namespace always goes to
-the same thread, so its documents keep their order (capped collections care). Indexes are built once on
-full collections, as mongorestore does; TTL indexes last (see `create_ttl_indexes`).
+Nothing is written under a target collection's own name until the whole backup has been read and verified:
+every collection is restored under a staging name (`staging.staging_name`) in the target database, with the
+run's lease beside it. Once the stream has ended and every check passed, `swap` moves each staging
+collection into place with one `renameCollection` (`dropTarget`), then creates the views. Before the swap,
+`discard` drops the staging collections and the lease: the target is exactly as it was.
+
+A server whose `renameCollection` loses collection options (SecantusDB 0.7 does: the options of the renamed
+collection are gone) is found out by a probe on a throwaway staging collection; there, a collection with
+options (capped, collation, validator, time series) is created under its name with them and filled from its
+verified staging copy instead, which is not atomic. Collections without options are renamed everywhere.
 """
 
 from __future__ import annotations
 
-import contextlib
-import queue
-import threading
 from collections.abc import Iterable
 from typing import Any
 
 from bson import SON
+from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -22,148 +26,94 @@ from pymongo.errors import PyMongoError
 from mongobackup.errors import BackupError, first_line
 from mongobackup.manifest import NamespaceRecord
 from mongobackup.oplog_replay import OplogReplayer
+from mongobackup.restore_inserter import Inserter
 from mongobackup.restore_targets import RestoreOptions, Target
-from mongobackup.verify import Mismatch, Verdict, verify_database
+from mongobackup.staging import Lease, is_reserved, new_run_id, probe_names, staging_name, sweep
+from mongobackup.verify import READ_BATCH_DOCUMENTS, Mismatch, Verdict, verify_database
 
-#: Batches waiting per insert thread; the reader blocks beyond that, which in turn holds back gpg and S3.
-QUEUE_BATCHES = 2
+RAW = CodecOptions(document_class=RawBSONDocument)
+#: Index options that change what an index does: compared between the archive and what was built.
+INDEX_OPTIONS = ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression", "collation", "hidden")
+#: Collection options compared between the archive and the staging collection (the server may add others).
+COLLECTION_OPTIONS = ("capped", "size", "max", "collation", "validator", "validationLevel", "validationAction")
+_VIEW_OPTIONS = ("viewOn", "pipeline", "collation")
 
 
 class TargetNotEmpty(BackupError):
     """The target already holds collections the restore would write: refused unless asked to drop them."""
 
 
-class Inserter:
-    """Inserts batches on `parallel` threads; a namespace always goes to the same thread (its order is kept)."""
-
-    def __init__(self, parallel: int, queue_batches: int = QUEUE_BATCHES):
-        self._lanes: list[queue.Queue[tuple[Any, list[bytes], bool] | None]] = [
-            queue.Queue(maxsize=queue_batches) for _ in range(max(1, parallel))
-        ]
-        self._lane_of: dict[str, int] = {}
-        self._error: BaseException | None = None
-        self._lock = threading.Lock()
-        self.inserted = 0
-        self._threads = [
-            threading.Thread(target=self._work, args=(lane,), name=f"restore-insert-{n}", daemon=True)
-            for n, lane in enumerate(self._lanes)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, collection: Any, documents: list[bytes], ordered: bool) -> None:
-        lane = self._lane_of.setdefault(collection.full_name, len(self._lane_of) % len(self._lanes))
-        self._put(self._lanes[lane], (collection, documents, ordered))
-
-    def finish(self) -> None:
-        """Waits until every queued batch is inserted; raises the first insert failure."""
-        for lane in self._lanes:
-            self._put(lane, None)
-        for thread in self._threads:
-            thread.join()
-        self._raise_if_failed()
-
-    def abort(self) -> None:
-        """Stops: queued batches are dropped, threads end. Never raises."""
-        with self._lock:
-            if self._error is None:
-                self._error = RuntimeError("restore aborted")
-        for lane in self._lanes:
-            with contextlib.suppress(queue.Full):
-                lane.put(None, timeout=5)
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-    def _put(self, lane: queue.Queue, item: Any) -> None:
-        # Waits in slices: a dead insert thread would otherwise leave a full queue blocking the reader forever.
-        while True:
-            self._raise_if_failed()
-            try:
-                lane.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def _work(self, lane: queue.Queue) -> None:
-        while (item := lane.get()) is not None:
-            if self._error is not None:
-                continue  # draining after a failure
-            collection, documents, ordered = item
-            try:
-                # bypass_document_validation: documents were valid when written; a validator added later (or
-                # validationLevel moderate) must not reject them now. mongorestore does the same.
-                collection.insert_many(
-                    [RawBSONDocument(doc) for doc in documents], ordered=ordered, bypass_document_validation=True
-                )
-            except BaseException as exc:
-                with self._lock:
-                    if self._error is None:
-                        self._error = InsertFailed(collection.full_name, exc)
-                continue
-            with self._lock:
-                self.inserted += len(documents)
-
-
-class InsertFailed(BackupError):
-    def __init__(self, ns: str, cause: BaseException):
-        super().__init__(f"insert into {ns} failed: {first_line(cause)}")
-        self.transient = False
-
-
 class MongoWriter:
-    """Everything the restore writes, and everything it must drop again when it fails."""
+    """Everything a restore writes, where (staging names until the swap), and how to take it back."""
 
-    def __init__(self, client: MongoClient, targets: dict[str, Target], options: RestoreOptions):
+    def __init__(self, client: MongoClient, targets: dict[str, Target], options: RestoreOptions, source: str = ""):
+        """`source` (the object's address) goes into the lease, for whoever finds the run's leftovers."""
         self.client = client
         self.targets = [t for t in targets.values() if t.wanted and t.kind != "oplog"]
         self.options = options
-        self.created: list[tuple[str, str]] = []  # (database, name) of what this restore created
+        self.source = source
+        self.run_id = new_run_id()
+        #: (database, final name) -> staging name, for every collection this run stages.
+        self.staged: dict[tuple[str, str], str] = {}
+        self.views: list[tuple[str, str, dict[str, Any]]] = []  # (database, name, create options), after the swap
+        self.swapped: list[str] = []
         self._existing: dict[str, set[str]] = {}
+        self._leases: dict[str, Lease] = {}
         self._inserter: Inserter | None = None
+        self._keeps_options: dict[str, bool] = {}
         self.data_done = False
         self.replayer: OplogReplayer | None = None
 
     def prepare(self) -> None:
-        """Refuses (or with `drop`, drops) existing targets, then creates every collection before any data."""
+        """Sweeps what dead restores left, refuses existing targets unless `drop`, takes the lease and creates
+        every staging collection before any data."""
         for database in sorted({t.database for t in self.targets}):
-            self._existing[database] = set(self.client[database].list_collection_names())
+            sweep(self.client, database)
+            names = self.client[database].list_collection_names()
+            self._existing[database] = {name for name in names if not is_reserved(name)}
         clashes = [t for t in self.targets if t.collection in self._existing[t.database]]
         if clashes and not self.options.drop:
-            names = ", ".join(t.ns for t in clashes[:10]) + (" ..." if len(clashes) > 10 else "")
+            names_text = ", ".join(t.ns for t in clashes[:10]) + (" ..." if len(clashes) > 10 else "")
             raise TargetNotEmpty(
-                f"the target already has {len(clashes)} of the collections to restore ({names}): "
+                f"the target already has {len(clashes)} of the collections to restore ({names_text}): "
                 "pass --drop to replace them, or restore under another name with --as"
             )
-        for target in clashes:
-            self.client[target.database].drop_collection(target.collection)
-            self._existing[target.database].discard(target.collection)
+        for database in sorted(self._existing):
+            lease = Lease(self.client, database, self.run_id, self.source)
+            self._leases[database] = lease  # before it is written: a lost reply still gets it dropped
+            lease.take()
         for target in self.targets:
-            if target.kind != "view":
-                self._create(target, target.options)
+            if target.kind == "view":
+                view = {k: v for k, v in target.options.items() if k in _VIEW_OPTIONS}
+                self.views.append((target.database, target.collection, view))
+            else:
+                self._create(target.database, self.staging(target.database, target.collection), target.options)
         self._inserter = Inserter(self.options.parallel)
 
-    def _create(self, target: Target, options: dict[str, Any]) -> None:
-        # Recorded before the command: if the server created it and the reply was lost, it is still dropped.
-        self.created.append((target.database, target.collection))
-        command = SON([("create", target.collection)])
+    def staging(self, database: str, collection: str) -> str:
+        """The staging name of a target collection, registered for the swap (the oplog may add new ones)."""
+        key = (database, collection)
+        if key not in self.staged:
+            self.staged[key] = staging_name(database, self.run_id, collection)
+        return self.staged[key]
+
+    def _create(self, database: str, name: str, options: dict[str, Any]) -> None:
+        command = SON([("create", name)])
         command.update(options)
-        self.client[target.database].command(command)
+        self.client[database].command(command)
 
     def insert(self, target: Target, documents: list[bytes]) -> None:
         assert self._inserter is not None, "prepare() first"
         ordered = bool(target.options.get("capped"))  # natural order is the point of a capped collection
-        self._inserter.submit(self.client[target.database][target.collection], documents, ordered)
+        collection = self.client[target.database][self.staging(target.database, target.collection)]
+        self._inserter.submit(collection, documents, ordered, label=target.ns)
 
     @property
     def inserted(self) -> int:
         return self._inserter.inserted if self._inserter is not None else 0
 
     def finish_data(self) -> None:
-        """After the last document: waits for the inserts, then builds indexes (TTL ones later) and creates views."""
+        """After the last document: waits for the inserts, then builds the indexes but the TTL ones."""
         if self.data_done:
             return
         assert self._inserter is not None, "prepare() first"
@@ -171,16 +121,12 @@ class MongoWriter:
         for target in self.targets:
             if target.kind != "view":
                 self._create_indexes(target, [s for s in target.index_specs() if "expireAfterSeconds" not in s])
-        for target in self.targets:
-            if target.kind == "view":
-                # A view is stored as its definition; it may name a collection restored after it, or none.
-                view = {k: v for k, v in target.options.items() if k in ("viewOn", "pipeline", "collation")}
-                self._create(target, view)
         self.data_done = True
 
     def _create_indexes(self, target: Target, specs: list[dict[str, Any]]) -> None:
         if specs:
-            self.client[target.database].command(SON([("createIndexes", target.collection), ("indexes", specs)]))
+            name = self.staging(target.database, target.collection)
+            self.client[target.database].command(SON([("createIndexes", name), ("indexes", specs)]))
 
     def deferred_ttl_indexes(self) -> set[tuple[str, str, str]]:
         """(database, collection, index) of the TTL indexes not built yet."""
@@ -197,11 +143,12 @@ class MongoWriter:
         the backup while the restore is still checking them. Returns a verdict on their presence."""
         verdict = Verdict("TTL indexes")
         for target in self.targets:
-            specs = (
-                [spec for spec in target.index_specs() if "expireAfterSeconds" in spec] if target.kind != "view" else []
-            )
+            if target.kind == "view" or (target.database, target.collection) not in self._present():
+                continue
+            specs = [spec for spec in target.index_specs() if "expireAfterSeconds" in spec]
             self._create_indexes(target, specs)
-            built = {ix["name"] for ix in self.client[target.database][target.collection].list_indexes()}
+            name = self.staging(target.database, target.collection)
+            built = {ix["name"] for ix in self.client[target.database][name].list_indexes()}
             verdict.mismatches += [
                 Mismatch(target.ns, "indexes", f"TTL index {spec['name']}", "nothing")
                 for spec in specs
@@ -209,13 +156,21 @@ class MongoWriter:
             ]
         return verdict
 
-    def verify(self, expected: Iterable[tuple[str, NamespaceRecord]], subject: str, reference: str) -> Verdict:
-        """Reads back what was restored; `expected` pairs a target database with a record of what it should hold.
+    def _present(self) -> set[tuple[str, str]]:
+        """(database, final name) of the staged collections that exist now (the oplog may have dropped some)."""
+        present = set()
+        for database in self._existing:
+            names = set(self.client[database].list_collection_names())
+            present |= {
+                (db, final) for (db, final), staging in self.staged.items() if db == database and staging in names
+            }
+        return present
 
-        TTL indexes are not built yet at this point (see create_ttl_indexes) and are left out of the comparison.
-        """
+    def verify(self, expected: Iterable[tuple[str, NamespaceRecord]], subject: str, reference: str) -> Verdict:
+        """Reads back the staging collections; `expected` pairs a target database with a record of what it
+        should hold. Views (created after the swap) and TTL indexes (built later) are left out here."""
         verdict = Verdict(subject, reference=reference)
-        wanted = {(t.database, t.collection) for t in self.targets}
+        wanted = {(t.database, t.collection) for t in self.targets if t.kind != "view"}
         deferred = self.deferred_ttl_indexes()
         by_database: dict[str, list[NamespaceRecord]] = {}
         for database, record in expected:
@@ -224,8 +179,22 @@ class MongoWriter:
                 record = record.model_copy(update={"indexes": indexes})
                 by_database.setdefault(database, []).append(record)
         for database, records in by_database.items():
-            verdict.extend(verify_database(self.client, database, records, subject=subject, reference=reference))
+            names = {r.collection: self.staging(database, r.collection) for r in records}
+            verdict.extend(
+                verify_database(self.client, database, records, subject=subject, reference=reference, names=names)
+            )
         return verdict
+
+    def check_options(self) -> list[Mismatch]:
+        """The staging collections' options and index options against the archive's, once everything is built."""
+        problems: list[Mismatch] = []
+        present = self._present()
+        for target in self.targets:
+            if target.kind == "view" or (target.database, target.collection) not in present:
+                continue
+            name = self.staging(target.database, target.collection)
+            problems += _option_mismatches(self.client, target, target.database, name)
+        return problems
 
     def start_oplog(self, targets: dict[str, Target]) -> OplogReplayer:
         if self.replayer is None:
@@ -234,23 +203,153 @@ class MongoWriter:
                 self.client,
                 mapping,
                 wants=lambda ns: self.options.wants(ns) and ".system." not in ns,
-                on_create=lambda db, name: self.created.append((db, name)),
+                on_create=lambda db, name: None,  # every name it writes is a staging name: `staged` has it
+                collection_name=self.staging,
+                on_view=lambda db, name, view: self.views.append((db, name, view)),
             )
         return self.replayer
 
+    # --- the swap -------------------------------------------------------------------------------------------
+
+    def swap(self) -> None:
+        """Moves every verified staging collection into place, then creates the views and drops the leases."""
+        present = self._present()
+        clashes = [f"{db}.{final}" for db, final in self.staged if final in self._existing[db]]
+        if clashes and not self.options.drop:  # a collection the oplog slice created, and the target has
+            raise TargetNotEmpty(
+                f"the target already has {', '.join(clashes[:10])}, which the backup's oplog slice creates: "
+                "pass --drop to replace them, or restore under another name with --as"
+            )
+        for lease in self._leases.values():
+            lease.phase("swapping")
+        for (database, final), staging in self.staged.items():
+            if (database, final) not in present:  # dropped or renamed away by the oplog slice
+                if final in self._existing[database]:
+                    self.client[database].drop_collection(final)
+                continue
+            options = _collection_options(self.client, database, staging)
+            if not options or self._rename_keeps_options(database):
+                self.client.admin.command(
+                    SON(
+                        [
+                            ("renameCollection", f"{database}.{staging}"),
+                            ("to", f"{database}.{final}"),
+                            ("dropTarget", True),
+                        ]
+                    )
+                )
+            else:
+                self._copy_into_place(database, staging, final, options)
+            self.swapped.append(f"{database}.{final}")
+        for database, name, view in self.views:
+            if name in self._existing.get(database, set()) or name in self.client[database].list_collection_names():
+                self.client[database].drop_collection(name)
+            self._create(database, name, view)
+        for lease in self._leases.values():
+            lease.release()  # a lease left behind is a dead run's: the next restore sweeps it
+        self._leases.clear()
+
+    def check_after_swap(self) -> list[Mismatch]:
+        """The moved collections' options and index options once more: a server could have lost them on the way."""
+        problems: list[Mismatch] = []
+        for target in self.targets:
+            if target.kind != "view" and target.ns in self.swapped:
+                problems += _option_mismatches(self.client, target, target.database, target.collection)
+        return problems
+
+    def _rename_keeps_options(self, database: str) -> bool:
+        """Whether this server's renameCollection keeps a collection's options: probed once per database."""
+        if database not in self._keeps_options:
+            db = self.client[database]
+            probe, moved = probe_names(self.run_id)
+            self._create(database, probe, {"capped": True, "size": 4096})
+            try:
+                self.client.admin.command(
+                    SON([("renameCollection", f"{database}.{probe}"), ("to", f"{database}.{moved}")])
+                )
+                self._keeps_options[database] = bool(_collection_options(self.client, database, moved).get("capped"))
+            finally:
+                db.drop_collection(probe)
+                db.drop_collection(moved)
+        return self._keeps_options[database]
+
+    def _copy_into_place(self, database: str, staging: str, final: str, options: dict[str, Any]) -> None:
+        """Creates `final` with `options` and copies the verified staging collection into it (not atomic)."""
+        db = self.client.get_database(database, codec_options=RAW)
+        db.drop_collection(final)
+        self._create(database, final, options)
+        batch: list[RawBSONDocument] = []
+        size = 0
+        for document in db[staging].find({}, batch_size=READ_BATCH_DOCUMENTS):
+            batch.append(document)
+            size += len(document.raw)
+            if size >= self.options.batch_bytes:
+                db[final].insert_many(batch, ordered=True, bypass_document_validation=True)
+                batch, size = [], 0
+        if batch:
+            db[final].insert_many(batch, ordered=True, bypass_document_validation=True)
+        specs = [
+            {k: v for k, v in ix.items() if k not in ("v", "ns")}
+            for ix in db[staging].list_indexes()
+            if ix["name"] != "_id_"
+        ]
+        if specs:
+            db.command(SON([("createIndexes", final), ("indexes", specs)]))
+        db.drop_collection(staging)
+
     def discard(self) -> str:
-        """Drops what this restore created; returns what it did, for the error message. Never raises."""
+        """Drops every staging collection and the leases; returns what it did, for the error message. Never raises.
+
+        Before the swap the target is as it was; after a partial swap the message names what was moved."""
         if self._inserter is not None:
             self._inserter.abort()
         dropped, failed = [], []
-        for database, name in dict.fromkeys(self.created):
+        for (database, _final), staging in self.staged.items():
             try:
-                self.client[database].drop_collection(name)
-                dropped.append(f"{database}.{name}")
+                if staging in self.client[database].list_collection_names():
+                    self.client[database].drop_collection(staging)
+                    dropped.append(f"{database}.{staging}")
             except PyMongoError as exc:
-                failed.append(f"{database}.{name} ({first_line(exc)})")
+                failed.append(f"{database}.{staging} ({first_line(exc)})")
+        for lease in self._leases.values():
+            problem = lease.release()
+            if problem is not None:
+                failed.append(problem)
+        moved = (
+            f"; {len(self.swapped)} collections had been moved into place: {', '.join(self.swapped)}"
+            if self.swapped
+            else ""
+        )
         if failed:
-            return f"COULD NOT DROP what it wrote: {', '.join(failed)}; drop them by hand"
+            return f"COULD NOT DROP what it wrote: {', '.join(failed)}; drop them by hand{moved}"
         if not dropped:
-            return "nothing was written to the target"
-        return f"dropped the {len(dropped)} collections and views it had created"
+            return "nothing was written to the target" + moved
+        untouched = "" if self.swapped else "; the target is as it was"
+        return f"dropped the {len(dropped)} collections and views it had created (staging){untouched}{moved}"
+
+
+def _collection_options(client: MongoClient, database: str, name: str) -> dict[str, Any]:
+    for info in client[database].list_collections(filter={"name": name}):
+        return dict(info.get("options") or {})
+    return {}
+
+
+def _option_mismatches(client: MongoClient, target: Target, database: str, name: str) -> list[Mismatch]:
+    """Collection options and index options of `database.name` against the archive's, for `target`."""
+    problems = []
+    found = _collection_options(client, database, name)
+    wanted = target.options
+    for option in COLLECTION_OPTIONS:
+        if option in wanted and found.get(option) != wanted[option]:
+            problems.append(Mismatch(target.ns, f"option {option}", repr(wanted[option]), repr(found.get(option))))
+    built = {ix["name"]: ix for ix in client[database][name].list_indexes()}
+    for spec in target.index_specs():
+        index = built.get(spec["name"])
+        if index is None:
+            continue  # a missing index is the verification's finding
+        for option in INDEX_OPTIONS:
+            if option in spec and index.get(option) != spec[option]:
+                problems.append(
+                    Mismatch(target.ns, f"index {spec['name']} {option}", repr(spec[option]), repr(index.get(option)))
+                )
+    return problems

@@ -162,15 +162,21 @@ def verify_database(
     *,
     subject: str,
     reference: str = "the manifest",
+    names: Mapping[str, str] | None = None,
 ) -> Verdict:
-    """Reads back each expected collection and view of `database` and compares it (oplog records skipped)."""
+    """Reads back each expected collection and view of `database` and compares it (oplog records skipped).
+
+    `names` maps a record's collection to the name it has on the server now (a restore's staging name);
+    mismatches always name the record's collection.
+    """
+    names = names or {}
     infos = {str(info["name"]): info for info in client.get_database(database).list_collections()}
     verdict = Verdict(subject, reference=reference)
     for record in expected:
         if record.type == "oplog":
             continue
         ns = f"{database}.{record.collection}"
-        info = infos.get(record.collection)
+        info = infos.get(names.get(record.collection, record.collection))
         found = read_namespace(client, database, info) if info is not None else None
         verdict.checked.append(ns)
         verdict.mismatches.extend(compare_database(record, found, ns))
