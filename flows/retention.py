@@ -36,7 +36,7 @@ from mongobackup.lifecycle import (
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.prune import prune
 from tasks import retention as t
-from tasks.backup import retrying
+from tasks.retries import retrying
 
 
 def parse_at(at: str | None) -> datetime:

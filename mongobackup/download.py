@@ -20,7 +20,7 @@ from typing import BinaryIO
 from mongobackup.crypto import Gpg
 from mongobackup.errors import StorageError, VerificationError
 from mongobackup.manifest import BackupManifest
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 from mongobackup.streams import CountingReader, zstd_decompressing_reader
 from mongobackup.verify import Mismatch, check_object
 
@@ -30,7 +30,7 @@ class ObjectDownload:
 
     def __init__(
         self,
-        storage: S3Storage,
+        storage: Storage,
         object_key: str,
         gpg: Gpg,
         *,

@@ -15,7 +15,7 @@ from mongobackup.crypto import Gpg
 from mongobackup.manifest import BackupManifest
 from mongobackup.restore import RestoreOptions, RestoreResult, restore_backup
 from mongobackup.restore_targets import DEFAULT_PARALLEL
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 
 _MAX_DATABASE_NAME_BYTES = 63
 
@@ -36,7 +36,7 @@ def scratch_database_name(database: str, run_id: str) -> str:
 
 
 def drill_restore(
-    storage: S3Storage,
+    storage: Storage,
     object_key: str,
     gpg: Gpg,
     client: MongoClient,

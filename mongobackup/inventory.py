@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from mongobackup.errors import BackupError, VerificationError
 from mongobackup.keys import MONGODB_ARCHIVE, BackupLocation, StoredKind
 from mongobackup.manifest import BackupManifest
-from mongobackup.storage import ObjectInfo, S3Storage
+from mongobackup.storage import ObjectInfo, Storage
 from mongobackup.tiers import Tier, prefix_for
 
 #: (instance, database): what status reports on and what prune protects the newest backup of.
@@ -132,13 +132,13 @@ def build_inventory(listing: Iterable[ObjectInfo], prefix: str, kind: StoredKind
     return Inventory(prefix, tuple(backups), tuple(sorted(foreign)))
 
 
-def scan(storage: S3Storage, prefix: str, kind: StoredKind = MONGODB_ARCHIVE) -> Inventory:
+def scan(storage: Storage, prefix: str, kind: StoredKind = MONGODB_ARCHIVE) -> Inventory:
     """Lists every tier prefix under `prefix` in the bucket; StorageError (naming the prefix) if listing fails."""
     return build_inventory(_listing(storage, prefix, "", tuple(Tier)), prefix, kind)
 
 
 def list_backups(
-    storage: S3Storage,
+    storage: Storage,
     prefix: str,
     instance: str,
     database: str | None = None,
@@ -159,7 +159,7 @@ def list_backups(
     )
 
 
-def _listing(storage: S3Storage, prefix: str, below: str, tiers: Iterable[Tier]) -> Iterator[ObjectInfo]:
+def _listing(storage: Storage, prefix: str, below: str, tiers: Iterable[Tier]) -> Iterator[ObjectInfo]:
     for tier in tiers:
         yield from storage.list_keys(prefix + prefix_for(tier) + below)
 
@@ -181,7 +181,7 @@ def newest_by_database(backups: Sequence[StoredBackup]) -> dict[str, StoredBacku
 
 
 def select_backup(
-    storage: S3Storage,
+    storage: Storage,
     prefix: str,
     instance: str,
     database: str,
@@ -221,7 +221,7 @@ def _what_is_there(backups: Sequence[StoredBackup]) -> str:
     return f" ({len(backups)} backups there, {len(committed)} committed{oldest})"
 
 
-def _by_key(storage: S3Storage, prefix: str, instance: str, database: str, key: str, uncommitted: bool) -> StoredBackup:
+def _by_key(storage: Storage, prefix: str, instance: str, database: str, key: str, uncommitted: bool) -> StoredBackup:
     key = key.removeprefix(storage.where() + "/")  # an s3://bucket/key address as printed by our messages
     try:
         location = BackupLocation.parse(key, prefix)  # a manifest key names the same backup
@@ -245,7 +245,7 @@ def _by_key(storage: S3Storage, prefix: str, instance: str, database: str, key: 
     return StoredBackup(location, info.size, has_manifest)
 
 
-def load_manifest(storage: S3Storage, location: BackupLocation, *, object_size: int | None = None) -> BackupManifest:
+def load_manifest(storage: Storage, location: BackupLocation, *, object_size: int | None = None) -> BackupManifest:
     """The manifest of the backup at `location`, checked to describe that very object.
 
     With `object_size` (the object's size from a listing or HEAD) it is also checked against the size the

@@ -28,7 +28,7 @@ from enum import StrEnum
 
 from mongobackup.errors import StorageError, VerificationError
 from mongobackup.inventory import Inventory, Pair, StoredBackup, load_manifest
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 from mongobackup.tiers import TierPolicy
 
 
@@ -132,7 +132,7 @@ def _protected(inventory: Inventory, confirm: Confirm, expired: Callable[[Stored
     return protected
 
 
-def manifest_confirms(storage: S3Storage) -> Confirm:
+def manifest_confirms(storage: Storage) -> Confirm:
     """A Confirm over the bucket: the manifest reads, describes the object beside it and records its size.
 
     A transient read failure is raised (prune must not guess); a permanent one means "not confirmed".
@@ -165,7 +165,7 @@ def keys_to_delete(backup: StoredBackup) -> list[str]:
 
 
 def prune(
-    storage: S3Storage,
+    storage: Storage,
     inventory: Inventory,
     policy: TierPolicy,
     now: datetime,

@@ -54,8 +54,9 @@ from mongobackup.redact import redact_uri
 from mongobackup.restore_inserter import InsertFailed
 from mongobackup.restore_targets import DEFAULT_PARALLEL, RestoreOptions, Target, plan_targets
 from mongobackup.restore_writer import MongoWriter, TargetNotEmpty
-from mongobackup.storage import MIB, S3Storage
+from mongobackup.storage import Storage
 from mongobackup.streams import CHUNK_SIZE, CountingReader, zstd_decompressing_reader
+from mongobackup.units import MIB
 from mongobackup.verify import Mismatch, StreamCheck, Verdict, verify_database
 
 #: Restore everything, verify it, replay the oplog.
@@ -330,7 +331,7 @@ def _describe_client(client: MongoClient) -> str:
 
 
 def restore_backup(
-    storage: S3Storage,
+    storage: Storage,
     object_key: str,
     gpg: Gpg,
     client: MongoClient | None,

@@ -17,7 +17,7 @@ from mongobackup.archive import OPLOG_COLLECTION, OPLOG_DB, NamespaceMetadata, p
 from mongobackup.manifest import IndexRecord, NamespaceRecord
 from mongobackup.plan import check_database_name
 from mongobackup.staging import is_reserved
-from mongobackup.storage import MIB
+from mongobackup.units import MIB
 
 #: Documents per insert_many, by size: big enough that round trips are noise, small enough to stay flat.
 INSERT_BATCH_BYTES = 1 * MIB
