@@ -24,15 +24,16 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import pendulum
+from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
 from mongobackup.dump import open_client
-from mongobackup.errors import BackupError
+from mongobackup.errors import BackupError, first_line
 from mongobackup.inventory import StoredBackup, age_hours, list_backups, load_manifest, select_backup
 from mongobackup.manifest import BackupManifest
 from mongobackup.plan import BackupPlan, PlanError, load_plan
-from mongobackup.redact import redact_text
+from mongobackup.redact import redact_text, redact_uri
 from mongobackup.restore import (
     DEFAULT_PARALLEL,
     RestoreOptions,
@@ -42,6 +43,7 @@ from mongobackup.restore import (
     restore_backup,
     restore_stream,
 )
+from mongobackup.staging import report_lines
 from mongobackup.units import human_size
 from tasks.resources import instance_uri, storage_for
 from tasks.restore import decryption_for
@@ -275,6 +277,20 @@ def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
     return lines or [f"no backups of {instance}/{database} in {storage.where(plan.storage.prefix)}"]
 
 
+def leftover_lines(plan: BackupPlan, args: argparse.Namespace) -> list[str]:
+    """What killed restores left in the target database (staging collections), as `--list` reports it."""
+    index, instance = plan.instance(args.instance)
+    uri = args.to or instance_uri(instance, index)
+    database = args.as_name or args.database
+    try:
+        with open_client(uri, timeout_s=5) as client:
+            lines = report_lines(client, database)
+    except (BackupError, PyMongoError) as exc:
+        problem = redact_text(first_line(exc))
+        return [f"could not look for restore leftovers in {redact_uri(uri)} database {database}: {problem}"]
+    return [f"leftover: {line} (the next restore into it sweeps a dead run's)" for line in lines]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -287,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"restore: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
     if plan is not None and args.list:
-        print("\n".join(list_lines(plan, args.instance, args.database)))
+        print("\n".join(list_lines(plan, args.instance, args.database) + leftover_lines(plan, args)))
         return 0
     bar = ProgressBar(args.quiet)
     about = None

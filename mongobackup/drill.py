@@ -8,6 +8,7 @@ manifest, and dropped whatever happened, so a drill never leaves data behind.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
 from pymongo import MongoClient
 
@@ -15,9 +16,11 @@ from mongobackup.crypto import Gpg
 from mongobackup.manifest import BackupManifest
 from mongobackup.restore import RestoreOptions, RestoreResult, restore_backup
 from mongobackup.restore_targets import DEFAULT_PARALLEL
+from mongobackup.staging import find_runs
 from mongobackup.storage import Storage
 
 _MAX_DATABASE_NAME_BYTES = 63
+SCRATCH_PREFIX = "drill_"
 
 
 def scratch_database_name(database: str, run_id: str) -> str:
@@ -26,13 +29,13 @@ def scratch_database_name(database: str, run_id: str) -> str:
     A long database name is cut on a character boundary and tagged with a hash of the whole name, so two
     long names that share a beginning still get two scratch databases.
     """
-    name = f"drill_{database}_{run_id}"
+    name = f"{SCRATCH_PREFIX}{database}_{run_id}"
     if len(name.encode()) <= _MAX_DATABASE_NAME_BYTES:
         return name
     tag = hashlib.sha256(database.encode()).hexdigest()[:6]
     room = _MAX_DATABASE_NAME_BYTES - len(f"drill_-{tag}_{run_id}".encode())
     cut = database.encode()[: max(room, 0)].decode(errors="ignore")
-    return f"drill_{cut}-{tag}_{run_id}"
+    return f"{SCRATCH_PREFIX}{cut}-{tag}_{run_id}"
 
 
 def drill_restore(
@@ -47,9 +50,30 @@ def drill_restore(
     parallel: int = DEFAULT_PARALLEL,
 ) -> RestoreResult:
     """The drill of one backup: restore it into `scratch_database`, verify it against its manifest, and drop
-    the scratch database afterwards whatever happened, so a drill never leaves data behind."""
+    the scratch database afterwards whatever happened, so a drill never leaves data behind. What killed
+    drills left on the scratch server is swept first (`sweep_scratch`)."""
     options = RestoreOptions(target_database=scratch_database, verify=True, parallel=parallel)
+    sweep_scratch(client)
     try:
         return restore_backup(storage, object_key, gpg, client, options, manifest=manifest, passphrase=passphrase)
     finally:
         client.drop_database(scratch_database)
+
+
+def sweep_scratch(client: MongoClient, now: datetime | None = None) -> list[str]:
+    """Drops the scratch databases of drills that died (kill -9) mid-restore; returns their names.
+
+    A scratch database is a dead drill's when it is named `drill_...` and holds restore runs (their leases
+    and staging collections), none of them alive (see `staging.StagingRun.alive`). A running drill's, and
+    any database without a restore run in it, are left alone.
+    """
+    now = now or datetime.now(UTC)
+    swept = []
+    for database in client.list_database_names():
+        if not database.startswith(SCRATCH_PREFIX):
+            continue
+        runs = find_runs(client, database)
+        if runs and not any(run.alive(now) for run in runs):
+            client.drop_database(database)
+            swept.append(database)
+    return swept

@@ -1,27 +1,26 @@
-"""Restore: a stored backup streamed back into MongoDB, checked on the way in and verified at the end.
+"""Restore: a stored backup streamed back into MongoDB, checked on the way in and verified before it is used.
 
-    S3 object -> size/SHA-256 tally -> gpg (DecryptingReader) -> zstd -> ArchiveReader -> insert_many
+    ObjectDownload (S3 -> size/SHA-256 tally -> gpg -> zstd) -> ArchiveReader -> MongoWriter (staging)
 
 No stage holds more than a few chunks or insert batches and nothing touches the disk, so memory does not grow
 with the size of the backup. The same code reads a stock `mongodump --archive` file (plain or `--gzip`).
 
 The order of work, and why:
 1. Prelude: the archive lists its namespaces first. Every target collection is checked (an existing one is
-   refused unless `drop`) and created with its options (capped, collation, validator ...) before any data,
-   so that at any later failure the restore knows exactly what it must drop.
-2. Data: documents go to a few insert threads, each with a bounded queue, and a namespace always goes to the
-   same thread, so its documents keep their order (capped collections care). Our archives hold one namespace
-   after another: the threads then overlap inserting one with reading the next. mongodump interleaves
-   namespaces: then several are inserted at once. The reader checks each namespace's CRC when it ends; its
-   documents, CRC and digest are compared with the manifest there and then.
-3. After the last collection: indexes (built once on full collections, as mongorestore does), views, and
-   the verification of the restored data against the manifest, which describes the documents as dumped.
-4. The oplog slice, replayed as plain CRUD (`mongobackup.oplog_replay`), moves the data from "as dumped" to
-   the end of the dump window.
-5. TTL indexes, last: built earlier, the target's TTL monitor could delete documents that expired since the
-   backup while they are being verified, and fail a drill of a sound backup.
-6. The object's size and SHA-256 against the manifest, once gpg has read all of it.
-Any failure drops every collection and view the restore created: a target is either whole or untouched.
+   refused unless `drop`), and a staging collection is created for it with its options before any data, in
+   the target database, beside the run's lease (`staging`): nothing is written under a target's own name yet.
+2. Data: documents go to a few insert threads (`restore_inserter`). The reader checks each namespace's CRC
+   when it ends; its documents, CRC and digest are compared with the manifest there and then.
+3. After the last collection: indexes (built once on full collections, as mongorestore does) and the
+   verification of the staged data against the manifest, which describes the documents as dumped.
+4. The oplog slice, replayed as plain CRUD onto the staging collections (`mongobackup.oplog_replay`), moves
+   the data from "as dumped" to the end of the dump window.
+5. TTL indexes, last: built earlier, the TTL monitor could delete documents that expired since the backup
+   while they are being verified, and fail a drill of a sound backup.
+6. The object's size and SHA-256 against the manifest, once gpg has read all of it; the staged collections'
+   options and index options against the archive's.
+7. The swap (`MongoWriter.swap`): each staging collection moved into place, then the views created.
+Any failure before the swap drops the staging collections and the lease: the target is exactly as it was.
 """
 
 from __future__ import annotations
@@ -303,6 +302,7 @@ def _swap(run: _Run) -> None:
         run.verdict.extend(verdict)
     if not verdict.ok:
         raise VerificationError(f"{subject}, after the move into place: {verdict.summary()}")
+    run.writer.finish()
 
 
 def _object_checks(run: _Run, problems: list[Mismatch]) -> None:

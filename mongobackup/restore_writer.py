@@ -212,7 +212,8 @@ class MongoWriter:
     # --- the swap -------------------------------------------------------------------------------------------
 
     def swap(self) -> None:
-        """Moves every verified staging collection into place, then creates the views and drops the leases."""
+        """Moves every verified staging collection into place, then creates the views (`finish` drops the
+        leases once the caller has checked the result)."""
         present = self._present()
         clashes = [f"{db}.{final}" for db, final in self.staged if final in self._existing[db]]
         if clashes and not self.options.drop:  # a collection the oplog slice created, and the target has
@@ -245,6 +246,9 @@ class MongoWriter:
             if name in self._existing.get(database, set()) or name in self.client[database].list_collection_names():
                 self.client[database].drop_collection(name)
             self._create(database, name, view)
+
+    def finish(self) -> None:
+        """After the swap and its checks: stops the heartbeat and drops the leases (the run is done)."""
         for lease in self._leases.values():
             lease.release()  # a lease left behind is a dead run's: the next restore sweeps it
         self._leases.clear()
