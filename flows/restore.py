@@ -270,7 +270,7 @@ def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
     storage = storage_for(plan)
     backups = list_backups(storage, plan.storage.prefix, instance, database)
     lines = [
-        f"{'committed' if b.committed else 'UNCOMMITTED':<11} {b.location.tier.value:<9} "
+        f"{'committed' if b.committed else 'ORPHANED' if b.orphaned else 'UNCOMMITTED':<11} {b.location.tier.value:<9} "
         f"{b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} {b.object_key}"
         for b in backups
     ]

@@ -142,8 +142,9 @@ class MongoWriter:
         """TTL indexes, built last: the server's TTL monitor would otherwise delete documents that expired since
         the backup while the restore is still checking them. Returns a verdict on their presence."""
         verdict = Verdict("TTL indexes")
+        present = self._present()
         for target in self.targets:
-            if target.kind == "view" or (target.database, target.collection) not in self._present():
+            if target.kind == "view" or (target.database, target.collection) not in present:
                 continue
             specs = [spec for spec in target.index_specs() if "expireAfterSeconds" in spec]
             self._create_indexes(target, specs)
