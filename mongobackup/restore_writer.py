@@ -9,7 +9,8 @@ collection into place with one `renameCollection` (`dropTarget`), then creates t
 A server whose `renameCollection` loses collection options (SecantusDB 0.7 does: the options of the renamed
 collection are gone) is found out by a probe on a throwaway staging collection; there, a collection with
 options (capped, collation, validator, time series) is created under its name with them and filled from its
-verified staging copy instead, which is not atomic. Collections without options are renamed everywhere.
+verified staging copy instead, which is not atomic; so is a time-series collection everywhere (MongoDB does not
+rename those). Collections without options are renamed everywhere.
 """
 
 from __future__ import annotations
@@ -230,7 +231,8 @@ class MongoWriter:
                     self.client[database].drop_collection(final)
                 continue
             options = _collection_options(self.client, database, staging)
-            if not options or self._rename_keeps_options(database):
+            # MongoDB refuses to rename a time-series collection: it is always copied into place.
+            if not options or ("timeseries" not in options and self._rename_keeps_options(database)):
                 self.client.admin.command(
                     SON(
                         [
