@@ -23,10 +23,10 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
-import pendulum
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
+from flows.resources import RunResources
 from mongobackup.catalog import age_hours, list_backups, load_manifest, select_backup
 from mongobackup.dump import open_client
 from mongobackup.errors import BackupError
@@ -43,8 +43,7 @@ from mongobackup.restore import (
     restore_backup,
     restore_stream,
 )
-from tasks.resources import instance_uri, storage_for
-from tasks.restore import decryption_for
+from mongobackup.times import parse_at
 
 
 class UsageError(ValueError):
@@ -121,14 +120,11 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def parse_time(text: str) -> datetime:
-    """An ISO-8601 time; one without a zone is UTC (pendulum's reading), like the keys' timestamps."""
+    """`--at` by the one rule of `mongobackup.times` (without a zone: UTC); UsageError when it is no time."""
     try:
-        parsed = pendulum.parse(text)
-    except (ValueError, TypeError) as exc:  # pendulum's ParserError is a ValueError
-        raise UsageError(f"--at {text!r}: not an ISO-8601 time ({exc})") from None
-    if not isinstance(parsed, datetime):
-        raise UsageError(f"--at {text!r}: give a time, e.g. 2026-01-01T02:00:00Z")
-    return parsed.astimezone(UTC)
+        return parse_at(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def options_from(args: argparse.Namespace) -> RestoreOptions:
@@ -177,8 +173,8 @@ class ProgressBar:
 
 def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressBar) -> tuple[RestoreResult, str]:
     """Finds the backup, then restores or verifies it; returns the result and a line describing the backup."""
-    storage = storage_for(plan)
-    index, instance = plan.instance(args.instance)
+    resources = RunResources(plan)
+    storage = resources.storage
     backup = select_backup(
         storage,
         plan.storage.prefix,
@@ -189,7 +185,7 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
         uncommitted=args.uncommitted,
     )
     manifest = load_manifest(storage, backup) if backup.committed else None
-    gpg, passphrase = decryption_for(plan, args.gnupghome)
+    gpg, passphrase = resources.decryption(args.gnupghome)
     about = describe_backup(backup, manifest)
     if args.verify_only:
         return restore_backup(
@@ -202,7 +198,7 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
             passphrase=passphrase,
             on_progress=bar.update,
         ), about
-    with open_client(args.to or instance_uri(instance, index)) as client:
+    with open_client(args.to or resources.instance_uri(args.instance)) as client:
         return restore_backup(
             storage,
             backup.object_key,
@@ -273,7 +269,7 @@ def human_size(size: float) -> str:
 
 
 def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
-    storage = storage_for(plan)
+    storage = RunResources(plan).storage
     backups = list_backups(storage, plan.storage.prefix, instance, database)
     lines = [
         f"{'committed' if b.committed else 'UNCOMMITTED':<11} {b.location.tier.value:<9} "

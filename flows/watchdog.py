@@ -22,9 +22,10 @@ from prefect.artifacts import create_table_artifact
 from prefect.states import Completed, Failed, State
 
 from flows.cli import load_plan_or_report, run_flow
-from flows.retention import parse_at
+from flows.resources import RunResources
 from mongobackup.plan import load_plan
 from mongobackup.status import StatusReport
+from mongobackup.times import parse_at
 from tasks import status as t
 from tasks.backup import retrying
 
@@ -40,8 +41,9 @@ def watchdog(plan_path: str, max_age_h: float | None = None, at: str | None = No
     `max_age_h`: overrides the plan's status.max_age_h. `at`: judge as of this ISO-8601 time (default now).
     """
     plan = load_plan(plan_path)
-    report = t.read_backup_status.with_options(**retrying(plan))(plan, parse_at(at), max_age_h)
-    written = t.write_stale_events.with_options(**retrying(plan))(plan, report) if report.red else 0
+    with RunResources(plan) as resources:
+        report = t.read_backup_status.with_options(**retrying(plan))(resources, parse_at(at), max_age_h)
+        written = t.write_stale_events.with_options(**retrying(plan))(resources, report) if report.red else 0
     _publish(report)
     if report.ok:
         return Completed(message=f"all {len(report.rows)} databases GREEN (max age {report.max_age_h:g} h)")

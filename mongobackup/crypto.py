@@ -139,12 +139,6 @@ class Gpg:
 
         self._gpg.on_data = sink
 
-    def __enter__(self) -> Gpg:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._set_sink(None)
-
 
 class _End:
     """The last item a DecryptingReader's queue carries: how the decryption ended."""

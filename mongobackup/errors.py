@@ -8,10 +8,13 @@ URIs through `redact_uri` before they reach an error.
 from __future__ import annotations
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first line of an exception's message (drivers attach long diagnostics), or its type's name."""
-    text = str(exc)
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
+def one_line(message: str | BaseException, limit: int = 300) -> str:
+    """`message` (an exception's text, or its type's name when it has none) on one line for a table cell,
+    an event field or an error that wraps it: every run of whitespace, line breaks included, becomes one
+    space, and a text longer than `limit` is cut with an ellipsis (drivers attach long diagnostics)."""
+    text = str(message) or (type(message).__name__ if isinstance(message, BaseException) else "")
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
 
 
 class BackupError(Exception):

@@ -63,17 +63,16 @@ from mongobackup.errors import (
     PipelineError,
     StorageError,
     VerificationError,
-    first_line,
+    one_line,
 )
 from mongobackup.manifest import BackupManifest, NamespaceRecord
+from mongobackup.names import DATABASE_NAME_MAX_BYTES, check_database_name, fits_database_name
 from mongobackup.oplog_replay import OplogReplayer, OplogReplayError
-from mongobackup.plan import check_database_name
 from mongobackup.redact import redact_uri
 from mongobackup.storage import S3Storage
-from mongobackup.streams import CHUNK_SIZE, CountingReader, zstd_decompressing_reader
+from mongobackup.streams import CHUNK_SIZE, MIB, CountingReader, zstd_decompressing_reader
 from mongobackup.verify import Mismatch, StreamCheck, Verdict, check_object, index_record, verify_database
 
-MIB = 1 << 20
 #: Documents per insert_many, by size: big enough that round trips are noise, small enough to stay flat.
 INSERT_BATCH_BYTES = 1 * MIB
 #: Namespaces inserted at once; SecantusDB and small replica sets gain little beyond a few.
@@ -287,7 +286,7 @@ class _Inserter:
 
 class _InsertFailed(BackupError):
     def __init__(self, ns: str, cause: BaseException):
-        super().__init__(f"insert into {ns} failed: {first_line(cause)}")
+        super().__init__(f"insert into {ns} failed: {one_line(cause)}")
         self.transient = False
 
 
@@ -425,7 +424,7 @@ class _MongoWriter:
                 self.client[database].drop_collection(name)
                 dropped.append(f"{database}.{name}")
             except PyMongoError as exc:
-                failed.append(f"{database}.{name} ({first_line(exc)})")
+                failed.append(f"{database}.{name} ({one_line(exc)})")
         if failed:
             return f"COULD NOT DROP what it wrote: {', '.join(failed)}; drop them by hand"
         if not dropped:
@@ -751,8 +750,6 @@ def open_archive_file(path: str) -> BinaryIO:
 
 # --- the fire drill ----------------------------------------------------------------------------------------
 
-_MAX_DATABASE_NAME_BYTES = 63
-
 
 def scratch_database_name(database: str, run_id: str) -> str:
     """`drill_<database>_<run id>`, at most 63 bytes (MongoDB's limit).
@@ -761,10 +758,10 @@ def scratch_database_name(database: str, run_id: str) -> str:
     long names that share a beginning still get two scratch databases.
     """
     name = f"drill_{database}_{run_id}"
-    if len(name.encode()) <= _MAX_DATABASE_NAME_BYTES:
+    if fits_database_name(name):
         return name
     tag = hashlib.sha256(database.encode()).hexdigest()[:6]
-    room = _MAX_DATABASE_NAME_BYTES - len(f"drill_-{tag}_{run_id}".encode())
+    room = DATABASE_NAME_MAX_BYTES - len(f"drill_-{tag}_{run_id}".encode())
     cut = database.encode()[: max(room, 0)].decode(errors="ignore")
     return f"drill_{cut}-{tag}_{run_id}"
 

@@ -30,7 +30,8 @@ from mongobackup.errors import StorageError, VerificationError
 from mongobackup.inventory import Inventory, StoredBackup, scan
 from mongobackup.manifest import BackupManifest
 from mongobackup.metrics import Event
-from mongobackup.plan import SYSTEM_DATABASES, BackupPlan, InstancePlan
+from mongobackup.names import is_system_database
+from mongobackup.plan import BackupPlan, InstancePlan
 from mongobackup.storage import S3Storage
 
 #: The database shown for an instance with `databases: all` and no backup of any database.
@@ -135,7 +136,7 @@ def _fmt_size(size: int | None) -> str:
 
 def _watched(instance: InstancePlan, database: str) -> bool:
     """Whether a database found in the bucket is expected for an instance with `databases: all`."""
-    return database not in SYSTEM_DATABASES and not instance.is_excluded(database)
+    return not is_system_database(database) and not instance.is_excluded(database)
 
 
 def expected_pairs(plan: BackupPlan, inventory: Inventory) -> list[tuple[str, str]]:

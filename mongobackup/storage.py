@@ -20,8 +20,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mongobackup.errors import StorageError
+from mongobackup.streams import MIB
 
-MIB = 1 << 20
 MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
 MAX_PART_SIZE = 5 * 1024 * MIB
 MAX_PARTS = 10_000

@@ -16,8 +16,9 @@ from typing import BinaryIO
 
 import zstandard
 
+MIB = 1 << 20
 #: Read size between stages. Large enough that per-call Python overhead is noise, small enough to be flat.
-CHUNK_SIZE = 1 << 20
+CHUNK_SIZE = MIB
 #: Input per zstd worker job when compressing with threads.
 ZSTD_JOB_SIZE = 2 << 20
 

@@ -7,6 +7,7 @@ only) are safe: applying reads and merges again, and a retried prune scans again
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -21,17 +22,22 @@ from mongobackup.lifecycle import (
     enable_object_lock,
     enable_versioning,
 )
-from mongobackup.plan import BackupPlan
 from mongobackup.prune import PruneReport, prune
-from tasks.resources import storage_for
+
+if TYPE_CHECKING:  # the flow builds the resources and hands them in: tasks never import flows
+    from flows.resources import RunResources
 
 
 @task(name="bucket-settings", cache_policy=NO_CACHE)
 def bucket_settings(
-    plan: BackupPlan, versioning: bool, object_lock_days: int | None, object_lock_mode: LockMode, dry_run: bool
+    resources: RunResources,
+    versioning: bool,
+    object_lock_days: int | None,
+    object_lock_mode: LockMode,
+    dry_run: bool,
 ) -> list[BucketSetting]:
     """Versioning and Object Lock as asked; Object Lock implies versioning, which S3 requires for it."""
-    storage = storage_for(plan)
+    storage, plan = resources.storage, resources.plan
     settings = []
     if versioning or object_lock_days is not None:
         settings.append(enable_versioning(storage, dry_run=dry_run))
@@ -44,9 +50,9 @@ def bucket_settings(
 
 
 @task(name="lifecycle", cache_policy=NO_CACHE)
-def lifecycle(plan: BackupPlan, dry_run: bool) -> LifecycleDiff:
+def lifecycle(resources: RunResources, dry_run: bool) -> LifecycleDiff:
     """The policy's lifecycle rules merged into the bucket's (or only the diff, in a dry run)."""
-    storage = storage_for(plan)
+    storage, plan = resources.storage, resources.plan
     diff = (diff_lifecycle if dry_run else apply_lifecycle)(storage, plan.tiers, plan.storage.prefix)
     for line in diff.lines():
         get_run_logger().info("%s", line)
@@ -54,10 +60,10 @@ def lifecycle(plan: BackupPlan, dry_run: bool) -> LifecycleDiff:
 
 
 @task(name="prune", cache_policy=NO_CACHE)
-def prune_expired(plan: BackupPlan, now: datetime, dry_run: bool) -> PruneReport:
+def prune_expired(resources: RunResources, now: datetime, dry_run: bool) -> PruneReport:
     """Scans the bucket and deletes the backups the policy expires at `now`, manifest first."""
     logger = get_run_logger()
-    storage = storage_for(plan)
+    storage, plan = resources.storage, resources.plan
     inventory = scan(storage, plan.storage.prefix)
     if inventory.foreign:
         logger.warning(
