@@ -147,6 +147,13 @@ class StoragePlan(Section):
             raise ValueError(f"{prefix!r} must be empty or end with '/'")
         if prefix.startswith("/") or "//" in prefix:
             raise ValueError(f"{prefix!r} must not start with '/' or contain '//' (empty key segments)")
+        # S3 keeps `..` literally while other stores resolve or refuse it, and a path-minded tool (a sync,
+        # a lifecycle filter, a restore to disk) would leave the prefix: each segment must be a plain name.
+        odd = [segment for segment in prefix.split("/") if segment in (".", "..")]
+        if odd:
+            raise ValueError(f"{prefix!r} must not contain a {odd[0]!r} segment")
+        if "\\" in prefix:
+            raise ValueError(f"{prefix!r} must not contain a backslash (some stores read it as a separator)")
         return prefix
 
     @field_validator("region")
@@ -334,15 +341,23 @@ class BackupPlan(Section):
     @field_validator("instances")
     @classmethod
     def _unique_names(cls, instances: list[InstancePlan]) -> list[InstancePlan]:
-        # Two instances with one name would write to the same keys and the same dashboard row.
+        # Two instances with one name would write to the same keys and the same dashboard row; names that
+        # differ only in case do too on a case-insensitive store, and read as one in a dashboard or an alert.
         seen: dict[str, int] = {}
         for index, instance in enumerate(instances):
-            if instance.name in seen:
+            first = seen.get(instance.name.casefold())
+            if first is not None and instances[first].name == instance.name:
                 raise ValueError(
-                    f"instance name {instance.name!r} is used twice (instances.{seen[instance.name]}"
+                    f"instance name {instance.name!r} is used twice (instances.{first}"
                     f".name and instances.{index}.name); names must be unique"
                 )
-            seen[instance.name] = index
+            if first is not None:
+                raise ValueError(
+                    f"instance name {instance.name!r} (instances.{index}.name) differs from "
+                    f"{instances[first].name!r} (instances.{first}.name) only in case; names must differ in "
+                    "more than case"
+                )
+            seen[instance.name.casefold()] = index
         return instances
 
     def instance(self, name: str) -> tuple[int, InstancePlan]:
