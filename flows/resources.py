@@ -26,7 +26,7 @@ from pymongo import MongoClient
 from mongobackup.backup import ArchiveSource, tool_version
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.dump import DatabaseDump, open_client, source_errors
-from mongobackup.errors import BackupError
+from mongobackup.errors import BackupError, EncryptionError, StorageError
 from mongobackup.keys import BackupLocation
 from mongobackup.mongodump import MongodumpDump
 from mongobackup.notify import EventSink, make_sink
@@ -190,27 +190,55 @@ class RunResources:
 
 
 def build_storage(plan: BackupPlan) -> S3Storage:
-    """The plan's bucket: one credentials-block load, one boto3 client (thread-safe) for the whole run."""
+    """The plan's bucket: one credentials-block load, one boto3 client (thread-safe) for the whole run.
+
+    Missing credentials (no block, and nothing in boto3's default chain) and a block that does not exist fail
+    here, as permanent errors naming the field: boto3 would only find out at the first request, as an error
+    that reads like a network fault and is retried.
+    """
+    settings = plan.storage
+    session = _credentials_block(settings.credentials_block, settings.region).get_boto3_session()
+    if session.get_credentials() is None:
+        where = (
+            f"AwsCredentials block {settings.credentials_block!r} holds no keys and"
+            if settings.credentials_block
+            else "not set, and"
+        )
+        raise StorageError(
+            f"storage.credentials_block: {where} boto3's default chain found no AWS credentials "
+            "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, an instance or container role)"
+        )
+    client = s3_client(session=session, endpoint_url=settings.endpoint_url, region=settings.region)
+    return S3Storage(client, settings.bucket, part_size=settings.part_size_mib * MIB)
+
+
+def _credentials_block(name: str | None, region: str | None) -> Any:
+    """The prefect-aws AwsCredentials block `name`, or an empty one (boto3's default chain) for None."""
     from prefect_aws import AwsCredentials
 
-    settings = plan.storage
-    credentials = (
-        AwsCredentials.load(settings.credentials_block)
-        if settings.credentials_block
-        else AwsCredentials(region_name=settings.region)
-    )
-    client = s3_client(
-        session=credentials.get_boto3_session(), endpoint_url=settings.endpoint_url, region=settings.region
-    )
-    return S3Storage(client, settings.bucket, part_size=settings.part_size_mib * MIB)
+    if name is None:
+        return AwsCredentials(region_name=region)
+    try:
+        return AwsCredentials.load(name)
+    except ValueError as exc:  # Prefect's "Unable to find block document named ...": retrying will not help
+        raise StorageError(f"storage.credentials_block: AwsCredentials block {name!r} cannot be loaded: {exc}") from exc
 
 
 def build_encryption(plan: BackupPlan) -> Encryption:
     """The GnuPG home with the plan's key files imported, and the resolved recipients or passphrase."""
     settings = plan.encryption
     gpg = Gpg(settings.gnupghome)
-    from_files = gpg.import_key_files(settings.public_key_files)
-    fingerprints = gpg.resolve_recipients([*settings.recipients, *from_files])
+    try:
+        fingerprints = gpg.resolve_recipients(settings.recipients)
+    except EncryptionError as exc:
+        raise EncryptionError(f"encryption.recipients: {exc}") from exc
+    for path in settings.public_key_files:
+        imported = gpg.import_key_files([path])  # its errors name the file already
+        try:
+            from_file = gpg.resolve_recipients(imported)
+        except EncryptionError as exc:
+            raise EncryptionError(f"encryption.public_key_files: {path}: {exc}") from exc
+        fingerprints += [fingerprint for fingerprint in from_file if fingerprint not in fingerprints]
     passphrase = secret_value(settings.passphrase, "encryption")
     return Encryption(gpg.home, EncryptionKeys(tuple(fingerprints), passphrase, settings.cipher))
 
