@@ -30,6 +30,7 @@ from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.tiers import Tier
 from mongobackup.times import parse_at
 from tasks import backup as t
+from tasks.retries import retrying
 
 
 @dataclass
@@ -106,13 +107,13 @@ def _back_up(resources: RunResources, wanted: list[str], when: datetime, tier: T
     """The run's task chains, sharing `resources` (one storage, one key import, one client per instance)."""
     plan = resources.plan
     t.preflight.with_options(
-        **t.retrying(
+        **retrying(
             plan, on_failure=[t.failure_event_hook(resources, name, None, tier.value, "preflight") for name in wanted]
         )
     )(resources)
     listings = {
         name: t.list_instance_databases.with_options(
-            **t.retrying(plan, on_failure=[t.failure_event_hook(resources, name, None, tier.value, "list")])
+            **retrying(plan, on_failure=[t.failure_event_hook(resources, name, None, tier.value, "list")])
         ).submit(resources, name)
         for name in wanted
     }
@@ -196,15 +197,15 @@ def _submit_chain(
     wait_for = [allow_failure(after)] if after is not None else []
     with tags(f"mongo-instance:{instance}"):
         stored = t.transfer.with_options(
-            **t.retrying(plan, on_failure=[hook(resources, instance, database, tier, "transfer")])
+            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "transfer")])
         ).submit(resources, location, wait_for=wait_for)
         verified = t.verify.with_options(
-            **t.retrying(plan, on_failure=[hook(resources, instance, database, tier, "verify")])
+            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "verify")])
         ).submit(resources, stored)
         committed = t.commit.with_options(
-            **t.retrying(plan, on_failure=[hook(resources, instance, database, tier, "commit")])
+            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "commit")])
         ).submit(resources, verified, run_id, when)
-        notified = t.notify_database.with_options(**t.retrying(plan)).submit(resources, committed)
+        notified = t.notify_database.with_options(**retrying(plan)).submit(resources, committed)
     return committed, notified
 
 

@@ -32,8 +32,9 @@ from mongobackup.keys import short_run_id
 from mongobackup.plan import load_plan
 from mongobackup.status import StatusRow
 from tasks import drill as t
-from tasks.backup import failure_message, retrying
+from tasks.backup import failure_message
 from tasks.drill import DrillRow
+from tasks.retries import retrying
 
 
 def _run_name() -> str:

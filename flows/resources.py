@@ -31,8 +31,8 @@ from mongobackup.keys import BackupLocation
 from mongobackup.mongodump import MongodumpDump
 from mongobackup.notify import EventSink, make_sink
 from mongobackup.plan import BackupPlan, DrillPlan, SecretRef
-from mongobackup.storage import S3Storage, s3_client
-from mongobackup.streams import MIB
+from mongobackup.s3 import S3Storage, s3_client
+from mongobackup.units import MIB
 
 
 class SecretMissing(BackupError):

@@ -44,6 +44,7 @@ from mongobackup.restore import (
     restore_stream,
 )
 from mongobackup.times import parse_at
+from mongobackup.units import human_size
 
 
 class UsageError(ValueError):
@@ -258,14 +259,6 @@ def summary_lines(result: RestoreResult, about: str | None, verify_only: bool) -
     lines.append(f"  verdict:  {verdict.summary()}")
     lines += [f"    {mismatch}" for mismatch in verdict.mismatches]
     return lines
-
-
-def human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:

@@ -38,7 +38,7 @@ from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.prune import prune
 from mongobackup.times import parse_at
 from tasks import retention as t
-from tasks.backup import retrying
+from tasks.retries import retrying
 
 
 def _run_name() -> str:

@@ -27,7 +27,7 @@ from mongobackup.plan import load_plan
 from mongobackup.status import StatusReport
 from mongobackup.times import parse_at
 from tasks import status as t
-from tasks.backup import retrying
+from tasks.retries import retrying
 
 
 def _run_name() -> str:

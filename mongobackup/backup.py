@@ -30,7 +30,7 @@ from mongobackup.errors import (
 from mongobackup.keys import BackupLocation, manifest_key_for
 from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
 from mongobackup.plan import Compression
-from mongobackup.storage import S3Storage, UploadReceipt
+from mongobackup.storage import Storage, UploadReceipt
 from mongobackup.streams import CountingReader, IteratorReader, StageClock, zstd_compressing_reader
 
 TOOL_NAME = "mongo-backup-flows"
@@ -77,7 +77,7 @@ def transfer_database(
     *,
     dump: ArchiveSource,
     location: BackupLocation,
-    storage: S3Storage,
+    storage: Storage,
     gpg: Gpg,
     keys: EncryptionKeys,
     compression: Compression,
@@ -151,7 +151,7 @@ def encryption_record(keys: EncryptionKeys) -> EncryptionRecord:
     )
 
 
-def verify_upload(storage: S3Storage, outcome: TransferOutcome) -> None:
+def verify_upload(storage: Storage, outcome: TransferOutcome) -> None:
     """Checks the stored object against the receipt; deletes it (it is uncommitted) when they differ."""
     key = outcome.receipt.key
     info = storage.head(key)
@@ -196,7 +196,7 @@ def build_manifest(outcome: TransferOutcome, *, run_id: str, scheduled_at: datet
     )
 
 
-def commit_manifest(storage: S3Storage, manifest: BackupManifest) -> str:
+def commit_manifest(storage: Storage, manifest: BackupManifest) -> str:
     """Writes the manifest beside its object: the moment the backup starts to exist. Returns its key."""
     location_key = manifest.object_key
     if storage.head(location_key) is None:
@@ -220,7 +220,7 @@ def back_up_database(
     *,
     dump: ArchiveSource,
     location: BackupLocation,
-    storage: S3Storage,
+    storage: Storage,
     gpg: Gpg,
     keys: EncryptionKeys,
     compression: Compression,

@@ -69,8 +69,9 @@ from mongobackup.manifest import BackupManifest, NamespaceRecord
 from mongobackup.names import DATABASE_NAME_MAX_BYTES, check_database_name, fits_database_name
 from mongobackup.oplog_replay import OplogReplayer, OplogReplayError
 from mongobackup.redact import redact_uri
-from mongobackup.storage import S3Storage
-from mongobackup.streams import CHUNK_SIZE, MIB, CountingReader, zstd_decompressing_reader
+from mongobackup.storage import Storage
+from mongobackup.streams import CHUNK_SIZE, CountingReader, zstd_decompressing_reader
+from mongobackup.units import MIB
 from mongobackup.verify import Mismatch, StreamCheck, Verdict, check_object, index_record, verify_database
 
 #: Documents per insert_many, by size: big enough that round trips are noise, small enough to stay flat.
@@ -676,7 +677,7 @@ class _TallyReader(io.RawIOBase):
 
 
 def restore_backup(
-    storage: S3Storage,
+    storage: Storage,
     object_key: str,
     gpg: Gpg,
     client: MongoClient | None,
@@ -767,7 +768,7 @@ def scratch_database_name(database: str, run_id: str) -> str:
 
 
 def drill_restore(
-    storage: S3Storage,
+    storage: Storage,
     object_key: str,
     gpg: Gpg,
     client: MongoClient,

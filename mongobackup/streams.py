@@ -16,7 +16,8 @@ from typing import BinaryIO
 
 import zstandard
 
-MIB = 1 << 20
+from mongobackup.units import MIB
+
 #: Read size between stages. Large enough that per-call Python overhead is noise, small enough to be flat.
 CHUNK_SIZE = MIB
 #: Input per zstd worker job when compressing with threads.

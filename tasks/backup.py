@@ -1,14 +1,15 @@
 """Prefect tasks of the backup flow: thin wrappers that add retries, hooks and logging to the core.
 
-Every task body calls one plain function of `mongobackup`. Retries apply only to transient faults (a network
-blip, a restarted primary); bad credentials, a missing bucket or an unknown GPG key fail at once.
+Every task body calls one plain function of `mongobackup`. Retries (see `tasks.retries`) apply only to
+transient faults (a network blip, a restarted primary); bad credentials, a missing bucket or an unknown GPG key
+fail at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -23,25 +24,13 @@ from mongobackup.backup import (
     verify_upload,
 )
 from mongobackup.dump import list_databases
-from mongobackup.errors import BackupError, PipelineError, one_line
+from mongobackup.errors import PipelineError, one_line
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest
-from mongobackup.plan import BackupPlan
 from mongobackup.redact import redact_text
 
 if TYPE_CHECKING:  # the flow builds the resources and hands them in: tasks never import flows
     from flows.resources import RunResources
-
-
-def is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
-    """Retry only what a retry can fix; a permanent error (auth, missing bucket, bad key) fails fast."""
-    try:
-        state.result(raise_on_failure=True)
-    except BackupError as exc:
-        return exc.transient
-    except Exception:  # an unexpected error: one more try costs little and may succeed
-        return True
-    return False
 
 
 def failure_event_hook(
@@ -90,19 +79,6 @@ def error_of(state: State) -> BaseException:
 def failure_message(state: State) -> str:
     """What a failed task or flow state says, on one line (for an artifact row or a run's message)."""
     return one_line(error_of(state))
-
-
-def retrying(plan: BackupPlan, **options: Any) -> dict[str, Any]:
-    """Task options for a network step: exponential backoff with jitter, transient faults only."""
-    from prefect.tasks import exponential_backoff
-
-    return {
-        "retries": plan.retries.attempts,
-        "retry_delay_seconds": exponential_backoff(backoff_factor=plan.retries.backoff_s),
-        "retry_jitter_factor": plan.retries.jitter,
-        "retry_condition_fn": is_transient,
-        **options,
-    }
 
 
 @task(name="list-databases", cache_policy=NO_CACHE)

@@ -23,7 +23,7 @@ from mongobackup.keys import BackupLocation
 from mongobackup.metrics import Event
 from mongobackup.restore import drill_restore, scratch_database_name
 from mongobackup.status import StatusRow, read_status
-from mongobackup.streams import MIB
+from mongobackup.units import MIB
 
 if TYPE_CHECKING:  # the flow builds the resources and hands them in: tasks never import flows
     from flows.resources import RunResources

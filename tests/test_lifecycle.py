@@ -23,7 +23,7 @@ from mongobackup.lifecycle import (
     lifecycle_rules,
     merge_rules,
 )
-from mongobackup.storage import S3Storage, s3_client
+from mongobackup.s3 import S3Storage, s3_client
 from mongobackup.tiers import TierPolicy
 from tests.planfiles import write_plan
 
