@@ -202,6 +202,34 @@ def drill_speed_query() -> Query:
     )
 
 
+#: The drill's time to restore, stage by stage, as the per-tier table shows it.
+TIER_TIMINGS = ("thaw_wait_s", "download_s", "restore_s", "verify_s", "total_s", "restore_mb_s")
+
+
+def restore_time_by_tier_query() -> Query:
+    """The drill's time to restore (thaw wait included), the slowest backup of each tier per interval."""
+    return Query(
+        f"SELECT max({D.f('total_s')}) FROM {D.m} WHERE {D.t(I_)} =~ /^${I_}$/ AND $timeFilter "
+        f"GROUP BY time($__interval), {D.t('tier')} fill(none)",
+        _flux(D, "total_s") + f'\n  |> group(columns: ["{D.tag("tier")}"])'
+        "\n  |> aggregateWindow(every: v.windowPeriod, fn: max, createEmpty: false)",
+    )
+
+
+def drill_by_tier_query() -> Query:
+    """The newest drill of each tier: passed (value), backup age and the time of each stage."""
+    fields = ("value", "backup_age_h", *TIER_TIMINGS)
+    return Query(
+        "SELECT " + ", ".join(f'last({D.f(name)}) AS "{name}"' for name in fields) + f" FROM {D.m} "
+        f"WHERE {D.t(I_)} =~ /^${I_}$/ AND $timeFilter GROUP BY {D.t('tier')}",
+        _flux(D, *fields)
+        + '\n  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+        + f'\n  |> group(columns: ["{D.tag("tier")}"])'
+        + '\n  |> sort(columns: ["_time"])\n  |> tail(n: 1)',
+        table=True,
+    )
+
+
 def instance_variable_query() -> Query:
     """The instances the dashboard offers: every instance that completed a backup, failed one or was found stale
     (so that an instance that never succeeded still gets its red status panel)."""
@@ -371,6 +399,15 @@ def panels() -> list[Panel]:
             unit="MBs",
             defaults={"custom": {"drawStyle": "points", "pointSize": 6}},
         ),
+        Panel(
+            "Time to restore by tier",
+            "timeseries",
+            restore_time_by_tier_query(),
+            width=12,
+            unit="s",
+            defaults={"custom": {"drawStyle": "points", "pointSize": 6}},
+        ),
+        Panel("Restore drill: last result per tier", "table", drill_by_tier_query(), width=12),
     ]
 
 

@@ -4,7 +4,10 @@ One rule per tier, filtered on the tier's key prefix (`<storage prefix><tier>/`)
 the retention policy:
 
     Expiration                      after the tier's retention_days
-    Transitions                     to GLACIER after glacier_after_days (every tier but daily; none when None)
+    Transitions                     to GLACIER after glacier_after_days (every tier but daily; none when None;
+                                    tiers.transition_class names another class per tier)
+    NoncurrentVersionTransitions    the same, counted from when a version became noncurrent: without it a
+                                    versioned bucket keeps deleted or overwritten backups in STANDARD
     NoncurrentVersionExpiration     after the tier's retention_days (what versioning keeps of a deleted backup)
     AbortIncompleteMultipartUpload  after 7 days (an upload orphaned by a killed backup process)
 
@@ -35,8 +38,6 @@ from mongobackup.tiers import Tier, TierPolicy, prefix_for
 RULE_ID_PREFIX = "mongo-backup-"
 #: A multipart upload left open this long belongs to a backup process that died (a run lasts hours at most).
 ABORT_INCOMPLETE_MULTIPART_DAYS = 7
-#: S3 Glacier Flexible Retrieval: restores in hours, 90 days minimum billing (why daily never goes there).
-GLACIER_STORAGE_CLASS = "GLACIER"
 #: AWS's default for TransitionDefaultMinimumObjectSize; a bucket set otherwise keeps its setting.
 DEFAULT_MIN_TRANSITION_SIZE = "all_storage_classes_128K"
 #: Codes a store may use when it refuses only the transitions (checked only for rules with any); a store
@@ -77,8 +78,10 @@ def tier_rule(policy: TierPolicy, tier: Tier, prefix: str = "") -> Rule:
         "Expiration": {"Days": days},
     }
     glacier = policy.transition_days(tier)
-    if glacier is not None:
-        rule["Transitions"] = [{"Days": glacier, "StorageClass": GLACIER_STORAGE_CLASS}]
+    storage_class = policy.storage_class_after(tier)
+    if glacier is not None and storage_class is not None:
+        rule["Transitions"] = [{"Days": glacier, "StorageClass": storage_class}]
+        rule["NoncurrentVersionTransitions"] = [{"NoncurrentDays": glacier, "StorageClass": storage_class}]
     rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": days}
     rule["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": ABORT_INCOMPLETE_MULTIPART_DAYS}
     return rule

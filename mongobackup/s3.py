@@ -94,7 +94,29 @@ class S3Storage:
             raise self._error(exc, "head", key) from exc
         except BotoCoreError as exc:
             raise self._error(exc, "head", key) from exc
-        return ObjectInfo(key, reply["ContentLength"], reply["ETag"].strip('"'), reply.get("Metadata", {}))
+        return ObjectInfo(
+            key,
+            reply["ContentLength"],
+            reply["ETag"].strip('"'),
+            reply.get("Metadata", {}),
+            reply.get("StorageClass") or "STANDARD",
+            reply.get("Restore"),
+        )
+
+    def request_restore(self, key: str, days: int, retrieval: str) -> bool:
+        try:
+            self.client.restore_object(
+                Bucket=self.bucket,
+                Key=key,
+                RestoreRequest={"Days": days, "GlacierJobParameters": {"Tier": retrieval.capitalize()}},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "RestoreAlreadyInProgress":
+                return False
+            raise self._error(exc, f"request a {retrieval} thaw of", key) from exc
+        except BotoCoreError as exc:
+            raise self._error(exc, f"request a {retrieval} thaw of", key) from exc
+        return True
 
     def put_json(self, key: str, document: Mapping[str, Any]) -> None:
         body = json.dumps(document, indent=2, sort_keys=True).encode()
@@ -129,7 +151,9 @@ class S3Storage:
             )
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield ObjectInfo(item["Key"], item["Size"], item["ETag"].strip('"'), {})
+                    yield ObjectInfo(
+                        item["Key"], item["Size"], item["ETag"].strip('"'), {}, item.get("StorageClass") or "STANDARD"
+                    )
 
     def open_uploads(self, prefix: str = "") -> list[OpenUpload]:
         uploads = []

@@ -31,6 +31,10 @@ class ObjectInfo:
     size: int
     etag: str
     metadata: Mapping[str, str]
+    #: As a listing or HEAD reports it (S3 leaves it out for STANDARD).
+    storage_class: str = "STANDARD"
+    #: HEAD's `x-amz-restore` header: the state of a thaw of an archived object (see `mongobackup.glacier`).
+    restore: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,12 @@ class Storage(Protocol):
         ...
 
     def head(self, key: str) -> ObjectInfo | None:
-        """The object's size, ETag and metadata; None when there is no object under the key."""
+        """The object's size, ETag, metadata, storage class and thaw state; None when there is no such object."""
+        ...
+
+    def request_restore(self, key: str, days: int, retrieval: str) -> bool:
+        """Asks for a thaw of an archived object (GLACIER, DEEP_ARCHIVE) for `days` at `retrieval` (expedited,
+        standard, bulk). True when taken; False when one is already under way (nothing is asked twice)."""
         ...
 
     def put_json(self, key: str, document: Mapping[str, Any]) -> None:
@@ -111,7 +120,8 @@ class Storage(Protocol):
         ...
 
     def list_keys(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every object under `prefix`, in key order, page by page (metadata is not listed: empty)."""
+        """Every object under `prefix`, in key order, page by page, with its storage class (metadata is not
+        listed: empty; nor is the thaw state: HEAD says it)."""
         ...
 
     def delete(self, key: str) -> None:

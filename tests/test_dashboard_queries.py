@@ -72,15 +72,33 @@ def scene(services) -> Scene:
     ago = lambda **kw: now - timedelta(**kw)  # noqa: E731
     drill = metrics.INSTANCE_RESTORE_DRILL.name
     drill_fields = {"bytes": 1, "docs": 1, "duration_s": 1.0, "restore_mb_s": 2.5, "backup_age_h": 30.0}
+    stages = {"thaw_wait_s": 0.0, "download_s": 1.0, "restore_s": 2.0, "verify_s": 0.5, "total_s": 3.5}
+    thawed = {**stages, "thaw_wait_s": 60.0, "total_s": 63.5, "backup_age_h": 700.0}
     events = [
         metrics.backup_completed(s.fresh, "orders", "daily", 2048, 10, 3.5, ago(hours=1)),
         metrics.instance_completed(s.fresh, ago(hours=1)),
-        Event(drill, {"instance": s.fresh, "database": "orders"}, {"value": True, **drill_fields}, ago(hours=2)),
+        Event(
+            drill,
+            {"instance": s.fresh, "database": "orders", "tier": "daily"},
+            {"value": True, **drill_fields, **stages},
+            ago(hours=2),
+        ),
+        Event(
+            drill,
+            {"instance": s.fresh, "database": "orders", "tier": "weekly"},
+            {"value": True, **drill_fields, **thawed},
+            ago(hours=2, minutes=1),
+        ),
         metrics.backup_completed(s.late, "users", "daily", 4096, 20, 7.0, ago(hours=30)),
         metrics.instance_completed(s.late, ago(hours=30)),
         metrics.backup_failed(s.late, "users", "daily", "upload", "StorageError: s3://b/k: 503", ago(hours=2)),
         metrics.backup_stale(s.late, "users", 30.0, ago(minutes=10)),
-        Event(drill, {"instance": s.late, "database": "users"}, {"value": False, **drill_fields}, ago(hours=3)),
+        Event(
+            drill,
+            {"instance": s.late, "database": "users", "tier": "monthly"},
+            {"value": False, **drill_fields, **stages},
+            ago(hours=3),
+        ),
         metrics.backup_failed(s.failing, None, "daily", "list", "SourceError: instance unreachable", ago(hours=1)),
     ]
     events += [sample_event(spec, s.sample, ago(hours=1)) for spec in MEASUREMENTS.values()]
@@ -253,6 +271,18 @@ def test_stale_and_drill_panels(influx, scene):
     assert drills[(scene.fresh, "orders")]["value"] is True and drills[(scene.late, "users")]["value"] is False
     failed = panel_series(influx, "Failed restore drills", [scene.fresh, scene.late])
     assert stat_value(failed, "0") == 1
+
+
+def test_time_to_restore_and_last_result_per_tier(influx, scene):
+    by_tier = rows_by(panel_series(influx, "Restore drill: last result per tier", [scene.fresh, scene.late]), "tier")
+    assert sorted(by_tier) == [("daily",), ("monthly",), ("weekly",)]
+    assert by_tier[("daily",)]["value"] is True and by_tier[("daily",)]["total_s"] == 3.5
+    weekly = by_tier[("weekly",)]
+    assert weekly["thaw_wait_s"] == 60.0 and weekly["total_s"] == 63.5 and weekly["backup_age_h"] == 700.0
+    assert weekly["download_s"] == 1.0 and weekly["restore_s"] == 2.0 and weekly["verify_s"] == 0.5
+    assert by_tier[("monthly",)]["value"] is False
+    times = rows_by(panel_series(influx, "Time to restore by tier", [scene.fresh, scene.late]), "tier")
+    assert {tier: row["max"] for (tier,), row in times.items()} == {"daily": 3.5, "weekly": 63.5, "monthly": 3.5}
 
 
 def test_size_panels_show_each_database(influx, scene):

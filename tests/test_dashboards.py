@@ -118,7 +118,7 @@ def _flux_names(query: str) -> tuple[list[str], list[tuple[str, str]]]:
 
 def test_every_query_uses_only_names_the_code_writes():
     queries = all_queries()
-    assert len(queries) == 2 * (10 + 1 + 4)  # per flavour: 10 panels, 1 variable, 4 alert rules
+    assert len(queries) == 2 * (12 + 1 + 4)  # per flavour: 12 panels, 1 variable, 4 alert rules
     for flavor, where, query in queries:
         assert "__BUCKET__" not in query
         names = _influxql_names if flavor == "influxql" else _flux_names

@@ -24,6 +24,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from mongobackup.glacier_plan import PricePlan, RestorePlan
 from mongobackup.names import (
     check_bucket_name,
     check_database_name,
@@ -337,6 +338,9 @@ class BackupPlan(Section):
     #: The restore fire drill; None: this plan is not drilled (flows.firedrill refuses it).
     drill: DrillPlan | None = None
     status: StatusPlan = Field(default_factory=StatusPlan)
+    #: How a restore thaws a backup from Glacier; prices for the retention dry run's cost table and lint.
+    restore: RestorePlan = Field(default_factory=RestorePlan)
+    prices: PricePlan = Field(default_factory=PricePlan)
 
     @field_validator("instances")
     @classmethod
