@@ -16,6 +16,7 @@ to die with Prefect's traceback and exit 1, as if the backup had failed. Now:
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 from collections.abc import Iterator
@@ -53,6 +54,9 @@ def run_flow(prog: str, flow: Flow, **parameters: Any) -> int:
         returned.append(outcome)  # the flow's own verdict, kept even if Prefect fails to record it
         return outcome
 
+    # Prefect validates the parameters against the function's signature, resolving string annotations in the
+    # function's module: the wrapper lives here, so it carries the flow's signature with the types resolved.
+    body.__signature__ = inspect.signature(flow.fn, eval_str=True)  # type: ignore[attr-defined]
     runnable = flow.with_options()
     runnable.fn = body
     try:
