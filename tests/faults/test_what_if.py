@@ -46,5 +46,6 @@ def test_a_what_if_writes_no_alarm_unless_asked(services, bucket, prefect, aws_e
     asked = watchdog(plan_path=str(plan), at=later, emit=True, return_state=True)
     assert asked.is_failed() and f"{instance}/*" in asked.message
     assert len(stale_points(services, instance)) == 1
-    assert watchdog_main(["--plan", str(plan), "--at", later, "--emit"]) == 1
+    even_later = (datetime.now(UTC) + timedelta(hours=41)).isoformat()  # one time, one tag set: one point
+    assert watchdog_main(["--plan", str(plan), "--at", even_later, "--emit"]) == 1
     assert len(stale_points(services, instance)) == 2
