@@ -111,10 +111,14 @@ def _back_up(resources: RunResources, wanted: list[str], when: datetime, tier: T
             plan, on_failure=[t.failure_event_hook(resources, name, None, tier.value, "preflight") for name in wanted]
         )
     )(resources)
+    # Uploads left open by a killed run: a failed sweep is logged, it does not stop the backups.
+    swept = t.abort_stale_uploads.with_options(**retrying(plan))(resources, return_state=True)
+    if not swept.is_completed():
+        get_run_logger().warning("stale open uploads not aborted: %s", t.failure_message(swept))
     listings = {
         name: t.list_instance_databases.with_options(
             **retrying(plan, on_failure=[t.failure_event_hook(resources, name, None, tier.value, "list")])
-        ).submit(resources, name)
+        ).submit(resources, name, run_id)
         for name in wanted
     }
     rows: list[BackupRow] = []

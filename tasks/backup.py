@@ -8,14 +8,14 @@ fail at once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 
-from mongobackup import metrics
+from mongobackup import metrics, uploads
 from mongobackup.backup import (
     TransferOutcome,
     build_manifest,
@@ -28,6 +28,7 @@ from mongobackup.errors import PipelineError, one_line
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest
 from mongobackup.redact import redact_text
+from mongobackup.roster import record_roster
 
 if TYPE_CHECKING:  # the flow builds the resources and hands them in: tasks never import flows
     from flows.resources import RunResources
@@ -82,11 +83,17 @@ def failure_message(state: State) -> str:
 
 
 @task(name="list-databases", cache_policy=NO_CACHE)
-def list_instance_databases(resources: RunResources, instance: str) -> tuple[list[str], list[str]]:
+def list_instance_databases(resources: RunResources, instance: str, run_id: str) -> tuple[list[str], list[str]]:
     """(found, missing): the databases of `instance` the plan selects (admin/local/config only when listed),
-    and those the plan lists by name that the instance does not have (a typo must not back up nothing)."""
+    and those the plan lists by name that the instance does not have (a typo must not back up nothing).
+
+    With `databases: all`, what the instance has is recorded as its roster in the bucket, so that status
+    expects each database even when all of its backups are lost."""
+    plan = resources.plan
     available = list_databases(resources.mongo_client(instance), instance)
-    selected = resources.plan.select_databases(instance, available)
+    if plan.instance(instance)[1].databases == "all":  # a listed instance's plan says what to expect
+        record_roster(resources.storage, plan.storage.prefix, instance, available, datetime.now(UTC), run_id)
+    selected = plan.select_databases(instance, available)
     found = [name for name in selected if name in available]
     missing = [name for name in selected if name not in available]
     get_run_logger().info("instance %s: %d databases to back up: %s", instance, len(found), ", ".join(found))
@@ -99,6 +106,20 @@ def preflight(resources: RunResources) -> None:
     an unknown GPG recipient, a missing secret. Builds the run's storage and keys on the way."""
     resources.storage.check_bucket()
     resources.encryption  # noqa: B018 - built (key files imported, recipients resolved) or raises
+
+
+@task(name="abort-stale-uploads", cache_policy=NO_CACHE)
+def abort_stale_uploads(resources: RunResources) -> int:
+    """Aborts open uploads of ours older than storage.abort_uploads_after_h (left by a killed run); how many."""
+    logger, plan = get_run_logger(), resources.plan
+    aborted = uploads.abort_stale_uploads(
+        resources.storage,
+        plan.storage.prefix,
+        datetime.now(UTC),
+        timedelta(hours=plan.storage.abort_uploads_after_h),
+        log=logger.warning,
+    )
+    return len(aborted)
 
 
 @task(name="transfer", cache_policy=NO_CACHE)
