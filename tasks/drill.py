@@ -16,12 +16,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mongobackup import metrics
-from mongobackup.catalog import load_manifest
+from mongobackup.drill import drill_restore, scratch_database_name
 from mongobackup.dump import open_client
-from mongobackup.inventory import StoredBackup
+from mongobackup.inventory import load_manifest
 from mongobackup.keys import BackupLocation
 from mongobackup.metrics import Event
-from mongobackup.restore import drill_restore, scratch_database_name
 from mongobackup.status import StatusRow, read_status
 from mongobackup.units import MIB
 
@@ -83,7 +82,7 @@ def drill_database(resources: RunResources, object_key: str, run_id: str) -> Dri
     logger = get_run_logger()
     storage = resources.storage
     location = BackupLocation.parse(object_key, resources.plan.storage.prefix)
-    manifest = load_manifest(storage, StoredBackup(location, None, True))
+    manifest = load_manifest(storage, location)
     scratch = scratch_database_name(location.database, run_id)
     gpg, passphrase = resources.decryption()
     logger.info("drill: %s -> scratch database %s", storage.where(object_key), scratch)

@@ -14,7 +14,7 @@ from flows.backup import backup
 from flows.firedrill import firedrill
 from flows.firedrill import main as firedrill_main
 from flows.resources import DrillNotConfigured, RunResources
-from mongobackup.catalog import list_backups, newest_by_database
+from mongobackup.inventory import list_backups, newest_by_database
 from mongobackup.plan import load_plan
 from tests.helpers import database_names, influx_points, run_artifact_rows, storage_on, unique
 from tests.planfiles import write_plan
