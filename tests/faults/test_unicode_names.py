@@ -13,11 +13,11 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from mongobackup.catalog import list_backups
 from pymongo import MongoClient
 
 from flows.backup import backup
 from mongobackup.backup import Compression, back_up_database, tool_version
-from mongobackup.catalog import list_backups
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.dump import DatabaseDump
 from mongobackup.keys import BackupLocation
