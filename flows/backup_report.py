@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
 
-from mongobackup.metrics import one_line
+from mongobackup.errors import one_line
 from mongobackup.units import human_size
 
 #: The row of a failure that concerns a whole instance (unreachable, listing failed): no database was reached.
