@@ -1,7 +1,7 @@
 """What an operator sees of a backup run in the Prefect UI, in Debian's Chromium (headless, driven by Playwright):
 readable task names on the run page, and an artifact whose every row shows state, instance, database and a human
-size within the first screen width (1500 px). Screenshots are saved under the test's tmp folder (the path is
-printed) for a human to look at.
+size within the first screen width (1500 px). Screenshots are saved in `.test-output/screenshots/` (gitignored;
+the paths are printed) for a human to look at.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from tests.planfiles import write_plan
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/bootstrap.sh); Playwright downloads no browser here
 SCREEN = {"width": 1500, "height": 1000}
+#: Where the screenshots go: a folder of the checkout that git ignores, kept after the run (pytest's tmp folders
+#: are rotated away by later sessions).
+SHOTS = Path(__file__).resolve().parent.parent / ".test-output" / "screenshots"
 HUMAN_SIZE = re.compile(r"^\d+(\.\d+)? (B|KiB|MiB|GiB|TiB)$")
 
 
@@ -72,11 +75,12 @@ def finished_run(prefect, services, s3_client, gpg_key, tmp_path_factory) -> dic
         "down": down,
         "databases": [f"{prefix}-{d}" for d in databases],
         "ui": services.url("prefect").removesuffix("/api"),
-        "shots": folder,
+        "shots": SHOTS,
     }
 
 
 def screenshot(page, folder: Path, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     print(f"screenshot: {path}")
@@ -98,7 +102,7 @@ def test_the_run_page_shows_task_names_with_instance_and_database(browser, finis
     page = browser.new_page(viewport=SCREEN)
     page.goto(f"{finished_run['ui']}/runs/flow-run/{finished_run['id']}?tab=Task+Runs", wait_until="networkidle")
     instance, first = finished_run["instance"], finished_run["databases"][0]
-    page.get_by_text(f"transfer {instance}/{first}", exact=True).wait_for(timeout=30_000)
+    page.get_by_text(f"transfer {instance}/{first}", exact=True).filter(visible=True).first.wait_for(timeout=30_000)
     screenshot(page, finished_run["shots"], "run-task-runs")
     text = page.inner_text("body")
     for database in finished_run["databases"]:
