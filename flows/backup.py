@@ -49,8 +49,6 @@ def planned_locations(
 
 def scheduled_time(at: str | datetime | None) -> datetime:
     """The time the run's tier is decided from: --at, else the flow run's scheduled start (kept by retries)."""
-    if isinstance(at, datetime):
-        return parse_at(at.isoformat())
     if at:
         return parse_at(at)
     return runtime.flow_run.scheduled_start_time.astimezone(UTC)
@@ -273,7 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in dry_run_lines(plan, when, args.instances):
             print(line)
         return 0
-    return run_flow("backup", backup, plan_path=args.plan, at=args.at, instances=tuple(args.instances or ()))
+    try:
+        at = parse_at(args.at) if args.at else None  # the run form's type: a datetime, read by the one --at rule
+    except ValueError as exc:
+        print(f"backup: {exc}", file=sys.stderr)
+        return 2
+    return run_flow("backup", backup, plan_path=args.plan, at=at, instances=tuple(args.instances or ()))
 
 
 if __name__ == "__main__":

@@ -42,13 +42,19 @@ def _run_name() -> str:
 
 
 @flow(name="firedrill", flow_run_name=_run_name, log_prints=False)
-def firedrill(plan_path: str, instances: list[str] | None = None) -> State:
-    """Drills the newest committed backup of every expected database; Failed when any drill failed."""
+def firedrill(plan_path: str, instances: tuple[str, ...] = ()) -> State:
+    """Drills the newest committed backup of every expected database; Failed when any drill failed.
+
+    Args:
+        plan_path: The backup plan (YAML) with its drill section, relative to the project folder the worker
+            runs in, or absolute.
+        instances: Only these instances of the plan; empty: all of them.
+    """
     with RunResources(load_plan(plan_path)) as resources:
         return _drill(resources, instances)
 
 
-def _drill(resources: RunResources, instances: list[str] | None) -> State:
+def _drill(resources: RunResources, instances: Sequence[str]) -> State:
     logger = get_run_logger()
     plan, settings = resources.plan, resources.drill
     now = datetime.now(UTC)
@@ -171,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if load_plan_or_report("firedrill", args.plan) is None:
         return 2
-    return run_flow("firedrill", firedrill, plan_path=args.plan, instances=args.instances)
+    return run_flow("firedrill", firedrill, plan_path=args.plan, instances=tuple(args.instances or ()))
 
 
 if __name__ == "__main__":
