@@ -155,7 +155,6 @@ def test_a_deadline_fails_the_parent_naming_the_unfinished_instances(
     services, deployed, bucket, gpg_key, moto_block, tmp_path
 ):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkQueueUpdate
 
     plan, instances, _ = two_instance_plan(
         tmp_path,
@@ -167,11 +166,11 @@ def test_a_deadline_fails_the_parent_naming_the_unfinished_instances(
     )
     with get_client(sync_client=True) as client:
         queue = client.read_work_queue_by_name("backups", work_pool_name="local-process")
-        client.update_work_queue(queue.id, WorkQueueUpdate(is_paused=True))  # no backup worker takes anything
+        client.update_work_queue(queue.id, is_paused=True)  # no backup worker takes anything
         try:
             parent, children = run_nightly(plan, deployed)
         finally:
-            client.update_work_queue(queue.id, WorkQueueUpdate(is_paused=False))
+            client.update_work_queue(queue.id, is_paused=False)
         logs = [log.message for log in client.read_logs(log_filter=_logs_of(parent.id))]
     assert parent.state.is_failed()
     for instance in instances:
