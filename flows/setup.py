@@ -143,14 +143,14 @@ def ensure_deployments(client: Any, spec: dict[str, Any], plan_path: str, check:
         name = deployment_name(spec, wanted)
         try:
             differences = deployment_differences(client.read_deployment_by_name(name), wanted, plan_path)
-            outcome = "update"
+            verb = "update"
         except ObjectNotFound:
-            differences, outcome = ["not on the server"], "create"
+            differences, verb = ["not on the server"], "create"
         if not differences:
             steps.append(Step("ok", f"deployment {name}"))
             continue
         stale.append(name)
-        steps.append(Step(outcome(outcome, check), f"deployment {name}", "; ".join(differences)))
+        steps.append(Step(outcome(verb, check), f"deployment {name}", "; ".join(differences)))
     if stale and not check:
         _prefect_deploy(stale)
         # `prefect deploy` of several deployments takes no parameter overrides: set the plan path afterwards.
