@@ -26,18 +26,18 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
-import pendulum
+from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
-from mongobackup.catalog import age_hours, list_backups, load_manifest, select_backup
+from flows.resources import RunResources
 from mongobackup.dump import open_client
-from mongobackup.errors import BackupError
+from mongobackup.errors import BackupError, one_line
 from mongobackup.glacier import RETRIEVALS
-from mongobackup.inventory import StoredBackup
+from mongobackup.inventory import StoredBackup, age_hours, list_backups, load_manifest, select_backup
 from mongobackup.manifest import BackupManifest
 from mongobackup.plan import BackupPlan, PlanError, load_plan
-from mongobackup.redact import redact_text
+from mongobackup.redact import redact_text, redact_uri
 from mongobackup.restore import (
     DEFAULT_PARALLEL,
     RestoreOptions,
@@ -47,10 +47,10 @@ from mongobackup.restore import (
     restore_backup,
     restore_stream,
 )
+from mongobackup.staging import report_lines
 from mongobackup.thaw import ThawSettings, ensure_thawed, object_thaw_state, request_thaw
+from mongobackup.times import parse_at
 from mongobackup.units import human_size
-from tasks.resources import instance_uri, storage_for
-from tasks.restore import decryption_for
 
 
 class UsageError(ValueError):
@@ -137,14 +137,11 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def parse_time(text: str) -> datetime:
-    """An ISO-8601 time; one without a zone is UTC (pendulum's reading), like the keys' timestamps."""
+    """`--at` by the one rule of `mongobackup.times` (without a zone: UTC); UsageError when it is no time."""
     try:
-        parsed = pendulum.parse(text)
-    except (ValueError, TypeError) as exc:  # pendulum's ParserError is a ValueError
-        raise UsageError(f"--at {text!r}: not an ISO-8601 time ({exc})") from None
-    if not isinstance(parsed, datetime):
-        raise UsageError(f"--at {text!r}: give a time, e.g. 2026-01-01T02:00:00Z")
-    return parsed.astimezone(UTC)
+        return parse_at(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def options_from(args: argparse.Namespace) -> RestoreOptions:
@@ -193,8 +190,8 @@ class ProgressBar:
 
 def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressBar) -> tuple[RestoreResult, str]:
     """Finds the backup, then restores or verifies it; returns the result and a line describing the backup."""
-    storage = storage_for(plan)
-    index, instance = plan.instance(args.instance)
+    resources = RunResources(plan)
+    storage = resources.storage
     backup = select_backup(
         storage,
         plan.storage.prefix,
@@ -204,8 +201,8 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
         key=args.key,
         uncommitted=args.uncommitted,
     )
-    manifest = load_manifest(storage, backup) if backup.committed else None
-    gpg, passphrase = decryption_for(plan, args.gnupghome)
+    manifest = load_manifest(storage, backup.location, object_size=backup.object_size) if backup.committed else None
+    gpg, passphrase = resources.decryption(args.gnupghome)
     about = describe_backup(backup, manifest)
     settings = ThawSettings.from_plan(plan.restore, args.retrieval)
     thawed = ensure_thawed(storage, backup.object_key, settings, say=say, prices=plan.prices)
@@ -222,7 +219,7 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
             passphrase=passphrase,
             on_progress=bar.update,
         ), about
-    with open_client(args.to or instance_uri(instance, index)) as client:
+    with open_client(args.to or resources.instance_uri(args.instance)) as client:
         return restore_backup(
             storage,
             backup.object_key,
@@ -286,11 +283,11 @@ def summary_lines(result: RestoreResult, about: str | None, verify_only: bool) -
 
 def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
     """One line per backup: commit state, tier, time, size, storage class and thaw state (a HEAD each), key."""
-    storage = storage_for(plan)
+    storage = RunResources(plan).storage
     backups = list_backups(storage, plan.storage.prefix, instance, database)
     lines = [
-        f"{'committed' if b.committed else 'UNCOMMITTED':<11} {b.location.tier.value:<9} "
-        f"{b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} "
+        f"{'committed' if b.committed else 'ORPHANED' if b.orphaned else 'UNCOMMITTED':<11} "
+        f"{b.location.tier.value:<9} {b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} "
         f"{object_thaw_state(storage, b.object_key).describe() if b.object_size is not None else '-':<34} "
         f"{b.object_key}"
         for b in backups
@@ -298,9 +295,22 @@ def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
     return lines or [f"no backups of {instance}/{database} in {storage.where(plan.storage.prefix)}"]
 
 
+def leftover_lines(plan: BackupPlan, args: argparse.Namespace) -> list[str]:
+    """What killed restores left in the target database (staging collections), as `--list` reports it."""
+    uri = args.to or RunResources(plan).instance_uri(args.instance)
+    database = args.as_name or args.database
+    try:
+        with open_client(uri, timeout_s=5) as client:
+            lines = report_lines(client, database)
+    except (BackupError, PyMongoError) as exc:
+        problem = redact_text(one_line(exc))
+        return [f"could not look for restore leftovers in {redact_uri(uri)} database {database}: {problem}"]
+    return [f"leftover: {line} (the next restore into it sweeps a dead run's)" for line in lines]
+
+
 def thaw_only(plan: BackupPlan, args: argparse.Namespace) -> str:
     """Asks for the thaw of the backup a restore would pick, and says what was asked; waits for nothing."""
-    storage = storage_for(plan)
+    storage = RunResources(plan).storage
     at = parse_time(args.at) if args.at else None
     found = select_backup(
         storage, plan.storage.prefix, args.instance, args.database, at=at, key=args.key, uncommitted=args.uncommitted
@@ -327,9 +337,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if plan is not None and (args.list or args.thaw_only):
         try:
-            print(
-                thaw_only(plan, args) if args.thaw_only else "\n".join(list_lines(plan, args.instance, args.database))
-            )
+            if args.thaw_only:
+                print(thaw_only(plan, args))
+            else:
+                print("\n".join(list_lines(plan, args.instance, args.database) + leftover_lines(plan, args)))
         except (BackupError, ValueError) as exc:
             print(f"restore: FAILED: {exc}", file=sys.stderr)
             return 1

@@ -9,13 +9,12 @@ collections brings the backup to the single point in time at which the dump ende
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from bson import SON, decode, json_util
+from bson import SON, decode
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from bson.timestamp import Timestamp
@@ -37,11 +36,11 @@ from mongobackup.archive import (
     NamespaceMetadata,
     collection_metadata_json,
 )
-from mongobackup.errors import SourceError, first_line
+from mongobackup.errors import SourceError, one_line
 from mongobackup.manifest import DocumentDigest, IndexRecord, NamespaceRecord, OplogWindow
 
+#: Documents as the raw BSON bytes the server sent: passed on untouched, hashed without re-encoding.
 RAW = CodecOptions(document_class=RawBSONDocument)
-SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
 #: Target bytes per cursor reply (see scan_collection), and the bounds of the batch size.
 BATCH_BYTES = 2 << 20
 #: The first reply's documents: the server's own default first batch. Later replies are sized from it.
@@ -90,15 +89,15 @@ def source_errors(instance: str, database: str | None) -> Iterator[None]:
     try:
         yield
     except ServerSelectionTimeoutError as exc:
-        raise SourceError(instance, database, f"unreachable: {first_line(exc)}", transient=True) from exc
+        raise SourceError(instance, database, f"unreachable: {one_line(exc)}", transient=True) from exc
     except (AutoReconnect, ConnectionFailure) as exc:
-        raise SourceError(instance, database, f"connection lost: {first_line(exc)}", transient=True) from exc
+        raise SourceError(instance, database, f"connection lost: {one_line(exc)}", transient=True) from exc
     except OperationFailure as exc:
         if exc.code in _AUTH_FAILED:
-            raise SourceError(instance, database, f"bad credentials or missing privileges: {first_line(exc)}") from exc
-        raise SourceError(instance, database, f"server refused: {first_line(exc)}") from exc
+            raise SourceError(instance, database, f"bad credentials or missing privileges: {one_line(exc)}") from exc
+        raise SourceError(instance, database, f"server refused: {one_line(exc)}") from exc
     except PyMongoError as exc:
-        raise SourceError(instance, database, first_line(exc)) from exc
+        raise SourceError(instance, database, one_line(exc)) from exc
 
 
 class DatabaseDump:
@@ -165,10 +164,7 @@ class DatabaseDump:
                     bytes=digest.bytes,
                     crc=writer.crc(self.database, info["name"]),
                     digest=digest.hexdigest,
-                    indexes=[
-                        IndexRecord(name=ix["name"], key=jsonable(ix["key"]), unique=bool(ix.get("unique")))
-                        for ix in info["indexes"]
-                    ],
+                    indexes=[IndexRecord.from_spec(ix) for ix in info["indexes"]],
                 )
             )
 
@@ -310,8 +306,3 @@ def _uuid_bytes(uuid: Any) -> bytes | None:
     if hasattr(uuid, "bytes"):
         return uuid.bytes
     return bytes(uuid)
-
-
-def jsonable(value: Any) -> dict[str, Any]:
-    """A BSON value (an index key spec) as plain JSON types, as the manifest stores it."""
-    return json.loads(json_util.dumps(value))
