@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,9 +20,8 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, runtime, tags
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Completed, Failed, State
-from prefect.utilities.annotations import allow_failure
 
 from flows.cli import load_plan_or_report, run_flow
 from flows.resources import RunResources
@@ -122,7 +122,7 @@ def _back_up(resources: RunResources, wanted: list[str], when: datetime, tier: T
         for name in wanted
     }
     rows: list[BackupRow] = []
-    chains: list[tuple[BackupRow, PrefectFuture, PrefectFuture]] = []
+    queues: dict[str, deque[tuple[BackupRow, BackupLocation]]] = {}
     for instance, listing in listings.items():
         listing.wait()
         if not listing.state.is_completed():
@@ -135,16 +135,14 @@ def _back_up(resources: RunResources, wanted: list[str], when: datetime, tier: T
             error = f"instance {instance}: database {database} not found (listed in the plan)"
             t.record_failure(resources, instance, database, tier.value, "list", error)
             rows.append(BackupRow(instance, database, tier.value, "", state="Failed", error=error))
-        # Each lane runs its databases one after another: max_parallel lanes per instance at most.
-        lanes: list[PrefectFuture | None] = [None] * plan.instance(instance)[1].max_parallel
-        for n, location in enumerate(planned_locations(plan, {instance: found}, when, run_id)):
+        queues[instance] = deque()
+        for location in planned_locations(plan, {instance: found}, when, run_id):
             row = BackupRow(instance, location.database, tier.value, location.object_key)
             rows.append(row)
-            committed, notified = _submit_chain(resources, location, run_id, when, after=lanes[n % len(lanes)])
-            lanes[n % len(lanes)] = notified
-            chains.append((row, committed, notified))
+            queues[instance].append((row, location))
+    del listings  # their futures hold the listings' results and task engines
 
-    _collect(chains)
+    _run_chains(resources, queues, run_id, when)
     for instance in wanted:
         mine = [r for r in rows if r.instance == instance]
         if mine and all(r.state == "Completed" for r in mine):
@@ -193,16 +191,52 @@ def _fan_out(deployment: str, plan_path: str, when: datetime, instances: list[st
     return Completed(message=f"{len(final)} instance runs completed")
 
 
+@dataclass
+class _Chain:
+    """One database's tasks in flight: the row they fill in, and the futures of its last two tasks."""
+
+    row: BackupRow
+    committed: PrefectFuture
+    notified: PrefectFuture
+
+
+def _run_chains(
+    resources: RunResources,
+    queues: dict[str, deque[tuple[BackupRow, BackupLocation]]],
+    run_id: str,
+    when: datetime,
+) -> None:
+    """Runs every queued database's chain, at most `max_parallel` per instance at once, instances side by side.
+
+    A chain is submitted when a lane of its instance frees up, not up front, and a finished chain's futures are
+    dropped once its row is filled in: the run holds `max_parallel` chains per instance whatever the number of
+    databases. (Submitting every chain at once kept a thread, a task engine and a result per task for the
+    whole run.)
+    """
+    running: dict[str, list[_Chain]] = {instance: [] for instance in queues}
+    while True:
+        for instance, queue in queues.items():
+            lanes = resources.plan.instance(instance)[1].max_parallel
+            while queue and len(running[instance]) < lanes:
+                row, location = queue.popleft()
+                running[instance].append(_Chain(row, *_submit_chain(resources, location, run_id, when)))
+        in_flight = {chain.notified: chain for chains in running.values() for chain in chains}
+        if not in_flight:
+            return
+        finished = in_flight[next(iter(as_completed(list(in_flight))))]
+        _collect(finished)
+        running[finished.row.instance].remove(finished)
+
+
 def _submit_chain(
-    resources: RunResources, location: BackupLocation, run_id: str, when: datetime, after: PrefectFuture | None
+    resources: RunResources, location: BackupLocation, run_id: str, when: datetime
 ) -> tuple[PrefectFuture, PrefectFuture]:
     plan, hook = resources.plan, t.failure_event_hook
     instance, database, tier = location.instance, location.database, location.tier.value
-    wait_for = [allow_failure(after)] if after is not None else []
     with tags(f"mongo-instance:{instance}"):
         stored = t.transfer.with_options(
             **retrying(plan, on_failure=[hook(resources, instance, database, tier, "transfer")])
-        ).submit(resources, location, wait_for=wait_for)
+        ).submit(resources, location)
         verified = t.verify.with_options(
             **retrying(plan, on_failure=[hook(resources, instance, database, tier, "verify")])
         ).submit(resources, stored)
@@ -213,19 +247,20 @@ def _submit_chain(
     return committed, notified
 
 
-def _collect(chains: list[tuple[BackupRow, PrefectFuture, PrefectFuture]]) -> None:
-    for row, committed, notified in chains:
-        committed.wait()
-        if committed.state.is_completed():
-            manifest = committed.result()
-            row.bytes, row.docs = manifest.sizes.encrypted_bytes, manifest.documents
-            row.duration_s = round((manifest.finished_at - manifest.started_at).total_seconds(), 2)
-            row.state = "Completed"
-            notified.wait()
-            if not notified.state.is_completed():
-                row.state, row.error = "Completed (notify failed)", t.failure_message(notified.state)
-        else:
-            row.state, row.error = "Failed", t.failure_message(committed.state)
+def _collect(chain: _Chain) -> None:
+    """Fills in the chain's row from its finished tasks (the notify task has ended, run or not)."""
+    row, committed, notified = chain.row, chain.committed, chain.notified
+    committed.wait()
+    if committed.state.is_completed():
+        manifest = committed.result()
+        row.bytes, row.docs = manifest.sizes.encrypted_bytes, manifest.documents
+        row.duration_s = round((manifest.finished_at - manifest.started_at).total_seconds(), 2)
+        row.state = "Completed"
+        notified.wait()
+        if not notified.state.is_completed():
+            row.state, row.error = "Completed (notify failed)", t.failure_message(notified.state)
+    else:
+        row.state, row.error = "Failed", t.failure_message(committed.state)
 
 
 def _publish(rows: list[BackupRow], tier: Tier, run_id: str) -> None:
