@@ -35,6 +35,7 @@ SUBJECTS: dict[str, str] = {
     "ours_instance": f"ours: instance of {INSTANCE_PARTS} dbs (core)",
     "ours_flow": f"ours: backup flow, {INSTANCE_PARTS} dbs (1 run)",
     "pipeline_alone": "ours: zstd+gpg+S3 alone (no MongoDB)",
+    "pipe_cli": "tools: zstd -3 -T2 | gpg | s3cmd put (no MongoDB)",
     "restore_ours": "restore: ours (verify on)",
     "restore_ours_noverify": "restore: ours (verify off)",
     "mongorestore_prep": "restore prep: S3>gpg>zstd>file",
@@ -46,10 +47,11 @@ RATIOS: dict[str, dict[str, str]] = {
     "ours_db": {"floor": "floor", "mongodump": "mongodump", "old": "old_pipeline"},
     "ours_instance": {"floor": "floor_instance"},
     "ours_flow": {"floor": "floor_instance"},
+    "pipeline_alone": {"pipe": "pipe_cli"},
     "restore_ours": {"mongorestore": "mongorestore"},
     "restore_ours_noverify": {"mongorestore": "mongorestore"},
 }
-RATIO_COLUMNS = ("floor", "mongodump", "old", "mongorestore")
+RATIO_COLUMNS = ("floor", "mongodump", "old", "mongorestore", "pipe")
 
 
 # --- what is measured ------------------------------------------------------------------------------------------
@@ -168,6 +170,7 @@ _TABLE_COLUMNS = (
     "÷ mongodump",
     "÷ old",
     "÷ mongorestore",
+    "÷ pipe",
 )
 
 
@@ -298,6 +301,15 @@ def check_targets(summaries: Sequence[Summary]) -> list[TargetVerdict]:
             f"compress+encrypt+upload >= {TARGET_PIPELINE_MB_S:.0f} MB/s",
             all(v >= TARGET_PIPELINE_MB_S for v in values) if values else None,
             f"MB/s: {text or '-'}",
+        )
+    )
+    ratios, text = per_size("pipeline_alone", lambda s: s.ratios.get("pipe"), ".2f")
+    _, pipe_text = per_size("pipe_cli", lambda s: s.mb_per_s, ".1f")
+    verdicts.append(
+        TargetVerdict(
+            "compress+encrypt+upload at least as fast as the command-line pipe",
+            all(v <= 1.0 for v in ratios) if ratios else None,
+            f"ours / pipe wall: {text or '-'}; the pipe's MB/s: {pipe_text or '-'}",
         )
     )
     return verdicts
