@@ -205,24 +205,29 @@ class MemoryVerdict:
     most: int
     peak_fewest_mb: float
     peak_most_mb: float
-    peak_mb: float  # the largest peak of any case: what the job template's limit must cover
+    #: The largest peak of any run against a running server: what the Kubernetes job template's limit must cover
+    #: (a job started by a worker reports to the worker's server; it never starts a temporary one).
+    peak_mb: float
     met: bool | None  # None: fewer than two tiny cases with a running server
 
     def line(self) -> str:
         if self.met is None:
-            return f"peak RSS (tree) of any run {self.peak_mb:.1f} MB; flatness NOT MEASURED (one tiny case)"
+            return (
+                f"peak RSS (tree) of a run against a server {self.peak_mb:.1f} MB; flatness NOT MEASURED "
+                "(fewer than two tiny cases)"
+            )
         return (
             f"peak RSS (tree) {self.peak_fewest_mb:.1f} MB with {self.fewest} databases vs {self.peak_most_mb:.1f} MB "
             f"with {self.most}: {self.peak_most_mb - self.peak_fewest_mb:+.1f} MB (target: within "
             f"{FLAT_WITHIN_MB:.0f} MB): {'MET' if self.met else 'MISSED'}; "
-            f"largest peak of any run {self.peak_mb:.1f} MB"
+            f"largest peak of a run against a server {self.peak_mb:.1f} MB"
         )
 
 
 def memory_verdict(runs: Sequence[FlowRun]) -> MemoryVerdict:
-    """Flatness over the tiny runs against a running server (the worker's case); the peak over every run."""
+    """Flatness over the tiny runs against a running server (the worker's case); the peak over every such run."""
     tiny = sorted((r for r in runs if r.server and r.label.endswith("tiny")), key=lambda r: r.databases)
-    peak = max((r.peak_rss_tree_mb for r in runs), default=0.0)
+    peak = max((r.peak_rss_tree_mb for r in runs if r.server), default=0.0)
     if len(tiny) < 2:
         return MemoryVerdict(0, 0, 0.0, 0.0, peak, None)
     first, last = tiny[0], tiny[-1]
@@ -231,7 +236,7 @@ def memory_verdict(runs: Sequence[FlowRun]) -> MemoryVerdict:
 
 
 def recorded_document(runs: Sequence[FlowRun], verdict: MemoryVerdict, *, measured_at: datetime, git: str) -> dict:
-    """RECORDED_FILE: the largest peak and the runs it comes from."""
+    """RECORDED_FILE: the largest peak of a run against a server, and the runs it comes from."""
     return {
         "benchmark": "bench.flow_runs",
         "measured_at": measured_at.isoformat(timespec="seconds"),

@@ -48,7 +48,7 @@ def test_table_gives_the_rest_of_the_wall_per_database():
 def test_flatness_is_judged_on_the_tiny_runs_against_a_server_and_the_peak_on_all():
     verdict = memory_verdict(RUNS)
     assert (verdict.fewest, verdict.most, verdict.peak_fewest_mb, verdict.peak_most_mb) == (1, 50, 146.0, 159.0)
-    assert verdict.met and verdict.peak_mb == 260.0
+    assert verdict.met and verdict.peak_mb == 190.0  # a run with Prefect's temporary server is not a worker's
     assert "+13.0 MB" in verdict.line() and "MET" in verdict.line()
     grown = memory_verdict([run("1 tiny", 1, 146.0), run("50 tiny", 50, 146.0 + FLAT_WITHIN_MB + 1)])
     assert grown.met is False and "MISSED" in grown.line()
@@ -60,5 +60,5 @@ def test_the_record_holds_the_largest_peak():
     document = json.loads(
         json.dumps(recorded_document(RUNS, verdict, measured_at=datetime(2026, 12, 2, tzinfo=UTC), git="abc"))
     )
-    assert document["peak_rss_tree_mb"] == 260.0 and len(document["runs"]) == len(RUNS)
+    assert document["peak_rss_tree_mb"] == 190.0 and len(document["runs"]) == len(RUNS)
     assert document["measured_at"] == "2026-12-02T00:00:00+00:00" and document["git"] == "abc"
