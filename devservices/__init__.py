@@ -6,7 +6,13 @@ folder, and stops them by recorded PID. `MongoTools` runs the real mongodump/mon
 `create_gpg_key` makes a throwaway GnuPG home with a key pair. `python -m devservices --help` is the CLI.
 """
 
-from devservices.catalog import INFLUX_DATABASE, PREFECT_WORK_POOL, S3_TEST_CREDENTIALS, S3_TEST_REGION
+from devservices.catalog import (
+    CONSUL_TEST_TOKEN,
+    INFLUX_DATABASE,
+    PREFECT_WORK_POOL,
+    S3_TEST_CREDENTIALS,
+    S3_TEST_REGION,
+)
 from devservices.gpgkeys import GpgKey, create_gpg_key, remove_gpg_home
 from devservices.services import (
     DEFAULT_SERVICES,
@@ -19,6 +25,7 @@ from devservices.services import (
 from devservices.wine import MongoToolError, MongoTools
 
 __all__ = [
+    "CONSUL_TEST_TOKEN",
     "DEFAULT_SERVICES",
     "DEMO_PORTS",
     "INFLUX_DATABASE",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
-from typing import Protocol
+from typing import Any, Protocol
 
 import zstandard
 
@@ -23,6 +23,8 @@ from mongobackup.errors import (
     BackupError,
     EncryptionError,
     PipelineError,
+    SnapshotError,
+    SnapshotInvalid,
     SourceError,
     StorageError,
     VerificationError,
@@ -122,7 +124,7 @@ def transfer_database(
                 raise SourceError(location.instance, location.database, "the dump stream ended before its end")
             receipt = upload.complete()
     except BackupError as exc:
-        raise PipelineError(_stage_of(exc), target, exc) from exc
+        raise PipelineError(stage_of(exc), target, exc) from exc
     except zstandard.ZstdError as exc:
         raise PipelineError("compress", target, exc) from exc
     except OSError as exc:  # a broken pipe to gpg: it died mid-stream
@@ -147,15 +149,20 @@ def transfer_database(
 
 def verify_upload(storage: S3Storage, outcome: TransferOutcome) -> None:
     """Checks the stored object against the receipt; deletes it (it is uncommitted) when they differ."""
-    key = outcome.receipt.key
+    verify_receipt(storage, outcome.receipt)
+
+
+def verify_receipt(storage: S3Storage, receipt: UploadReceipt) -> None:
+    """Checks a stored object (of any kind) against what its upload sent; deletes it when they differ."""
+    key = receipt.key
     info = storage.head(key)
     if info is None:
         raise VerificationError(f"{storage.where(key)}: object missing right after its upload completed")
     problems = []
-    if info.size != outcome.receipt.size:
-        problems.append(f"size {info.size} != {outcome.receipt.size} sent")
-    if info.etag != outcome.receipt.etag:
-        problems.append(f"ETag {info.etag} != {outcome.receipt.etag} computed from the parts' MD5")
+    if info.size != receipt.size:
+        problems.append(f"size {info.size} != {receipt.size} sent")
+    if info.etag != receipt.etag:
+        problems.append(f"ETag {info.etag} != {receipt.etag} computed from the parts' MD5")
     if problems:
         storage.delete(key)
         raise VerificationError(f"{storage.where(key)}: " + "; ".join(problems) + " (object deleted)")
@@ -195,7 +202,16 @@ def build_manifest(outcome: TransferOutcome, *, run_id: str, scheduled_at: datet
     )
 
 
-def commit_manifest(storage: S3Storage, manifest: BackupManifest) -> str:
+class Committable(Protocol):
+    """A manifest of any kind of backup (a database's, a snapshot's): it names its object and serialises."""
+
+    @property
+    def object_key(self) -> str: ...
+
+    def to_json_dict(self) -> dict[str, Any]: ...
+
+
+def commit_manifest(storage: S3Storage, manifest: Committable) -> str:
     """Writes the manifest beside its object: the moment the backup starts to exist. Returns its key."""
     location_key = manifest.object_key
     if storage.head(location_key) is None:
@@ -205,7 +221,12 @@ def commit_manifest(storage: S3Storage, manifest: BackupManifest) -> str:
     return manifest_key
 
 
-def _stage_of(exc: BackupError) -> str:
+def stage_of(exc: BackupError) -> str:
+    """The pipeline stage an error of the streamed transfer belongs to (for PipelineError and events)."""
+    if isinstance(exc, SnapshotInvalid):
+        return "check"
+    if isinstance(exc, SnapshotError):
+        return "snapshot"
     if isinstance(exc, SourceError):
         return "dump"
     if isinstance(exc, StorageError):

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from mongobackup.errors import BackupError, VerificationError
 from mongobackup.inventory import StoredBackup, build_inventory
-from mongobackup.keys import MANIFEST_SUFFIX, OBJECT_SUFFIX, BackupLocation
+from mongobackup.keys import BackupLocation, object_key_for
 from mongobackup.manifest import BackupManifest
 from mongobackup.storage import ObjectInfo, S3Storage
 from mongobackup.tiers import Tier, prefix_for
@@ -117,8 +117,7 @@ def _what_is_there(backups: Sequence[StoredBackup]) -> str:
 
 def _by_key(storage: S3Storage, prefix: str, instance: str, database: str, key: str, uncommitted: bool) -> StoredBackup:
     key = key.removeprefix(storage.where() + "/")  # an s3://bucket/key address as printed by our messages
-    if key.endswith(MANIFEST_SUFFIX):  # a manifest key names the same backup
-        key = key[: -len(MANIFEST_SUFFIX)] + OBJECT_SUFFIX
+    key = object_key_for(key)  # a manifest key names the same backup
     try:
         location = BackupLocation.parse(key, prefix)
     except ValueError as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mongobackup.keys import MANIFEST_SUFFIX, OBJECT_SUFFIX, BackupLocation
+from mongobackup.keys import BackupLocation
 from mongobackup.storage import ObjectInfo, S3Storage
 from mongobackup.tiers import Tier, prefix_for
 
@@ -88,9 +88,9 @@ def build_inventory(listing: Iterable[ObjectInfo], prefix: str) -> Inventory:
         except ValueError:
             foreign.append(info.key)
             continue
-        if info.key.endswith(OBJECT_SUFFIX):
+        if location.is_object_key(info.key):
             objects[location] = info.size
-        elif info.key.endswith(MANIFEST_SUFFIX):
+        else:
             manifests.add(location)
     backups = [
         StoredBackup(location, objects.get(location), location in manifests) for location in set(objects) | manifests

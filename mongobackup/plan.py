@@ -493,10 +493,15 @@ class DrillPlan(_Section):
         return self
 
 
+from mongobackup.snapshots.plan import SnapshotSource, check_sources  # noqa: E402  (it builds on the above)
+
+
 class BackupPlan(_Section):
     """A whole backup plan: what to back up, where, how it is encrypted and compressed, tiers, events."""
 
-    instances: list[InstancePlan] = Field(min_length=1)
+    instances: list[InstancePlan] = Field(default_factory=list)
+    #: Key/value stores (Consul, etcd) snapshotted by the `snapshot` flow; see mongobackup.snapshots.plan.
+    snapshots: list[SnapshotSource] = Field(default_factory=list)
     storage: StoragePlan
     encryption: EncryptionPlan
     compression: CompressionPlan = Field(default_factory=CompressionPlan)
@@ -520,6 +525,21 @@ class BackupPlan(_Section):
                 )
             seen[instance.name] = index
         return instances
+
+    @model_validator(mode="after")
+    def _something_to_back_up(self) -> BackupPlan:
+        if not self.instances and not self.snapshots:
+            raise ValueError("the plan backs up nothing: give at least one of instances and snapshots")
+        check_sources(self.snapshots, self.instance_names)
+        return self
+
+    def snapshot_source(self, name: str) -> tuple[int, SnapshotSource]:
+        """The index (for messages naming `snapshots.<i>`) and settings of the snapshot source `name`."""
+        for index, source in enumerate(self.snapshots):
+            if source.name == name:
+                return index, source
+        known = ", ".join(s.name for s in self.snapshots) or "none"
+        raise KeyError(f"the plan has no snapshot source named {name!r} (it has {known})")
 
     def instance(self, name: str) -> tuple[int, InstancePlan]:
         """The index (for messages naming `instances.<i>`) and settings of the instance called `name`."""
