@@ -14,6 +14,8 @@ Which databases are expected (the bucket cannot say what is missing on its own):
   expire); one that has never been backed up is not seen, so an instance with no backup at all is one RED
   row with database `*`.
 - instances not in the plan are not reported, whatever the bucket holds.
+- a key/value snapshot source of the plan (`snapshots:`) is one row: the source's name as the instance and
+  `snapshot` as the database, judged by the same age rule on its newest committed snapshot.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from mongobackup import metrics
 from mongobackup.catalog import age_hours, load_manifest
 from mongobackup.errors import StorageError, VerificationError
 from mongobackup.inventory import Inventory, StoredBackup, scan
+from mongobackup.keys import SNAPSHOT_SEGMENT
 from mongobackup.manifest import BackupManifest
 from mongobackup.metrics import Event
 from mongobackup.plan import SYSTEM_DATABASES, BackupPlan, InstancePlan
+from mongobackup.snapshots.manifest import SnapshotManifest, load_snapshot_manifest
 from mongobackup.storage import S3Storage
 
 #: The database shown for an instance with `databases: all` and no backup of any database.
@@ -148,11 +152,12 @@ def expected_pairs(plan: BackupPlan, inventory: Inventory) -> list[tuple[str, st
             continue
         mine = sorted(db for inst, db in found if inst == instance.name and _watched(instance, db))
         expected += [(instance.name, db) for db in mine] or [(instance.name, ANY_DATABASE)]
+    expected += [(source.name, SNAPSHOT_SEGMENT) for source in plan.snapshots]
     return expected
 
 
-#: Reads (and checks) the manifest of a committed backup; ValueError when it cannot be trusted.
-ManifestReader = Callable[[StoredBackup], BackupManifest]
+#: Reads (and checks) the manifest of a committed backup or snapshot; ValueError when it cannot be trusted.
+ManifestReader = Callable[[StoredBackup], BackupManifest | SnapshotManifest]
 
 
 def judge(
@@ -228,8 +233,11 @@ def manifest_reader(storage: S3Storage) -> ManifestReader:
     is raised for the caller to retry.
     """
 
-    def read(backup: StoredBackup) -> BackupManifest:
+    def read(backup: StoredBackup) -> BackupManifest | SnapshotManifest:
         try:
+            if backup.location.kind == "snapshot":
+                location = backup.location
+                return load_snapshot_manifest(storage, location.manifest_key, location.object_key, location.instance)
             return load_manifest(storage, backup)
         except VerificationError as exc:
             raise ValueError(str(exc)) from exc

@@ -1,0 +1,169 @@
+"""Prefect tasks of the `snapshot` flow and of the snapshot drill: thin wrappers around `mongobackup.snapshots`.
+
+The same shape as the backup flow's tasks: one plain function per body, retries on transient faults only
+(`tasks.backup.retrying`), failure hooks that write `<kind>_snapshot_failed` after the retries are spent.
+A snapshot refused by its integrity check is not transient: it fails at once and is never committed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import Task, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+
+from mongobackup import metrics
+from mongobackup.backup import Compression
+from mongobackup.errors import PipelineError
+from mongobackup.keys import BackupLocation
+from mongobackup.plan import BackupPlan
+from mongobackup.redact import redact_text
+from mongobackup.snapshots.drill import drill_snapshot
+from mongobackup.snapshots.manifest import SnapshotManifest, load_snapshot_manifest
+from mongobackup.snapshots.take import (
+    TakenSnapshot,
+    build_snapshot_manifest,
+    commit_snapshot,
+    take_snapshot,
+    verify_snapshot,
+)
+from tasks.backup import error_of
+from tasks.resources import encryption_for, event_sink, secret_value, storage_for
+from tasks.restore import DrillRow, decryption_for
+
+
+def source_secret(plan: BackupPlan, name: str) -> str | None:
+    """The Consul token or etcd password of a source, from its environment variable or Prefect Secret."""
+    index, source = plan.snapshot_source(name)
+    for secret, (env, block) in source.secret_fields.items():
+        return secret_value(f"snapshots.{index}.{secret}", env=env, secret=block)
+    return None
+
+
+def failure_event_hook(plan: BackupPlan, kind: str, source: str, tier: str, stage: str) -> Callable[..., None]:
+    """An on_failure hook writing `<kind>_snapshot_failed` (stage from the error when the pipeline names it)."""
+
+    def hook(task: Task, task_run: TaskRun, state: State) -> None:
+        error = error_of(state)
+        failed_stage = error.stage if isinstance(error, PipelineError) else stage
+        record_failure(plan, kind, source, tier, failed_stage, str(error))
+
+    return hook
+
+
+def record_failure(plan: BackupPlan, kind: str, source: str, tier: str | None, stage: str, error: str) -> None:
+    """Logs a failed snapshot naming the source and stage, and writes `<kind>_snapshot_failed`."""
+    logger = get_run_logger()
+    message = redact_text(error)
+    logger.error("snapshot failed: source %s (%s), stage %s: %s", source, kind, stage, message)
+    sink = event_sink(plan)
+    if sink is None:
+        return
+    try:
+        sink.write([metrics.snapshot_failed(kind, source, tier, stage, message, datetime.now(UTC))])
+    except Exception as exc:  # the event is best effort; the Failed run itself stays the truth
+        logger.error("could not write %s event: %s", metrics.SNAPSHOT_FAILED[kind].name, exc)
+
+
+@task(name="take-snapshot", cache_policy=NO_CACHE)
+def take(plan: BackupPlan, location: BackupLocation) -> TakenSnapshot:
+    """source -> check -> (zstd) -> gpg -> S3 for one source; each retry starts a fresh snapshot and upload."""
+    logger = get_run_logger()
+    _, source = plan.snapshot_source(location.instance)
+    gpg, keys = encryption_for(plan)
+    taken = take_snapshot(
+        source,
+        source_secret(plan, source.name),
+        location=location,
+        storage=storage_for(plan),
+        gpg=gpg,
+        keys=keys,
+        compression=Compression(level=plan.compression.level, threads=plan.compression.threads),
+        log=logger.info,
+    )
+    logger.info(
+        "stored %s: %d snapshot bytes -> %d stored in %.1f s",
+        location.object_key,
+        taken.stored.snapshot_bytes,
+        taken.stored.receipt.size,
+        taken.stored.duration_s,
+    )
+    return taken
+
+
+@task(name="verify-snapshot", cache_policy=NO_CACHE)
+def verify(plan: BackupPlan, taken: TakenSnapshot) -> TakenSnapshot:
+    verify_snapshot(storage_for(plan), taken)
+    get_run_logger().info("verified %s: %d bytes", taken.stored.receipt.key, taken.stored.receipt.size)
+    return taken
+
+
+@task(name="commit-snapshot", cache_policy=NO_CACHE)
+def commit(plan: BackupPlan, taken: TakenSnapshot, run_id: str, scheduled_at: datetime) -> SnapshotManifest:
+    manifest = build_snapshot_manifest(taken, run_id=run_id, scheduled_at=scheduled_at)
+    key = commit_snapshot(storage_for(plan), manifest)
+    get_run_logger().info("committed %s", key)
+    return manifest
+
+
+@task(name="notify-snapshot", cache_policy=NO_CACHE)
+def notify(plan: BackupPlan, manifest: SnapshotManifest) -> None:
+    """The success event; a failure here never touches the stored snapshot."""
+    sink = event_sink(plan)
+    if sink is None:
+        get_run_logger().warning("plan has no notify section: no success event for %s", manifest.object_key)
+        return
+    duration = (manifest.finished_at - manifest.started_at).total_seconds()
+    sink.write(
+        [
+            metrics.snapshot_completed(
+                manifest.kind,
+                manifest.source,
+                manifest.tier,
+                manifest.sizes.encrypted_bytes,
+                manifest.sizes.raw_bytes,
+                duration,
+                manifest.index,
+                manifest.finished_at,
+            )
+        ]
+    )
+
+
+def is_snapshot_source(plan: BackupPlan, name: str) -> bool:
+    return any(source.name == name for source in plan.snapshots)
+
+
+@task(name="drill-snapshot", cache_policy=NO_CACHE)
+def drill(plan: BackupPlan, object_key: str, run_id: str) -> DrillRow:
+    """Restores the snapshot at `object_key` (etcd: into a scratch etcd, keys read back); raises on any failure.
+
+    `run_id` is the drill run's, for the same call shape as a database's drill; nothing here is named by it.
+    """
+    logger = get_run_logger()
+    storage = storage_for(plan)
+    location = BackupLocation.parse(object_key, plan.storage.prefix)
+    manifest = load_snapshot_manifest(storage, location.manifest_key, object_key, location.instance)
+    gpg, passphrase = decryption_for(plan)
+    workdir = Path(tempfile.mkdtemp(prefix=f"drill-{location.instance}-"))
+    try:
+        result = drill_snapshot(storage, manifest, gpg, workdir, passphrase=passphrase)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    logger.info("drill: %s (%s): %s in %.1f s", location.instance, manifest.kind, result.verdict, result.seconds)
+    return DrillRow(
+        location.instance,
+        location.database,
+        object_key,
+        verdict=result.verdict,
+        bytes=result.object_bytes,
+        docs=result.keys,
+        duration_s=result.seconds,
+        restore_mb_s=round(result.mb_per_s, 3),
+        state="Passed",
+    )
