@@ -9,8 +9,8 @@ It serves what the backup reads, following Consul's documented HTTP API:
   Peers, Configuration, ConfigurationIndex, Size), `state.bin` and `SHA256SUMS` (`<hex>  <name>` lines),
   in that order, with `X-Consul-Index` and `X-Consul-KnownLeader` headers and a chunked body. With
   `--token`, a request without that `X-Consul-Token` gets 403 "Permission denied", as with ACLs on.
-  `state.bin` holds the stub's key/value entries as JSON lines (a real server writes its msgpack-encoded
-  Raft FSM state there; the backup never looks inside, it only checks the hashes).
+  `state.bin` holds a header line and the stub's key/value entries as JSON lines (a real server writes its
+  msgpack-encoded Raft FSM state there; the backup never looks inside, it only checks the hashes).
 - Two datacenters that serve broken snapshots, so that the refusal paths run against a server too:
   `dc=corrupt` (state.bin changed after SHA256SUMS was computed: a hash mismatch inside a valid gzip and
   tar) and `dc=truncated` (the first half of a good snapshot, with a clean end of the HTTP body). Any other
@@ -63,7 +63,9 @@ class ConsulStub:
         """The gzip'd tar of a snapshot of the current entries, and its index."""
         with self.lock:
             index = self.index
-            state = b"".join(
+            # A header first, as Consul's FSM snapshot starts with one; then one line per entry.
+            state = json.dumps({"LastIndex": index}).encode() + b"\n"
+            state += b"".join(
                 json.dumps({"Key": k, "Value": base64.b64encode(v).decode(), "ModifyIndex": index}).encode() + b"\n"
                 for k, v in sorted(self.kv.items())
             )
@@ -81,7 +83,7 @@ class ConsulStub:
         sums = (
             f"{hashlib.sha256(meta_bytes).hexdigest()}  meta.json\n{hashlib.sha256(state).hexdigest()}  state.bin\n"
         ).encode()
-        if corrupt and state:
+        if corrupt:
             state = bytes([state[0] ^ 0x20]) + state[1:]  # same size, other bytes: only the hash can tell
         archive = io.BytesIO()
         now = time.time()

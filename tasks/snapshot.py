@@ -50,8 +50,11 @@ def failure_event_hook(plan: BackupPlan, kind: str, source: str, tier: str, stag
 
     def hook(task: Task, task_run: TaskRun, state: State) -> None:
         error = error_of(state)
-        failed_stage = error.stage if isinstance(error, PipelineError) else stage
-        record_failure(plan, kind, source, tier, failed_stage, str(error))
+        if isinstance(error, PipelineError):  # the event says why; the log line below has the object key too
+            get_run_logger().error("snapshot of %s failed: %s", source, redact_text(str(error)))
+            record_failure(plan, kind, source, tier, error.stage, str(error.cause))
+        else:
+            record_failure(plan, kind, source, tier, stage, str(error))
 
     return hook
 

@@ -59,10 +59,10 @@ def drill_snapshot(
         revision = etcd.count().revision
         keys = sum(1 for _ in etcd.items())
     where = storage.where(manifest.object_key)
-    if expected.exact and (revision, keys) != (expected.revision, expected.keys):
+    if expected.exact and (revision, keys) != (expected.revision, expected.key_count):
         raise VerificationError(
             f"{where}: the scratch etcd answers revision {revision} with {keys} keys; the manifest says exactly "
-            f"revision {expected.revision} with {expected.keys} keys"
+            f"revision {expected.revision} with {expected.key_count} keys"
         )
     if revision < expected.revision:
         raise VerificationError(f"{where}: the scratch etcd is at revision {revision}, older than {expected.revision}")

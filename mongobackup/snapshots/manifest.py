@@ -52,8 +52,8 @@ class EtcdRecord(_Model):
     revision_after: int
     raft_term: int
     raft_index: int
-    keys: int  # the number of keys at `revision`
-    exact: bool  # revision == revision_after: the snapshot holds exactly `revision` and `keys`
+    key_count: int  # the number of keys at `revision` (not `keys`: pydantic models must not shadow dict.keys)
+    exact: bool  # revision == revision_after: the snapshot holds exactly `revision` and `key_count` keys
     db_bytes: int
 
 

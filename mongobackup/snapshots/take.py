@@ -101,12 +101,12 @@ def take_etcd(
         revision_after=after.revision,
         raft_term=int(status.get("raftTerm", before.raft_term)),
         raft_index=int(status.get("raftIndex", 0)),
-        keys=before.keys,
+        key_count=before.keys,
         exact=before.revision == after.revision,
         db_bytes=stored.checked["db_bytes"],
     )
     exact = "exactly" if record.exact else f"between {record.revision} and {record.revision_after}, at least"
-    log(f"etcd snapshot of {source.name} from {endpoint}: revision {exact} {record.revision}, {record.keys} keys")
+    log(f"etcd snapshot of {source.name} from {endpoint}: revision {exact} {record.revision}, {record.key_count} keys")
     return TakenSnapshot("etcd", stored, etcd=record)
 
 
