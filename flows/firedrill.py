@@ -33,8 +33,8 @@ from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.status import StatusRow
 from tasks import restore as t
 from tasks import snapshot as snapshot_tasks
-from tasks.backup import retrying
 from tasks.restore import DrillRow
+from tasks.retries import retrying
 
 
 def _run_name() -> str:

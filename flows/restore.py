@@ -4,6 +4,7 @@
                             [--uncommitted] [--to URI] [--as NAME] [--drop] [--verify-only]
                             [--include NS] [--exclude NS] [--no-oplog] [--no-verify] [--gnupghome DIR]
     python -m flows.restore --plan PLAN.yaml --instance NAME --database DB --list
+    python -m flows.restore --plan PLAN.yaml --instance NAME --database DB [--at | --key] --thaw-only [--retrieval T]
     python -m flows.restore --archive FILE (--to URI | --verify-only) [--as NAME] [--drop] ...
     python -m flows.restore --plan PLAN.yaml --snapshot SOURCE [--at TIME | --key KEY] --out FILE [--list]
 
@@ -11,6 +12,8 @@ Without --at or --key the newest committed backup is restored; --at picks the ne
 The target is the instance itself unless --to names another server; collections that already exist there
 are refused unless --drop. --verify-only downloads, decrypts and checks every CRC and digest against the
 manifest and writes nothing. --archive restores a stock `mongodump --archive` file (plain or --gzip).
+A backup in GLACIER or DEEP_ARCHIVE is thawed first (RestoreObject at the plan's `restore.retrieval` or
+--retrieval, kept `restore.thaw_days`), waiting at most `restore.thaw_wait_h`; --thaw-only asks and returns.
 A progress bar (bytes, documents) goes to stderr, a summary to stdout. Exit status: 0 restored (or verified)
 and clean, 1 any failure or mismatch, 2 a bad command line or plan.
 """
@@ -32,6 +35,7 @@ from flows.restore_snapshot import check_snapshot_arguments, restore_snapshot_ma
 from mongobackup.catalog import age_hours, list_backups, load_manifest, select_backup
 from mongobackup.dump import open_client
 from mongobackup.errors import BackupError
+from mongobackup.glacier import RETRIEVALS
 from mongobackup.inventory import StoredBackup
 from mongobackup.manifest import BackupManifest
 from mongobackup.plan import BackupPlan, PlanError, load_plan
@@ -45,6 +49,8 @@ from mongobackup.restore import (
     restore_backup,
     restore_stream,
 )
+from mongobackup.thaw import ThawSettings, ensure_thawed, object_thaw_state, request_thaw
+from mongobackup.units import human_size
 from tasks.resources import instance_uri, storage_for
 from tasks.restore import decryption_for
 
@@ -73,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--snapshot", metavar="SOURCE", help="a key/value snapshot of this source (Consul, etcd) instead of a database"
     )
     source.add_argument("--out", help="with --snapshot: the file to write (what consul/etcdctl snapshot restore take)")
+    thaw = parser.add_argument_group("archived backups (GLACIER, DEEP_ARCHIVE)")
+    thaw.add_argument(
+        "--retrieval", choices=RETRIEVALS, help="thaw speed and price (default: the plan's restore.retrieval)"
+    )
+    thaw.add_argument("--thaw-only", action="store_true", help="ask for the thaw and return; restore later")
     target = parser.add_argument_group("where to")
     target.add_argument("--to", help="target MongoDB URI (default: the instance itself)")
     target.add_argument("--as", dest="as_name", help="restore under this database name")
@@ -109,8 +120,11 @@ def check_arguments(args: argparse.Namespace) -> None:
         check_snapshot_arguments(args)
         return
     if args.archive:
-        if args.plan or args.key or args.at or args.list or args.uncommitted:
-            raise UsageError("--archive restores a file: it takes no --plan, --key, --at, --list or --uncommitted")
+        if args.plan or args.key or args.at or args.list or args.uncommitted or args.thaw_only or args.retrieval:
+            raise UsageError(
+                "--archive restores a file: it takes no --plan, --key, --at, --list, --uncommitted, --thaw-only "
+                "or --retrieval"
+            )
         if not args.to and not args.verify_only:
             raise UsageError("--archive needs --to URI (or --verify-only)")
         return
@@ -121,6 +135,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     ]
     if missing:
         raise UsageError(f"{', '.join(missing)} required (or --archive FILE)")
+    if args.thaw_only and args.list:
+        raise UsageError("--thaw-only thaws one backup; --list lists them: give one of the two")
     if args.uncommitted and not args.key:
         raise UsageError("--uncommitted needs --key: the newest backup is always a committed one")
     if args.parallel < 1:
@@ -200,6 +216,10 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
     manifest = load_manifest(storage, backup) if backup.committed else None
     gpg, passphrase = decryption_for(plan, args.gnupghome)
     about = describe_backup(backup, manifest)
+    settings = ThawSettings.from_plan(plan.restore, args.retrieval)
+    thawed = ensure_thawed(storage, backup.object_key, settings, say=say, prices=plan.prices)
+    if thawed.before.archived:
+        about += f"\n  thaw:     {thawed.describe(plan.prices)}, waited {thawed.waited_s:.0f} s"
     if args.verify_only:
         return restore_backup(
             storage,
@@ -273,23 +293,34 @@ def summary_lines(result: RestoreResult, about: str | None, verify_only: bool) -
     return lines
 
 
-def human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
 def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
+    """One line per backup: commit state, tier, time, size, storage class and thaw state (a HEAD each), key."""
     storage = storage_for(plan)
     backups = list_backups(storage, plan.storage.prefix, instance, database)
     lines = [
         f"{'committed' if b.committed else 'UNCOMMITTED':<11} {b.location.tier.value:<9} "
-        f"{b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} {b.object_key}"
+        f"{b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} "
+        f"{object_thaw_state(storage, b.object_key).describe() if b.object_size is not None else '-':<34} "
+        f"{b.object_key}"
         for b in backups
     ]
     return lines or [f"no backups of {instance}/{database} in {storage.where(plan.storage.prefix)}"]
+
+
+def thaw_only(plan: BackupPlan, args: argparse.Namespace) -> str:
+    """Asks for the thaw of the backup a restore would pick, and says what was asked; waits for nothing."""
+    storage = storage_for(plan)
+    at = parse_time(args.at) if args.at else None
+    found = select_backup(
+        storage, plan.storage.prefix, args.instance, args.database, at=at, key=args.key, uncommitted=args.uncommitted
+    )
+    outcome = request_thaw(storage, found.object_key, ThawSettings.from_plan(plan.restore, args.retrieval))
+    return f"thaw: {storage.where(outcome.key)}: {outcome.describe(plan.prices)}"
+
+
+def say(line: str) -> None:
+    """Thaw progress on stderr, beside the progress bar."""
+    print(f"restore: {line}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -307,8 +338,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if plan is not None and args.snapshot:
         return restore_snapshot_main(plan, args)
-    if plan is not None and args.list:
-        print("\n".join(list_lines(plan, args.instance, args.database)))
+    if plan is not None and (args.list or args.thaw_only):
+        try:
+            print(
+                thaw_only(plan, args) if args.thaw_only else "\n".join(list_lines(plan, args.instance, args.database))
+            )
+        except (BackupError, ValueError) as exc:
+            print(f"restore: FAILED: {exc}", file=sys.stderr)
+            return 1
         return 0
     bar = ProgressBar(args.quiet)
     about = None

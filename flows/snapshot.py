@@ -33,7 +33,8 @@ from mongobackup.errors import first_line
 from mongobackup.keys import BackupLocation, short_run_id
 from mongobackup.plan import BackupPlan, load_plan
 from tasks import snapshot as t
-from tasks.backup import error_of, preflight, retrying
+from tasks.backup import error_of, preflight
+from tasks.retries import retrying
 
 
 @dataclass

@@ -31,7 +31,7 @@ from mongobackup.errors import (
 )
 from mongobackup.keys import BackupLocation, manifest_key_for
 from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
-from mongobackup.storage import S3Storage, UploadReceipt
+from mongobackup.storage import Storage, UploadReceipt
 from mongobackup.streams import CountingReader, IteratorReader, StageClock, zstd_compressing_reader
 
 TOOL_NAME = "mongo-backup-flows"
@@ -82,7 +82,7 @@ def transfer_database(
     *,
     dump: ArchiveSource,
     location: BackupLocation,
-    storage: S3Storage,
+    storage: Storage,
     gpg: Gpg,
     keys: EncryptionKeys,
     compression: Compression,
@@ -147,12 +147,12 @@ def transfer_database(
     )
 
 
-def verify_upload(storage: S3Storage, outcome: TransferOutcome) -> None:
+def verify_upload(storage: Storage, outcome: TransferOutcome) -> None:
     """Checks the stored object against the receipt; deletes it (it is uncommitted) when they differ."""
     verify_receipt(storage, outcome.receipt)
 
 
-def verify_receipt(storage: S3Storage, receipt: UploadReceipt) -> None:
+def verify_receipt(storage: Storage, receipt: UploadReceipt) -> None:
     """Checks a stored object (of any kind) against what its upload sent; deletes it when they differ."""
     key = receipt.key
     info = storage.head(key)
@@ -211,7 +211,7 @@ class Committable(Protocol):
     def to_json_dict(self) -> dict[str, Any]: ...
 
 
-def commit_manifest(storage: S3Storage, manifest: Committable) -> str:
+def commit_manifest(storage: Storage, manifest: Committable) -> str:
     """Writes the manifest beside its object: the moment the backup starts to exist. Returns its key."""
     location_key = manifest.object_key
     if storage.head(location_key) is None:
@@ -240,7 +240,7 @@ def back_up_database(
     *,
     dump: ArchiveSource,
     location: BackupLocation,
-    storage: S3Storage,
+    storage: Storage,
     gpg: Gpg,
     keys: EncryptionKeys,
     compression: Compression,

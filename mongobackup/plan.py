@@ -42,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from mongobackup.glacier_plan import PricePlan, RestorePlan
 from mongobackup.redact import redact_uri
 from mongobackup.tiers import TierPolicy
 
@@ -511,6 +512,9 @@ class BackupPlan(_Section):
     #: The restore fire drill; None: this plan is not drilled (flows.firedrill refuses it).
     drill: DrillPlan | None = None
     status: StatusPlan = Field(default_factory=StatusPlan)
+    #: How a restore thaws a backup from Glacier; prices for the retention dry run's cost table and lint.
+    restore: RestorePlan = Field(default_factory=RestorePlan)
+    prices: PricePlan = Field(default_factory=PricePlan)
 
     @field_validator("instances")
     @classmethod

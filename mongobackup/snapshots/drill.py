@@ -19,7 +19,7 @@ from mongobackup.snapshots.etcd import EtcdGateway
 from mongobackup.snapshots.manifest import SnapshotManifest
 from mongobackup.snapshots.restore import restore_snapshot_file
 from mongobackup.snapshots.scratch_etcd import scratch_etcd
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class SnapshotDrill:
 
 
 def drill_snapshot(
-    storage: S3Storage, manifest: SnapshotManifest, gpg: Gpg, workdir: Path, *, passphrase: str | None = None
+    storage: Storage, manifest: SnapshotManifest, gpg: Gpg, workdir: Path, *, passphrase: str | None = None
 ) -> SnapshotDrill:
     """Restores and reads back one snapshot in `workdir` (the caller removes it); raises on any mismatch."""
     started = time.monotonic()

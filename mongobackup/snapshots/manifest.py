@@ -15,7 +15,7 @@ from pydantic import Field
 
 from mongobackup.errors import VerificationError
 from mongobackup.manifest import EncryptionRecord, Sizes, _Model
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 
 SNAPSHOT_MANIFEST_VERSION = 1
 SUPPORTED_SNAPSHOT_MANIFEST_VERSIONS = frozenset({SNAPSHOT_MANIFEST_VERSION})
@@ -106,7 +106,7 @@ class SnapshotManifest(_Model):
         return cls.model_validate(data)
 
 
-def load_snapshot_manifest(storage: S3Storage, manifest_key: str, object_key: str, source: str) -> SnapshotManifest:
+def load_snapshot_manifest(storage: Storage, manifest_key: str, object_key: str, source: str) -> SnapshotManifest:
     """The manifest at `manifest_key`, checked to describe the snapshot `object_key` of `source`."""
     where = storage.where(manifest_key)
     try:

@@ -25,7 +25,7 @@ from mongobackup.snapshots.consul import ConsulArchiveCheck
 from mongobackup.snapshots.etcd import EtcdSnapshotCheck
 from mongobackup.snapshots.manifest import SnapshotManifest
 from mongobackup.snapshots.store import SnapshotCheck
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 from mongobackup.streams import CHUNK_SIZE, zstd_decompressing_reader
 
 
@@ -73,7 +73,7 @@ def check_for(manifest: SnapshotManifest) -> SnapshotCheck:
 
 
 def restore_snapshot_file(
-    storage: S3Storage,
+    storage: Storage,
     manifest: SnapshotManifest,
     gpg: Gpg,
     out: Path,

@@ -22,7 +22,7 @@ from mongobackup.backup import Compression, stage_of
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.errors import BackupError, EncryptionError, PipelineError, SnapshotError
 from mongobackup.keys import BackupLocation
-from mongobackup.storage import S3Storage, UploadReceipt
+from mongobackup.storage import Storage, UploadReceipt
 from mongobackup.streams import CountingReader, IteratorReader, StageClock, zstd_compressing_reader
 
 
@@ -89,7 +89,7 @@ def store_snapshot(
     chunks: Iterator[bytes],
     check: SnapshotCheck,
     location: BackupLocation,
-    storage: S3Storage,
+    storage: Storage,
     gpg: Gpg,
     keys: EncryptionKeys,
     compression: Compression | None,

@@ -17,7 +17,7 @@ from mongobackup.snapshots.etcd import EtcdSnapshotCheck, etcd_gateway
 from mongobackup.snapshots.manifest import CheckRecord, ConsulRecord, EtcdRecord, SnapshotManifest
 from mongobackup.snapshots.plan import ConsulSource, EtcdSource
 from mongobackup.snapshots.store import StoredSnapshot, store_snapshot
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 
 Log = Callable[[str], None]
 
@@ -41,7 +41,7 @@ def take_consul(
     token: str | None,
     *,
     location: BackupLocation,
-    storage: S3Storage,
+    storage: Storage,
     gpg: Gpg,
     keys: EncryptionKeys,
     log: Log = lambda message: None,
@@ -69,7 +69,7 @@ def take_etcd(
     password: str | None,
     *,
     location: BackupLocation,
-    storage: S3Storage,
+    storage: Storage,
     gpg: Gpg,
     keys: EncryptionKeys,
     compression: Compression,
@@ -110,7 +110,7 @@ def take_etcd(
     return TakenSnapshot("etcd", stored, etcd=record)
 
 
-def verify_snapshot(storage: S3Storage, taken: TakenSnapshot) -> None:
+def verify_snapshot(storage: Storage, taken: TakenSnapshot) -> None:
     """The stored object against what was sent (size, multipart ETag); deleted when they differ."""
     verify_receipt(storage, taken.stored.receipt)
 
@@ -151,7 +151,7 @@ def build_snapshot_manifest(taken: TakenSnapshot, *, run_id: str, scheduled_at: 
     )
 
 
-def commit_snapshot(storage: S3Storage, manifest: SnapshotManifest) -> str:
+def commit_snapshot(storage: Storage, manifest: SnapshotManifest) -> str:
     """Writes the manifest beside the snapshot: the moment it starts to exist. Returns its key."""
     return commit_manifest(storage, manifest)
 
@@ -161,7 +161,7 @@ def back_up_snapshot(
     secret: str | None,
     *,
     location: BackupLocation,
-    storage: S3Storage,
+    storage: Storage,
     gpg: Gpg,
     keys: EncryptionKeys,
     compression: Compression,
@@ -186,7 +186,7 @@ def take_snapshot(
     secret: str | None,
     *,
     location: BackupLocation,
-    storage: S3Storage,
+    storage: Storage,
     gpg: Gpg,
     keys: EncryptionKeys,
     compression: Compression,
