@@ -500,9 +500,10 @@ from mongobackup.snapshots.plan import SnapshotSource, check_sources  # noqa: E4
 class BackupPlan(_Section):
     """A whole backup plan: what to back up, where, how it is encrypted and compressed, tiers, events."""
 
-    instances: list[InstancePlan] = Field(default_factory=list)
     #: Key/value stores (Consul, etcd) snapshotted by the `snapshot` flow; see mongobackup.snapshots.plan.
+    #: Declared before `instances`, whose check needs it: a plan of snapshots only has no instances.
     snapshots: list[SnapshotSource] = Field(default_factory=list)
+    instances: list[InstancePlan] = Field(default_factory=list)
     storage: StoragePlan
     encryption: EncryptionPlan
     compression: CompressionPlan = Field(default_factory=CompressionPlan)
@@ -518,7 +519,9 @@ class BackupPlan(_Section):
 
     @field_validator("instances")
     @classmethod
-    def _unique_names(cls, instances: list[InstancePlan]) -> list[InstancePlan]:
+    def _unique_names(cls, instances: list[InstancePlan], info: ValidationInfo) -> list[InstancePlan]:
+        if not instances and not info.data.get("snapshots"):
+            raise ValueError("List should have at least 1 item, not 0 (or name a source under snapshots)")
         # Two instances with one name would write to the same keys and the same dashboard row.
         seen: dict[str, int] = {}
         for index, instance in enumerate(instances):
@@ -533,7 +536,7 @@ class BackupPlan(_Section):
     @model_validator(mode="after")
     def _something_to_back_up(self) -> BackupPlan:
         if not self.instances and not self.snapshots:
-            raise ValueError("the plan backs up nothing: give at least one of instances and snapshots")
+            raise ValueError("the plan backs up nothing: give instances, snapshots or both")
         check_sources(self.snapshots, self.instance_names)
         return self
 

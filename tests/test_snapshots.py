@@ -110,7 +110,8 @@ def test_the_snapshots_section_names_the_field_at_fault(tmp_path):
         "snapshots: [{name: e, kind: etcd, endpoints: ['ftp://e']}]": "snapshots.0.endpoints: 'ftp://e' is not an",
         "snapshots: [{name: z, kind: zookeeper}]": "snapshots.0.kind: unknown value 'zookeeper' (expected one of",
         f"snapshots: [{etcd}, tls: {{cert_file: c.pem}}}}]": "snapshots.0.tls: cert_file and key_file go together",
-        "instances: []": "the plan backs up nothing",
+        "instances: []": "plan.yaml: instances: List should have at least 1 item, not 0 (or name a source under",
+        "snapshots: []": "plan.yaml: the plan backs up nothing: give instances, snapshots or both",
     }
     for text, message in cases.items():
         path = tmp_path / "plan.yaml"
