@@ -101,7 +101,7 @@ def backup(
     wanted = selected_instances(plan, instances)
     logger.info("run %s: tier %s for %s (%s)", run_id, tier.value, when.isoformat(), plan.tiers.timezone)
     if fan_out_deployment:
-        return fan_out(fan_out_deployment, plan_path, when, wanted)
+        return _fan_out(fan_out_deployment, plan_path, when, wanted)
 
     t.preflight.with_options(
         **retrying(
@@ -148,26 +148,22 @@ def backup(
     return _final_state(rows)
 
 
-def fan_out(
-    deployment: str, plan_path: str, when: datetime, names: list[str], *, parameter: str = "instances"
-) -> State:
-    """One run of `deployment` per name (an instance; a snapshot source with parameter="sources"), all for this
-    run's scheduled time; Failed unless all complete."""
+def _fan_out(deployment: str, plan_path: str, when: datetime, instances: list[str]) -> State:
+    """One run of `deployment` per instance, all for this run's scheduled time; Failed unless all complete."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
     logger = get_run_logger()
-    flow_name = deployment.split("/")[0]
     children = {
         name: run_deployment(
             deployment,
-            parameters={"plan_path": plan_path, "at": when.isoformat(), parameter: [name]},
-            flow_run_name=f"{flow_name}-{name}",
+            parameters={"plan_path": plan_path, "at": when.isoformat(), "instances": [name]},
+            flow_run_name=f"backup-{name}",
             timeout=0,
         )
-        for name in names
+        for name in instances
     }
-    logger.info("fanned out %d runs to %s: %s", len(children), deployment, ", ".join(children))
+    logger.info("fanned out %d instances to %s: %s", len(children), deployment, ", ".join(children))
     final: dict[str, State] = {}
     with get_client(sync_client=True) as client:
         while len(final) < len(children):
@@ -181,12 +177,11 @@ def fan_out(
         {"instance": name, "flow_run": str(children[name].id), "state": state.name, "message": state.message or ""}
         for name, state in final.items()
     ]
-    create_table_artifact(table=table, key=f"{flow_name}-fan-out", description=f"Runs of {deployment}")
-    what = "instance" if parameter == "instances" else "source"
+    create_table_artifact(table=table, key="backup-fan-out", description=f"Instance runs of {deployment}")
     failed = [name for name, state in final.items() if not state.is_completed()]
     if failed:
-        return Failed(message=f"{len(failed)} of {len(final)} {what} runs failed: {', '.join(failed)}")
-    return Completed(message=f"{len(final)} {what} runs completed")
+        return Failed(message=f"{len(failed)} of {len(final)} instance runs failed: {', '.join(failed)}")
+    return Completed(message=f"{len(final)} instance runs completed")
 
 
 def _submit_chain(

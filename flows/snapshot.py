@@ -19,7 +19,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prefect import flow, get_run_logger, runtime, tags
@@ -27,14 +27,18 @@ from prefect.artifacts import create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed, State
 
-from flows.backup import fan_out, scheduled_time
+from flows.backup import scheduled_time
 from flows.cli import load_plan_or_report, run_flow
+from flows.fan_out import fan_out
 from mongobackup.errors import first_line
 from mongobackup.keys import BackupLocation, short_run_id
 from mongobackup.plan import BackupPlan, load_plan
 from tasks import snapshot as t
 from tasks.backup import error_of, preflight
 from tasks.retries import retrying
+
+#: How long a fanned-out parent waits for its source runs (a snapshot takes minutes; the night is long).
+FAN_OUT_DEADLINE = timedelta(hours=6)
 
 
 @dataclass
@@ -77,7 +81,7 @@ def snapshot(
 ) -> State:
     """Snapshots every key/value store the plan names; returns Failed when any snapshot or event failed.
 
-    fan_out_deployment: run each source as its own run of this deployment (e.g. "snapshot/nightly").
+    fan_out_deployment: run each source as its own run of this deployment (prefect.yaml: "snapshot/source").
     """
     logger = get_run_logger()
     plan = load_plan(plan_path)
@@ -89,7 +93,15 @@ def snapshot(
     if not wanted:
         return Completed(message="the plan names no snapshot sources")
     if fan_out_deployment:
-        return fan_out(fan_out_deployment, plan_path, when, wanted, parameter="sources")
+        return fan_out(
+            fan_out_deployment,
+            plan_path,
+            when,
+            wanted,
+            run_name=runtime.flow_run.name or "snapshot",
+            deadline=FAN_OUT_DEADLINE,
+            parameter="sources",
+        )
 
     kinds = {source.name: source.kind for source in plan.snapshots}
     preflight.with_options(

@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import subprocess
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,15 +40,10 @@ from mongobackup.snapshots.take import back_up_snapshot
 from mongobackup.status import Health, expected_pairs, read_status
 from mongobackup.storage import ObjectInfo
 from mongobackup.tiers import Tier
+from tests.helpers import influx_points, run_artifact_rows, storage_on, stored_keys, unique
 from tests.planfiles import write_plan
-from tests.test_backup_flow import influx_points, run_artifact_rows, stored_keys
-from tests.test_restore import storage_on
 
 pytestmark = pytest.mark.usefixtures("aws_env")  # the flows build their S3 client from the default chain
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 def etcdctl(endpoint: str, *args: str) -> str:
@@ -232,7 +226,7 @@ def test_etcd_and_consul_snapshots_end_to_end(
         assert event["index"] == (manifest["etcd"]["revision"] if kind == "etcd" else manifest["consul"]["index"])
 
     # Status from the bucket: GREEN now, RED 30 hours later.
-    storage = storage_on(services, bucket)
+    storage = storage_on(services.url("moto"), bucket)
     now = datetime.now(UTC)
     for when, health in ((now, Health.GREEN), (now + timedelta(hours=30), Health.RED)):
         report = read_status(storage, plan, when)
@@ -280,7 +274,7 @@ def test_etcd_and_consul_snapshots_end_to_end(
 
 
 def test_corrupted_and_truncated_snapshots_are_refused_before_commit(kv_stores, services, bucket, gpg_key, tmp_path):
-    storage = storage_on(services, bucket)
+    storage = storage_on(services.url("moto"), bucket)
     gpg = Gpg(tmp_path / "encrypt-home")
     keys = EncryptionKeys(tuple(gpg.import_key_files([gpg_key.public_key_file])))
     when = datetime.now(UTC)
@@ -339,7 +333,7 @@ def test_a_refused_snapshot_fails_the_run_with_a_failure_event(
     plan_path = snapshot_plan(tmp_path, services, bucket, gpg_key, [{**source, "token_env": "CONSUL_TOKEN_FOR_TEST"}])
     state = snapshot(plan_path=str(plan_path), return_state=True)
     assert state.is_failed() and f"1 of 1 snapshots failed: {name}" in state.message
-    assert stored_keys(storage_on(services, bucket).client, bucket) == []
+    assert stored_keys(storage_on(services.url("moto"), bucket).client, bucket) == []
     (event,) = influx_points(services, "consul_snapshot_failed", f"\"source\"='{name}'")
     assert event["stage"] == "check" and "hash check failed for state.bin" in event["error"]
     assert snapshot_main(["--plan", str(plan_path), "--dry-run"]) == 0
