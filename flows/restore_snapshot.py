@@ -16,9 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from mongobackup.catalog import list_backups, select_backup
 from mongobackup.errors import BackupError
-from mongobackup.keys import SNAPSHOT_SEGMENT
+from mongobackup.inventory import list_backups, select_backup
+from mongobackup.keys import KV_SNAPSHOT, SNAPSHOT_SEGMENT
 from mongobackup.plan import BackupPlan
 from mongobackup.redact import redact_text
 from mongobackup.snapshots.manifest import load_snapshot_manifest
@@ -56,7 +56,7 @@ def restore_snapshot_main(plan: BackupPlan, args: argparse.Namespace) -> int:
     kind = plan.snapshot_source(source)[1].kind
     try:
         if args.list:
-            snapshots = list_backups(storage, plan.storage.prefix, source, SNAPSHOT_SEGMENT)
+            snapshots = list_backups(storage, plan.storage.prefix, source, SNAPSHOT_SEGMENT, kind=KV_SNAPSHOT)
             lines = [
                 f"{'committed' if b.committed else 'UNCOMMITTED':<11} {b.location.tier.value:<9} "
                 f"{b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} {b.object_key}"
@@ -71,6 +71,7 @@ def restore_snapshot_main(plan: BackupPlan, args: argparse.Namespace) -> int:
             SNAPSHOT_SEGMENT,
             at=parse_time(args.at) if args.at else None,
             key=args.key,
+            kind=KV_SNAPSHOT,
         )
         location = chosen.location
         manifest = load_snapshot_manifest(storage, location.manifest_key, location.object_key, source)

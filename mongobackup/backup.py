@@ -23,13 +23,13 @@ from mongobackup.errors import (
     BackupError,
     EncryptionError,
     PipelineError,
-    SnapshotError,
-    SnapshotInvalid,
     SourceError,
+    StageTable,
     StorageError,
     VerificationError,
+    stage_of,
 )
-from mongobackup.keys import BackupLocation, manifest_key_for
+from mongobackup.keys import MONGODB_ARCHIVE, BackupLocation, StoredKind, manifest_key_for
 from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
 from mongobackup.storage import Storage, UploadReceipt
 from mongobackup.streams import CountingReader, IteratorReader, StageClock, zstd_compressing_reader
@@ -124,7 +124,7 @@ def transfer_database(
                 raise SourceError(location.instance, location.database, "the dump stream ended before its end")
             receipt = upload.complete()
     except BackupError as exc:
-        raise PipelineError(stage_of(exc), target, exc) from exc
+        raise PipelineError(stage_of(exc, TRANSFER_STAGES, "transfer"), target, exc) from exc
     except zstandard.ZstdError as exc:
         raise PipelineError("compress", target, exc) from exc
     except OSError as exc:  # a broken pipe to gpg: it died mid-stream
@@ -203,7 +203,7 @@ def build_manifest(outcome: TransferOutcome, *, run_id: str, scheduled_at: datet
 
 
 class Committable(Protocol):
-    """A manifest of any kind of backup (a database's, a snapshot's): it names its object and serialises."""
+    """A manifest of any kind of stored thing (a database's, a snapshot's): it names its object and serialises."""
 
     @property
     def object_key(self) -> str: ...
@@ -211,29 +211,18 @@ class Committable(Protocol):
     def to_json_dict(self) -> dict[str, Any]: ...
 
 
-def commit_manifest(storage: Storage, manifest: Committable) -> str:
+def commit_manifest(storage: Storage, manifest: Committable, kind: StoredKind = MONGODB_ARCHIVE) -> str:
     """Writes the manifest beside its object: the moment the backup starts to exist. Returns its key."""
     location_key = manifest.object_key
     if storage.head(location_key) is None:
         raise VerificationError(f"{storage.where(location_key)}: refusing to commit a manifest for a missing object")
-    manifest_key = manifest_key_for(location_key)
+    manifest_key = manifest_key_for(location_key, kind)
     storage.put_json(manifest_key, manifest.to_json_dict())
     return manifest_key
 
 
-def stage_of(exc: BackupError) -> str:
-    """The pipeline stage an error of the streamed transfer belongs to (for PipelineError and events)."""
-    if isinstance(exc, SnapshotInvalid):
-        return "check"
-    if isinstance(exc, SnapshotError):
-        return "snapshot"
-    if isinstance(exc, SourceError):
-        return "dump"
-    if isinstance(exc, StorageError):
-        return "upload"
-    if isinstance(exc, EncryptionError):
-        return "encrypt"
-    return "transfer"
+#: The transfer's stages, by the error that stopped it.
+TRANSFER_STAGES: StageTable = ((SourceError, "dump"), (StorageError, "upload"), (EncryptionError, "encrypt"))
 
 
 def back_up_database(

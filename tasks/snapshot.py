@@ -20,7 +20,7 @@ from prefect.client.schemas.objects import State, TaskRun
 from mongobackup import metrics
 from mongobackup.backup import Compression
 from mongobackup.errors import PipelineError
-from mongobackup.keys import BackupLocation
+from mongobackup.keys import KV_SNAPSHOT, BackupLocation
 from mongobackup.plan import BackupPlan
 from mongobackup.redact import redact_text
 from mongobackup.snapshots.drill import drill_snapshot
@@ -150,7 +150,7 @@ def drill(plan: BackupPlan, object_key: str, run_id: str) -> DrillRow:
     """
     logger = get_run_logger()
     storage = storage_for(plan)
-    location = BackupLocation.parse(object_key, plan.storage.prefix)
+    location = BackupLocation.parse(object_key, plan.storage.prefix, KV_SNAPSHOT)
     manifest = load_snapshot_manifest(storage, location.manifest_key, object_key, location.instance)
     gpg, passphrase = decryption_for(plan)
     workdir = Path(tempfile.mkdtemp(prefix=f"drill-{location.instance}-"))

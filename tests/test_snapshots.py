@@ -29,7 +29,7 @@ from mongobackup.backup import Compression
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.errors import PipelineError
 from mongobackup.inventory import build_inventory
-from mongobackup.keys import BackupLocation
+from mongobackup.keys import STORED_KINDS, BackupLocation, parse_stored
 from mongobackup.plan import BackupPlan, PlanError, load_plan
 from mongobackup.prune import Verdict, decide, keys_to_delete
 from mongobackup.snapshots.etcd import EtcdSnapshotCheck, etcd_gateway
@@ -134,11 +134,11 @@ def test_snapshot_keys_are_listed_judged_and_pruned_like_backups():
     assert kv_new.object_key == "daily/kv/snapshot/20260601T000000Z-bbbb.snap.gpg"
     assert kv_new.manifest_key == "daily/kv/snapshot/20260601T000000Z-bbbb.snap.manifest.json"
     for location in (kv_old, kv_new, db):
-        assert BackupLocation.parse(location.object_key) == BackupLocation.parse(location.manifest_key) == location
+        assert parse_stored(location.object_key) == parse_stored(location.manifest_key) == location
     listing = [
         ObjectInfo(key, 10, "e", {}) for loc in (kv_old, kv_new, db) for key in (loc.object_key, loc.manifest_key)
     ]
-    inventory = build_inventory(listing, "")
+    inventory = build_inventory(listing, "", STORED_KINDS)
     assert all(b.committed and b.object_size == 10 for b in inventory.backups) and not inventory.foreign
     assert expected_pairs(plan, inventory) == [("rs", "snapshot"), ("kv", "snapshot")]
     verdicts = {d.backup.location: d.verdict for d in decide(inventory, plan.tiers, datetime(2027, 1, 1, tzinfo=UTC))}

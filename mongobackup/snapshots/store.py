@@ -18,12 +18,29 @@ from typing import Any, Protocol
 
 import zstandard
 
-from mongobackup.backup import Compression, stage_of
+from mongobackup.backup import Compression
 from mongobackup.crypto import EncryptionKeys, Gpg
-from mongobackup.errors import BackupError, EncryptionError, PipelineError, SnapshotError
+from mongobackup.errors import (
+    BackupError,
+    EncryptionError,
+    PipelineError,
+    SnapshotError,
+    SnapshotInvalid,
+    StageTable,
+    StorageError,
+    stage_of,
+)
 from mongobackup.keys import BackupLocation
 from mongobackup.storage import Storage, UploadReceipt
 from mongobackup.streams import CountingReader, IteratorReader, StageClock, zstd_compressing_reader
+
+#: The snapshot transfer's stages, by the error that stopped it: `check` means the snapshot itself was refused.
+SNAPSHOT_STAGES: StageTable = (
+    (SnapshotInvalid, "check"),
+    (SnapshotError, "snapshot"),
+    (StorageError, "upload"),
+    (EncryptionError, "encrypt"),
+)
 
 
 class SnapshotCheck(Protocol):
@@ -134,7 +151,7 @@ def store_snapshot(
                 checked = check.finish()  # SnapshotInvalid: the upload is aborted, nothing is stored
             receipt = upload.complete()
     except BackupError as exc:
-        raise PipelineError(stage_of(exc), target, exc) from exc
+        raise PipelineError(stage_of(exc, SNAPSHOT_STAGES, "snapshot"), target, exc) from exc
     except zstandard.ZstdError as exc:
         raise PipelineError("compress", target, exc) from exc
     except OSError as exc:  # a broken pipe to gpg: it died mid-stream

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from mongobackup.backup import TOOL_NAME, Compression, commit_manifest, tool_version, verify_receipt
 from mongobackup.crypto import EncryptionKeys, Gpg
-from mongobackup.keys import BackupLocation
+from mongobackup.keys import KV_SNAPSHOT, BackupLocation
 from mongobackup.manifest import EncryptionRecord, Sizes
 from mongobackup.snapshots.consul import ConsulArchiveCheck, ConsulSnapshotInfo, consul_snapshot
 from mongobackup.snapshots.etcd import EtcdSnapshotCheck, etcd_gateway
@@ -153,7 +153,7 @@ def build_snapshot_manifest(taken: TakenSnapshot, *, run_id: str, scheduled_at: 
 
 def commit_snapshot(storage: Storage, manifest: SnapshotManifest) -> str:
     """Writes the manifest beside the snapshot: the moment it starts to exist. Returns its key."""
-    return commit_manifest(storage, manifest)
+    return commit_manifest(storage, manifest, KV_SNAPSHOT)
 
 
 def back_up_snapshot(

@@ -21,9 +21,9 @@ from pymongo import MongoClient
 from devservices import S3_TEST_CREDENTIALS, S3_TEST_REGION
 from flows.backup import backup
 from mongobackup.backup import Compression, back_up_database, tool_version
-from mongobackup.catalog import list_backups
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.dump import DatabaseDump
+from mongobackup.inventory import list_backups
 from mongobackup.keys import BackupLocation
 from mongobackup.plan import load_plan
 from mongobackup.restore import RestoreOptions, restore_backup
