@@ -296,7 +296,13 @@ def manifest_reader(storage: Storage) -> ManifestReader:
         try:
             location = backup.location
             if location.kind is KV_SNAPSHOT:
-                return load_snapshot_manifest(storage, location.manifest_key, location.object_key, location.instance)
+                return load_snapshot_manifest(
+                    storage,
+                    location.manifest_key,
+                    location.object_key,
+                    location.instance,
+                    object_size=backup.object_size,
+                )
             return load_manifest(storage, backup.location, object_size=backup.object_size)
         except VerificationError as exc:
             raise ValueError(str(exc)) from exc

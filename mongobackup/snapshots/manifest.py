@@ -106,8 +106,11 @@ class SnapshotManifest(_Model):
         return cls.model_validate(data)
 
 
-def load_snapshot_manifest(storage: Storage, manifest_key: str, object_key: str, source: str) -> SnapshotManifest:
-    """The manifest at `manifest_key`, checked to describe the snapshot `object_key` of `source`."""
+def load_snapshot_manifest(
+    storage: Storage, manifest_key: str, object_key: str, source: str, *, object_size: int | None = None
+) -> SnapshotManifest:
+    """The manifest at `manifest_key`, checked to describe the snapshot `object_key` of `source` (and, given the
+    object's size from a listing, that the object still has the size the manifest recorded)."""
     where = storage.where(manifest_key)
     try:
         manifest = SnapshotManifest.from_json_dict(storage.get_json(manifest_key), key=where)
@@ -116,5 +119,10 @@ def load_snapshot_manifest(storage: Storage, manifest_key: str, object_key: str,
     if (manifest.object_key, manifest.source) != (object_key, source):
         raise VerificationError(
             f"{where} describes {(manifest.object_key, manifest.source)}, not the snapshot {(object_key, source)}"
+        )
+    if object_size is not None and object_size != manifest.sizes.encrypted_bytes:
+        raise VerificationError(
+            f"{storage.where(object_key)} is {object_size} bytes, its manifest says "
+            f"{manifest.sizes.encrypted_bytes}: the object was truncated or replaced since its commit"
         )
     return manifest
