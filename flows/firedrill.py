@@ -28,12 +28,14 @@ from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import allow_failure
 
 from flows.cli import load_plan_or_report, run_flow
+from flows.resources import RunResources
 from mongobackup.keys import short_run_id
-from mongobackup.plan import BackupPlan, load_plan
+from mongobackup.plan import load_plan
 from mongobackup.status import StatusRow
-from tasks import restore as t
+from tasks import drill as t
 from tasks import snapshot as snapshot_tasks
-from tasks.restore import DrillRow
+from tasks.backup import failure_message
+from tasks.drill import DrillRow
 from tasks.retries import retrying
 
 
@@ -44,12 +46,16 @@ def _run_name() -> str:
 @flow(name="firedrill", flow_run_name=_run_name, log_prints=False)
 def firedrill(plan_path: str, instances: list[str] | None = None) -> State:
     """Drills the newest committed backup of every expected database; Failed when any drill failed."""
+    with RunResources(load_plan(plan_path)) as resources:
+        return _drill(resources, instances)
+
+
+def _drill(resources: RunResources, instances: list[str] | None) -> State:
     logger = get_run_logger()
-    plan = load_plan(plan_path)
-    settings = t.drill_settings(plan)
+    plan, settings = resources.plan, resources.drill
     now = datetime.now(UTC)
     run_id = short_run_id(str(runtime.flow_run.id or "local"))
-    targets = t.drill_targets.with_options(**retrying(plan))(plan, now, instances)
+    targets = t.drill_targets.with_options(**retrying(plan))(resources, now, instances)
     logger.info("run %s: %d databases to drill, max backup age %g h", run_id, len(targets), settings.max_age_h)
 
     rows: list[DrillRow] = []
@@ -63,10 +69,10 @@ def firedrill(plan_path: str, instances: list[str] | None = None) -> State:
         wait_for = [allow_failure(previous)] if previous is not None else []
         # A snapshot source's row (etcd: restored into a scratch etcd; Consul: restored to a file and checked).
         drill = snapshot_tasks.drill if snapshot_tasks.is_snapshot_source(plan, target.instance) else t.drill_database
-        previous = drill.with_options(**retrying(plan)).submit(plan, target.object_key, run_id, wait_for=wait_for)
+        previous = drill.with_options(**retrying(plan)).submit(resources, target.object_key, run_id, wait_for=wait_for)
         drills.append((row, previous))
     _collect(drills)
-    notified = _notify(plan, rows, now)
+    notified = _notify(resources, rows, now)
     _publish(rows, run_id, settings.max_age_h)
     return _final_state(rows, notified)
 
@@ -90,28 +96,20 @@ def _collect(drills: list[tuple[DrillRow, PrefectFuture]]) -> None:
             row.duration_s, row.restore_mb_s = done.duration_s, done.restore_mb_s
             row.state = "Passed"
         else:
-            row.state, row.verdict, row.error = "Failed", "restore failed", _message(future.state)
+            row.state, row.verdict, row.error = "Failed", "restore failed", failure_message(future.state)
         if row.stale:
             row.state = "Failed"
             stale = f"stale: the newest backup is {row.age_h:.1f} h old"
             row.error = f"{stale}; {row.error}" if row.error else stale
 
 
-def _notify(plan: BackupPlan, rows: list[DrillRow], when: datetime) -> bool:
+def _notify(resources: RunResources, rows: list[DrillRow], when: datetime) -> bool:
     try:
-        t.notify_drill.with_options(**retrying(plan))(plan, rows, when)
+        t.notify_drill.with_options(**retrying(resources.plan))(resources, rows, when)
     except Exception as exc:  # the drill results stand; the run still fails below, naming the gap
         get_run_logger().error("could not write the drill events: %s", exc)
         return False
     return True
-
-
-def _message(state: State) -> str:
-    try:
-        state.result(raise_on_failure=True)
-    except BaseException as exc:
-        return " ".join(str(exc).split())[:500] if str(exc) else type(exc).__name__
-    return state.message or state.name or ""
 
 
 def _publish(rows: list[DrillRow], run_id: str, max_age_h: float) -> None:

@@ -23,8 +23,6 @@ from mongobackup.plan import BackupPlan
 from mongobackup.redact import redact_text
 from mongobackup.snapshots.manifest import load_snapshot_manifest
 from mongobackup.snapshots.restore import restore_snapshot_file
-from tasks.resources import storage_for
-from tasks.restore import decryption_for
 
 #: Options of a database restore that mean nothing for a snapshot.
 _DATABASE_ONLY = ("instance", "database", "archive", "to", "as_name", "drop", "verify_only", "uncommitted")
@@ -49,9 +47,11 @@ def check_snapshot_arguments(args: argparse.Namespace) -> None:
 
 def restore_snapshot_main(plan: BackupPlan, args: argparse.Namespace) -> int:
     """Lists, or restores to --out, one snapshot of `args.snapshot`; the exit status."""
+    from flows.resources import RunResources  # after the checks: building the storage imports prefect-aws
     from flows.restore import parse_time
 
-    storage = storage_for(plan)
+    resources = RunResources(plan)
+    storage = resources.storage
     source = args.snapshot
     kind = plan.snapshot_source(source)[1].kind
     try:
@@ -75,7 +75,7 @@ def restore_snapshot_main(plan: BackupPlan, args: argparse.Namespace) -> int:
         )
         location = chosen.location
         manifest = load_snapshot_manifest(storage, location.manifest_key, location.object_key, source)
-        gpg, passphrase = decryption_for(plan, args.gnupghome)
+        gpg, passphrase = resources.decryption(args.gnupghome)
         result = restore_snapshot_file(storage, manifest, gpg, Path(args.out), passphrase=passphrase)
     except (BackupError, ValueError, OSError) as exc:
         print(f"restore: FAILED: {redact_text(str(exc))}", file=sys.stderr)

@@ -30,11 +30,11 @@ from prefect.states import Completed, Failed, State
 from flows.backup import scheduled_time
 from flows.cli import load_plan_or_report, run_flow
 from flows.fan_out import fan_out
-from mongobackup.errors import first_line
+from flows.resources import RunResources
 from mongobackup.keys import BackupLocation, short_run_id
 from mongobackup.plan import BackupPlan, load_plan
 from tasks import snapshot as t
-from tasks.backup import error_of, preflight
+from tasks.backup import failure_message, preflight
 from tasks.retries import retrying
 
 #: How long a fanned-out parent waits for its source runs (a snapshot takes minutes; the night is long).
@@ -103,44 +103,52 @@ def snapshot(
             parameter="sources",
         )
 
+    with RunResources(plan) as resources:
+        return _snapshot(resources, wanted, when, run_id)
+
+
+def _snapshot(resources: RunResources, wanted: list[str], when: datetime, run_id: str) -> State:
+    """The run's task chains, sharing `resources` (one storage, one key import)."""
+    plan = resources.plan
+    tier = plan.tiers.tier_for(when)
     kinds = {source.name: source.kind for source in plan.snapshots}
     preflight.with_options(
         **retrying(
             plan,
-            on_failure=[t.failure_event_hook(plan, kinds[name], name, tier.value, "preflight") for name in wanted],
+            on_failure=[t.failure_event_hook(resources, kinds[name], name, tier.value, "preflight") for name in wanted],
         )
-    )(plan)
+    )(resources)
     chains = []
     for location in planned_locations(plan, wanted, when, run_id):
         row = SnapshotRow(location.instance, kinds[location.instance], tier.value, location.object_key)
-        chains.append((row, *_submit_chain(plan, row.kind, location, run_id, when)))
+        chains.append((row, *_submit_chain(resources, row.kind, location, run_id, when)))
     rows = [_collect(row, committed, notified) for row, committed, notified in chains]
     _publish(rows, run_id, tier.value)
     return _final_state(rows)
 
 
 def _submit_chain(
-    plan: BackupPlan, kind: str, location: BackupLocation, run_id: str, when: datetime
+    resources: RunResources, kind: str, location: BackupLocation, run_id: str, when: datetime
 ) -> tuple[PrefectFuture, PrefectFuture]:
-    source, tier = location.instance, location.tier.value
+    plan, source, tier = resources.plan, location.instance, location.tier.value
 
     def hook(stage: str) -> list:
-        return [t.failure_event_hook(plan, kind, source, tier, stage)]
+        return [t.failure_event_hook(resources, kind, source, tier, stage)]
 
     with tags(f"kv-source:{source}"):
-        taken = t.take.with_options(**retrying(plan, on_failure=hook("take"))).submit(plan, location)
-        verified = t.verify.with_options(**retrying(plan, on_failure=hook("verify"))).submit(plan, taken)
+        taken = t.take.with_options(**retrying(plan, on_failure=hook("take"))).submit(resources, location)
+        verified = t.verify.with_options(**retrying(plan, on_failure=hook("verify"))).submit(resources, taken)
         committed = t.commit.with_options(**retrying(plan, on_failure=hook("commit"))).submit(
-            plan, verified, run_id, when
+            resources, verified, run_id, when
         )
-        notified = t.notify.with_options(**retrying(plan)).submit(plan, committed)
+        notified = t.notify.with_options(**retrying(plan)).submit(resources, committed)
     return committed, notified
 
 
 def _collect(row: SnapshotRow, committed: PrefectFuture, notified: PrefectFuture) -> SnapshotRow:
     committed.wait()
     if not committed.state.is_completed():
-        row.state, row.error = "Failed", first_line(error_of(committed.state))
+        row.state, row.error = "Failed", failure_message(committed.state)
         return row
     manifest = committed.result()
     row.bytes, row.snapshot_bytes, row.index = manifest.sizes.encrypted_bytes, manifest.sizes.raw_bytes, manifest.index
@@ -148,7 +156,7 @@ def _collect(row: SnapshotRow, committed: PrefectFuture, notified: PrefectFuture
     row.state = "Completed"
     notified.wait()
     if not notified.state.is_completed():
-        row.state, row.error = "Completed (notify failed)", first_line(error_of(notified.state))
+        row.state, row.error = "Completed (notify failed)", failure_message(notified.state)
     return row
 
 

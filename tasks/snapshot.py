@@ -12,13 +12,13 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 
 from mongobackup import metrics
-from mongobackup.backup import Compression
 from mongobackup.errors import PipelineError
 from mongobackup.keys import KV_SNAPSHOT, BackupLocation
 from mongobackup.plan import BackupPlan
@@ -33,60 +33,54 @@ from mongobackup.snapshots.take import (
     verify_snapshot,
 )
 from tasks.backup import error_of
-from tasks.resources import encryption_for, event_sink, secret_value, storage_for
-from tasks.restore import DrillRow, decryption_for
+from tasks.drill import DrillRow
+
+if TYPE_CHECKING:  # the flow builds the resources and hands them in: tasks never import flows
+    from flows.resources import RunResources
 
 
-def source_secret(plan: BackupPlan, name: str) -> str | None:
-    """The Consul token or etcd password of a source, from its environment variable or Prefect Secret."""
-    index, source = plan.snapshot_source(name)
-    for secret, (env, block) in source.secret_fields.items():
-        return secret_value(f"snapshots.{index}.{secret}", env=env, secret=block)
-    return None
-
-
-def failure_event_hook(plan: BackupPlan, kind: str, source: str, tier: str, stage: str) -> Callable[..., None]:
+def failure_event_hook(resources: RunResources, kind: str, source: str, tier: str, stage: str) -> Callable[..., None]:
     """An on_failure hook writing `<kind>_snapshot_failed` (stage from the error when the pipeline names it)."""
 
     def hook(task: Task, task_run: TaskRun, state: State) -> None:
         error = error_of(state)
         if isinstance(error, PipelineError):  # the event says why; the log line below has the object key too
             get_run_logger().error("snapshot of %s failed: %s", source, redact_text(str(error)))
-            record_failure(plan, kind, source, tier, error.stage, str(error.cause))
+            record_failure(resources, kind, source, tier, error.stage, str(error.cause))
         else:
-            record_failure(plan, kind, source, tier, stage, str(error))
+            record_failure(resources, kind, source, tier, stage, str(error))
 
     return hook
 
 
-def record_failure(plan: BackupPlan, kind: str, source: str, tier: str | None, stage: str, error: str) -> None:
+def record_failure(resources: RunResources, kind: str, source: str, tier: str | None, stage: str, error: str) -> None:
     """Logs a failed snapshot naming the source and stage, and writes `<kind>_snapshot_failed`."""
     logger = get_run_logger()
     message = redact_text(error)
     logger.error("snapshot failed: source %s (%s), stage %s: %s", source, kind, stage, message)
-    sink = event_sink(plan)
-    if sink is None:
-        return
     try:
+        sink = resources.event_sink
+        if sink is None:
+            return
         sink.write([metrics.snapshot_failed(kind, source, tier, stage, message, datetime.now(UTC))])
     except Exception as exc:  # the event is best effort; the Failed run itself stays the truth
         logger.error("could not write %s event: %s", metrics.SNAPSHOT_FAILED[kind].name, exc)
 
 
 @task(name="take-snapshot", cache_policy=NO_CACHE)
-def take(plan: BackupPlan, location: BackupLocation) -> TakenSnapshot:
+def take(resources: RunResources, location: BackupLocation) -> TakenSnapshot:
     """source -> check -> (zstd) -> gpg -> S3 for one source; each retry starts a fresh snapshot and upload."""
     logger = get_run_logger()
-    _, source = plan.snapshot_source(location.instance)
-    gpg, keys = encryption_for(plan)
+    _, source = resources.plan.snapshot_source(location.instance)
+    encryption = resources.encryption
     taken = take_snapshot(
         source,
-        source_secret(plan, source.name),
+        resources.snapshot_secret(source.name),
         location=location,
-        storage=storage_for(plan),
-        gpg=gpg,
-        keys=keys,
-        compression=Compression(level=plan.compression.level, threads=plan.compression.threads),
+        storage=resources.storage,
+        gpg=encryption.gpg(),
+        keys=encryption.keys,
+        compression=resources.plan.compression,
         log=logger.info,
     )
     logger.info(
@@ -100,24 +94,24 @@ def take(plan: BackupPlan, location: BackupLocation) -> TakenSnapshot:
 
 
 @task(name="verify-snapshot", cache_policy=NO_CACHE)
-def verify(plan: BackupPlan, taken: TakenSnapshot) -> TakenSnapshot:
-    verify_snapshot(storage_for(plan), taken)
+def verify(resources: RunResources, taken: TakenSnapshot) -> TakenSnapshot:
+    verify_snapshot(resources.storage, taken)
     get_run_logger().info("verified %s: %d bytes", taken.stored.receipt.key, taken.stored.receipt.size)
     return taken
 
 
 @task(name="commit-snapshot", cache_policy=NO_CACHE)
-def commit(plan: BackupPlan, taken: TakenSnapshot, run_id: str, scheduled_at: datetime) -> SnapshotManifest:
+def commit(resources: RunResources, taken: TakenSnapshot, run_id: str, scheduled_at: datetime) -> SnapshotManifest:
     manifest = build_snapshot_manifest(taken, run_id=run_id, scheduled_at=scheduled_at)
-    key = commit_snapshot(storage_for(plan), manifest)
+    key = commit_snapshot(resources.storage, manifest)
     get_run_logger().info("committed %s", key)
     return manifest
 
 
 @task(name="notify-snapshot", cache_policy=NO_CACHE)
-def notify(plan: BackupPlan, manifest: SnapshotManifest) -> None:
+def notify(resources: RunResources, manifest: SnapshotManifest) -> None:
     """The success event; a failure here never touches the stored snapshot."""
-    sink = event_sink(plan)
+    sink = resources.event_sink
     if sink is None:
         get_run_logger().warning("plan has no notify section: no success event for %s", manifest.object_key)
         return
@@ -143,16 +137,16 @@ def is_snapshot_source(plan: BackupPlan, name: str) -> bool:
 
 
 @task(name="drill-snapshot", cache_policy=NO_CACHE)
-def drill(plan: BackupPlan, object_key: str, run_id: str) -> DrillRow:
+def drill(resources: RunResources, object_key: str, run_id: str) -> DrillRow:
     """Restores the snapshot at `object_key` (etcd: into a scratch etcd, keys read back); raises on any failure.
 
     `run_id` is the drill run's, for the same call shape as a database's drill; nothing here is named by it.
     """
     logger = get_run_logger()
-    storage = storage_for(plan)
-    location = BackupLocation.parse(object_key, plan.storage.prefix, KV_SNAPSHOT)
+    storage = resources.storage
+    location = BackupLocation.parse(object_key, resources.plan.storage.prefix, KV_SNAPSHOT)
     manifest = load_snapshot_manifest(storage, location.manifest_key, object_key, location.instance)
-    gpg, passphrase = decryption_for(plan)
+    gpg, passphrase = resources.decryption()
     workdir = Path(tempfile.mkdtemp(prefix=f"drill-{location.instance}-"))
     try:
         result = drill_snapshot(storage, manifest, gpg, workdir, passphrase=passphrase)

@@ -25,12 +25,11 @@ from flows.firedrill import firedrill
 from flows.restore import main as restore_main
 from flows.snapshot import main as snapshot_main
 from flows.snapshot import snapshot
-from mongobackup.backup import Compression
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.errors import PipelineError
 from mongobackup.inventory import build_inventory
 from mongobackup.keys import STORED_KINDS, BackupLocation, parse_stored
-from mongobackup.plan import BackupPlan, PlanError, load_plan
+from mongobackup.plan import BackupPlan, Compression, PlanError, load_plan
 from mongobackup.prune import Verdict, decide, keys_to_delete
 from mongobackup.snapshots.etcd import EtcdSnapshotCheck, etcd_gateway
 from mongobackup.snapshots.plan import ConsulSource, EtcdSource

@@ -23,23 +23,17 @@ folder, like the encryption key files.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from mongobackup.plan import (
-    _check_block_name,
-    _check_env_name,
-    _check_http_url,
-    _resolve,
-    _Section,
-    _set_fields,
-)
+from mongobackup.names import check_instance_name
+from mongobackup.plan.fields import SecretField, SecretRef, Section, check_http_url
 
 SourceKind = Literal["consul", "etcd"]
 
 
-class TlsPlan(_Section):
+class TlsPlan(Section):
     """TLS towards the store: a private CA, a client certificate (mutual TLS), a server name to expect."""
 
     #: PEM file of the CA that signed the server's certificate; None: the system's trust store.
@@ -54,7 +48,9 @@ class TlsPlan(_Section):
     @field_validator("ca_file", "cert_file", "key_file", mode="after")
     @classmethod
     def _resolve_file(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        return None if path is None else _resolve(path, info)
+        from mongobackup.plan.sections import resolve_path  # the sections build on this module
+
+        return None if path is None else resolve_path(path, info)
 
     @model_validator(mode="after")
     def _pair(self) -> TlsPlan:
@@ -63,7 +59,7 @@ class TlsPlan(_Section):
         return self
 
 
-class _SourcePlan(_Section):
+class _SourcePlan(Section):
     name: str
     #: How long to wait for the store to answer before the snapshot fails as "unreachable".
     connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
@@ -72,15 +68,22 @@ class _SourcePlan(_Section):
     @field_validator("name")
     @classmethod
     def _name_fits_keys(cls, name: str) -> str:
-        from mongobackup.plan import _INSTANCE_NAME
+        try:
+            return check_instance_name(name)
+        except ValueError:
+            raise ValueError(f"snapshot source name {name!r}: use 1-64 of A-Z a-z 0-9 . _ - (not only dots)") from None
 
-        if not _INSTANCE_NAME.match(name) or set(name) == {"."}:
-            raise ValueError(f"snapshot source name {name!r}: use 1-64 of A-Z a-z 0-9 . _ - (not only dots)")
-        return name
+    @property
+    def secret(self) -> SecretRef | None:
+        """The one secret of the source (Consul's ACL token, etcd's password), or None."""
+        return None
 
 
 class ConsulSource(_SourcePlan):
     """A Consul cluster, snapshotted through its agent's HTTP API (`GET /v1/snapshot`)."""
+
+    #: The ACL token (a management token when ACLs are on): token_env or token_secret.
+    secret_fields: ClassVar = {"token": SecretField()}
 
     kind: Literal["consul"]
     #: The agent's HTTP(S) address, as CONSUL_HTTP_ADDR with its scheme: http://127.0.0.1:8500.
@@ -88,64 +91,47 @@ class ConsulSource(_SourcePlan):
     datacenter: str | None = None
     #: Let any server answer instead of only the leader (`?stale`).
     stale: bool = False
-    #: The ACL token (a management token when ACLs are on) from an environment variable or a Prefect Secret.
-    token_env: str | None = None
-    token_secret: str | None = None
+    token: SecretRef | None = None
 
-    _address = field_validator("address")(_check_http_url)
-    _token_env = field_validator("token_env")(_check_env_name)
-    _token_secret = field_validator("token_secret")(_check_block_name)
-
-    @model_validator(mode="after")
-    def _one_token(self) -> ConsulSource:
-        if len(_set_fields(self, ("token_env", "token_secret"))) > 1:
-            raise ValueError("set one of token_env and token_secret, not both")
-        return self
+    _address = field_validator("address")(check_http_url)
 
     @property
-    def secret_fields(self) -> dict[str, tuple[str | None, str | None]]:
-        """Secret name -> (environment variable, Prefect Secret block) the value is read from."""
-        return {"token": (self.token_env, self.token_secret)}
+    def secret(self) -> SecretRef | None:
+        return self.token
 
 
 class EtcdSource(_SourcePlan):
     """An etcd v3 cluster, snapshotted through its gRPC gateway (`POST /v3/maintenance/snapshot`)."""
 
+    #: The etcd user's password (auth enabled): password_env or password_secret, with username.
+    secret_fields: ClassVar = {"password": SecretField()}
+
     kind: Literal["etcd"]
     #: Client URLs; the first that answers streams the snapshot (any member can: it is that member's data).
     endpoints: list[str] = Field(min_length=1)
-    #: etcd user (auth enabled), with its password from an environment variable or a Prefect Secret.
     username: str | None = None
-    password_env: str | None = None
-    password_secret: str | None = None
-
-    _password_env = field_validator("password_env")(_check_env_name)
-    _password_secret = field_validator("password_secret")(_check_block_name)
+    password: SecretRef | None = None
 
     @field_validator("endpoints")
     @classmethod
     def _urls(cls, endpoints: list[str]) -> list[str]:
         for endpoint in endpoints:
-            _check_http_url(endpoint)
+            check_http_url(endpoint)
         if len(set(endpoints)) != len(endpoints):
             raise ValueError("an endpoint is listed more than once")
         return [endpoint.rstrip("/") for endpoint in endpoints]
 
     @model_validator(mode="after")
     def _password_needs_user(self) -> EtcdSource:
-        sources = _set_fields(self, ("password_env", "password_secret"))
-        if len(sources) > 1:
-            raise ValueError("set one of password_env and password_secret, not both")
-        if sources and not self.username:
-            raise ValueError(f"{sources[0]} is set but username is not")
-        if self.username and not sources:
+        if self.password is not None and not self.username:
+            raise ValueError(f"{self.password.source} is set but username is not")
+        if self.username and self.password is None:
             raise ValueError("username is set but neither password_env nor password_secret")
         return self
 
     @property
-    def secret_fields(self) -> dict[str, tuple[str | None, str | None]]:
-        """Secret name -> (environment variable, Prefect Secret block) the value is read from."""
-        return {"password": (self.password_env, self.password_secret)}
+    def secret(self) -> SecretRef | None:
+        return self.password
 
 
 SnapshotSource = Annotated[ConsulSource | EtcdSource, Field(discriminator="kind")]

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 import zstandard
 
-from mongobackup.backup import Compression
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.errors import (
     BackupError,
@@ -31,6 +30,7 @@ from mongobackup.errors import (
     stage_of,
 )
 from mongobackup.keys import BackupLocation
+from mongobackup.plan import Compression
 from mongobackup.storage import Storage, UploadReceipt
 from mongobackup.streams import CountingReader, IteratorReader, StageClock, zstd_compressing_reader
 

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from mongobackup.backup import TOOL_NAME, Compression, commit_manifest, tool_version, verify_receipt
+from mongobackup.backup import TOOL_NAME, commit_manifest, tool_version, verify_receipt
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.keys import KV_SNAPSHOT, BackupLocation
 from mongobackup.manifest import EncryptionRecord, Sizes
+from mongobackup.plan import Compression
 from mongobackup.snapshots.consul import ConsulArchiveCheck, ConsulSnapshotInfo, consul_snapshot
 from mongobackup.snapshots.etcd import EtcdSnapshotCheck, etcd_gateway
 from mongobackup.snapshots.manifest import CheckRecord, ConsulRecord, EtcdRecord, SnapshotManifest
