@@ -22,6 +22,7 @@ from prefect import flow, get_run_logger, runtime, tags
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Completed, Failed, State
+from prefect.utilities.annotations import allow_failure
 
 from flows.cli import load_plan_or_report, run_flow
 from flows.resources import RunResources
@@ -208,18 +209,28 @@ def _run_chains(
 ) -> None:
     """Runs every queued database's chain, at most `max_parallel` per instance at once, instances side by side.
 
-    A chain is submitted when a lane of its instance frees up, not up front, and a finished chain's futures are
-    dropped once its row is filled in: the run holds `max_parallel` chains per instance whatever the number of
-    databases. (Submitting every chain at once kept a thread, a task engine and a result per task for the
-    whole run.)
+    Each instance has `max_parallel` lanes; a lane runs its chains one after another. Chains are submitted as
+    the run goes, one running and one waiting per lane (the waiting one's task runs are created while the
+    other transfers, so Prefect's bookkeeping stays off the critical path), and a finished chain's futures are
+    dropped once its row is filled in: the run holds at most 2 x `max_parallel` chains per instance whatever
+    the number of databases. (Submitting every chain at once kept a thread, a task engine and a result per
+    task for the whole run.)
     """
     running: dict[str, list[_Chain]] = {instance: [] for instance in queues}
+    tails: dict[str, list[PrefectFuture | None]] = {
+        instance: [None] * resources.plan.instance(instance)[1].max_parallel for instance in queues
+    }
+    submitted = dict.fromkeys(queues, 0)
     while True:
         for instance, queue in queues.items():
-            lanes = resources.plan.instance(instance)[1].max_parallel
-            while queue and len(running[instance]) < lanes:
+            lanes = tails[instance]
+            while queue and len(running[instance]) < 2 * len(lanes):
+                lane = submitted[instance] % len(lanes)
                 row, location = queue.popleft()
-                running[instance].append(_Chain(row, *_submit_chain(resources, location, run_id, when)))
+                chain = _Chain(row, *_submit_chain(resources, location, run_id, when, after=lanes[lane]))
+                lanes[lane] = chain.notified
+                submitted[instance] += 1
+                running[instance].append(chain)
         in_flight = {chain.notified: chain for chains in running.values() for chain in chains}
         if not in_flight:
             return
@@ -229,14 +240,15 @@ def _run_chains(
 
 
 def _submit_chain(
-    resources: RunResources, location: BackupLocation, run_id: str, when: datetime
+    resources: RunResources, location: BackupLocation, run_id: str, when: datetime, after: PrefectFuture | None
 ) -> tuple[PrefectFuture, PrefectFuture]:
     plan, hook = resources.plan, t.failure_event_hook
     instance, database, tier = location.instance, location.database, location.tier.value
+    wait_for = [allow_failure(after)] if after is not None else []
     with tags(f"mongo-instance:{instance}"):
         stored = t.transfer.with_options(
             **retrying(plan, on_failure=[hook(resources, instance, database, tier, "transfer")])
-        ).submit(resources, location)
+        ).submit(resources, location, wait_for=wait_for)
         verified = t.verify.with_options(
             **retrying(plan, on_failure=[hook(resources, instance, database, tier, "verify")])
         ).submit(resources, stored)
