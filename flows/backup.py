@@ -27,6 +27,7 @@ from prefect.utilities.annotations import allow_failure
 from flows.cli import load_plan_or_report, run_flow
 from flows.resources import RunResources
 from mongobackup.keys import BackupLocation, short_run_id
+from mongobackup.malloc import return_large_buffers
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.tiers import Tier
 from mongobackup.times import parse_at
@@ -89,6 +90,7 @@ def backup(
     fan_out_deployment: run each instance as its own run of this deployment (e.g. "backup/nightly"), so that
     every worker polling its pool, on any machine, can take an instance; all runs share this run's tier.
     """
+    return_large_buffers()  # before the tasks' threads allocate: see mongobackup.malloc
     logger = get_run_logger()
     plan = load_plan(plan_path)
     for warning in plan.warnings():
