@@ -246,6 +246,20 @@ def test_etcd_and_consul_snapshots_end_to_end(
     assert {k: v for k, v in live.items() if k in restored} == restored  # nothing else wrote these keys since
     # An existing file is never replaced.
     assert restore_main(["--plan", str(plan_path), "--snapshot", etcd_name, "--out", str(out), "--quiet"]) == 1
+    # --key (the manifest's key names the same snapshot) and --at pick the same one; before it there is none.
+    etcd_key = next(k for k in keys if k.split("/")[1] == etcd_name and k.endswith(".snap.manifest.json"))
+    by_key = tmp_path / "by-key.db"
+    assert (
+        restore_main(["--plan", str(plan_path), "--snapshot", etcd_name, "--key", etcd_key, "--out", str(by_key)]) == 0
+    )
+    assert by_key.read_bytes() == out.read_bytes()
+    at = (now + timedelta(minutes=5)).isoformat()
+    by_at = tmp_path / "by-at.db"
+    assert restore_main(["--plan", str(plan_path), "--snapshot", etcd_name, "--at", at, "--out", str(by_at)]) == 0
+    assert by_at.read_bytes() == out.read_bytes()
+    too_early = tmp_path / "too-early.db"
+    args = ["--plan", str(plan_path), "--snapshot", etcd_name, "--at", "2020-01-01T00:00:00Z", "--out", str(too_early)]
+    assert restore_main(args) == 1 and not too_early.exists() and not Path(f"{too_early}.part").exists()
 
     # Consul: the restored file is what `consul snapshot restore` takes; the stock tar and sha256sum judge it.
     out = tmp_path / "consul.snap"
