@@ -70,7 +70,7 @@ from mongobackup.oplog_replay import OplogReplayer, OplogReplayError
 from mongobackup.plan import check_database_name
 from mongobackup.redact import redact_uri
 from mongobackup.storage import Storage
-from mongobackup.streams import CHUNK_SIZE, CountingReader, zstd_decompressing_reader
+from mongobackup.streams import CHUNK_SIZE, CountingReader, StageClock, zstd_decompressing_reader
 from mongobackup.verify import Mismatch, StreamCheck, Verdict, check_object, index_record, verify_database
 
 MIB = 1 << 20
@@ -143,6 +143,9 @@ class RestoreResult:
     seconds: float
     oplog_applied: int = 0
     oplog_skipped: int = 0
+    #: Of `seconds`: waiting for archive bytes (S3, gpg, zstd), and reading the restored data back to verify it.
+    download_s: float = 0.0
+    verify_s: float = 0.0
 
     @property
     def mb_per_s(self) -> float:
@@ -455,6 +458,7 @@ class _Run:
     check: StreamCheck
     writer: _MongoWriter | None
     options: RestoreOptions
+    clock: StageClock
     progress: RestoreProgress = field(default_factory=RestoreProgress)
     verdict: Verdict | None = None
 
@@ -477,7 +481,8 @@ def restore_stream(
     after dropping what was written. Without a client nothing is written and the verdict is returned.
     """
     started = time.monotonic()
-    archive = CountingReader(stream)  # type: ignore[arg-type]
+    clock = StageClock()
+    archive = CountingReader(stream, clock=clock, stage="download")  # type: ignore[arg-type]
     target_text = _target_text(client, {}, options)  # until the archive says which databases it holds
     run: _Run | None = None
     try:
@@ -487,7 +492,7 @@ def restore_stream(
         kinds = {ns: t.kind for ns, t in targets.items()}
         check = StreamCheck(kinds, manifest, fail_fast=client is not None, subject=source)
         writer = _MongoWriter(client, targets, options) if client is not None else None
-        run = _Run(source, target_text, targets, check, writer, options)
+        run = _Run(source, target_text, targets, check, writer, options, clock)
         if writer is not None:
             writer.prepare()
         _consume(run, reader, archive, on_progress, object_progress)
@@ -528,6 +533,8 @@ def restore_stream(
         seconds=time.monotonic() - started,
         oplog_applied=replayer.applied if replayer else 0,
         oplog_skipped=replayer.skipped if replayer else 0,
+        download_s=clock.seconds.get("download", 0.0),
+        verify_s=clock.seconds.get("verify", 0.0),
     )
 
 
@@ -587,7 +594,8 @@ def _after_data(run: _Run) -> None:
     run.writer.finish_data()
     if run.options.verify:
         reference = "the manifest" if run.check.manifest is not None else "the archive"
-        run.verdict = run.writer.verify(_expected(run), f"{run.source} restored into {run.target}", reference)
+        with run.clock.measure("verify"):
+            run.verdict = run.writer.verify(_expected(run), f"{run.source} restored into {run.target}", reference)
         run.verdict.raise_if_failed()
 
 

@@ -110,13 +110,25 @@ def ensure_thawed(
     say: Callable[[str], None] = lambda line: None,
     sleep: Callable[[float], None] = time.sleep,
     prices: PricePlan | None = None,
+    ask: bool = True,
 ) -> ThawOutcome:
     """Makes `key` readable: asks for a thaw if needed, then waits (a HEAD every `poll_s`) until it is, at
     most `wait_s`; ThawTimeout naming key, class and retrieval tier when the deadline passes first.
 
-    `say` gets what was asked and how long it usually takes, then one progress line per look.
+    `say` gets what was asked and how long it usually takes, then one progress line per look. `ask=False`
+    (the drill, whose thaws a run the day before asks for) never asks: an archived object that nobody asked
+    to thaw fails at once, by name.
     """
     started = time.monotonic()
+    if not ask:
+        state = object_thaw_state(storage, key)
+        if state.archived and state.restore == "none":
+            raise ThawTimeout(
+                f"{storage.where(key)}: {state.describe()} and no thaw asked for (the drill's thaw run, deployment "
+                f"firedrill/thaw, asks the day before; or the thawed copy has expired): nothing was read or "
+                f"written. Ask now: python -m flows.restore --plan PLAN --instance I --database D --key {key} "
+                f"--thaw-only"
+            )
     outcome = request_thaw(storage, key, settings)
     if outcome.after.readable:
         if outcome.before.archived:

@@ -43,9 +43,7 @@ def back_up(client, storage, gpg_key, instance: str, database: str, tier: Tier, 
 
 
 def archive(s3_client, bucket: str, key: str, storage_class: str) -> None:
-    s3_client.copy_object(
-        Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key}, StorageClass=storage_class
-    )
+    s3_client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key}, StorageClass=storage_class)
 
 
 def test_the_drill_proves_every_tier_and_fails_by_name_what_is_not_thawed(
@@ -103,7 +101,8 @@ def test_the_drill_proves_every_tier_and_fails_by_name_what_is_not_thawed(
                 assert row["key"] in row["error"] and row["tier"] in state.message
         by_tier = {r["tier"]: r for r in rows if r["tier"] != "daily"}
         assert by_tier["monthly"]["key"] == keys[(shop, "monthly")]
-        assert by_tier["quarterly"]["key"] == keys[(shop, "quarterly")] and "DEEP_ARCHIVE" in by_tier["quarterly"]["error"]
+        assert by_tier["quarterly"]["key"] == keys[(shop, "quarterly")]
+        assert "DEEP_ARCHIVE not thawed" in by_tier["quarterly"]["error"]
         assert by_tier["yearly"]["age_h"] > 335 * 24 - 1
         assert by_tier["weekly"]["pick"] == "oldest weekly"
         assert by_tier["weekly"]["key"] in (keys[(shop, "weekly-old")], keys[(audit, "weekly-old")])
