@@ -148,9 +148,20 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
         "flows/retention.py:retention": "retention",
     }
     wanted = {f"{flow_of[d['entrypoint']]}/{d['name']}" for d in spec["deployments"]}
-    assert wanted == {"backup/nightly", "firedrill/monthly", "watchdog/hourly", "retention/apply", "retention/prune"}
+    assert wanted == {
+        "backup/nightly",
+        "firedrill/monthly",
+        "firedrill/thaw",
+        "watchdog/hourly",
+        "retention/apply",
+        "retention/prune",
+    }
     with get_client(sync_client=True) as client:
         for name in wanted:
             deployment = client.read_deployment_by_name(name)
             assert deployment.work_pool_name == "local-process"
         assert client.read_deployment_by_name("backup/nightly").schedules[0].schedule.cron == "30 1 * * *"
+        # The thaws are asked the day before the drill, at the same hour: Glacier takes hours.
+        assert client.read_deployment_by_name("firedrill/monthly").schedules[0].schedule.cron == "0 6 2 * *"
+        thaw = client.read_deployment_by_name("firedrill/thaw")
+        assert thaw.schedules[0].schedule.cron == "0 6 1 * *" and thaw.parameters["thaw_only"] is True
