@@ -8,17 +8,20 @@ InfluxDB (events can be lost). A database is GREEN when its newest committed bac
 Which databases are expected (the bucket cannot say what is missing on its own):
 - an instance with a list of databases: exactly those (one dropped from the list stops being watched,
   even while its old backups remain);
-- an instance with `databases: all`: every database of that instance that has a committed backup in the
-  bucket and is not excluded by the plan's `exclude` patterns or a system database, since status must not
-  ask MongoDB. A database dropped on purpose stays RED until it is added to `exclude` (or its backups
-  expire); one that has never been backed up is not seen, so an instance with no backup at all is one RED
-  row with database `*`.
+- an instance with `databases: all`: every database of that instance's roster (what the last backup run
+  found there, `mongobackup.roster`) plus every database with a committed backup in the bucket, minus the
+  plan's `exclude` patterns and system databases, since status must not ask MongoDB. A database whose
+  backups were all lost is RED by name (the roster still lists it); one dropped on purpose leaves the roster
+  at the next run, and stays RED through its old backups until it is added to `exclude` (or they expire).
+  An instance with nothing expected is one RED row with database `*`; so is one whose roster is unreadable.
 - instances not in the plan are not reported, whatever the bucket holds.
+
+Open multipart uploads of ours (a backup process killed mid-upload) are a warning: count, bytes, oldest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -26,13 +29,15 @@ from typing import Any
 
 from mongobackup import metrics
 from mongobackup.catalog import age_hours, load_manifest
-from mongobackup.errors import StorageError, VerificationError
+from mongobackup.errors import StorageError, VerificationError, first_line
 from mongobackup.inventory import Inventory, StoredBackup, scan
 from mongobackup.manifest import BackupManifest
 from mongobackup.metrics import Event
 from mongobackup.plan import SYSTEM_DATABASES, BackupPlan, InstancePlan
+from mongobackup.roster import read_roster
 from mongobackup.storage import Storage
 from mongobackup.units import human_size
+from mongobackup.uploads import UploadSummary, our_open_uploads
 
 #: The database shown for an instance with `databases: all` and no backup of any database.
 ANY_DATABASE = "*"
@@ -74,6 +79,16 @@ class StatusReport:
     max_age_h: float
     bucket: str
     rows: tuple[StatusRow, ...]
+    #: Open multipart uploads of ours; None when they were not looked at.
+    open_uploads: UploadSummary | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """What is not RED but wants a look: open uploads left by a killed backup."""
+        if self.open_uploads is None:
+            return []
+        line = self.open_uploads.warning(lambda key: f"s3://{self.bucket}/{key}")
+        return [line] if line else []
 
     @property
     def red(self) -> list[StatusRow]:
@@ -91,6 +106,8 @@ class StatusReport:
             "ok": self.ok,
             "red": len(self.red),
             "rows": [row.to_json_dict() for row in self.rows],
+            "open_uploads": _uploads_json(self.open_uploads),
+            "warnings": self.warnings,
         }
 
     def table(self) -> str:
@@ -116,8 +133,24 @@ class StatusReport:
         ]
         verdict = "all GREEN" if self.ok else f"{len(self.red)} of {len(self.rows)} RED"
         return "\n".join(
-            [*lines, f"s3://{self.bucket} at {self.now.isoformat()}, max age {self.max_age_h:g} h: {verdict}"]
+            [
+                *lines,
+                f"s3://{self.bucket} at {self.now.isoformat()}, max age {self.max_age_h:g} h: {verdict}",
+                *(f"WARNING: {warning}" for warning in self.warnings),
+            ]
         )
+
+
+def _uploads_json(summary: UploadSummary | None) -> dict[str, Any] | None:
+    if summary is None:
+        return None
+    oldest = summary.oldest
+    return {
+        "count": summary.count,
+        "bytes": summary.bytes,
+        "oldest_key": oldest.key if oldest else None,
+        "oldest_started": oldest.initiated.isoformat() if oldest else None,
+    }
 
 
 def _fmt_age(age_h: float | None) -> str:
@@ -129,15 +162,21 @@ def _watched(instance: InstancePlan, database: str) -> bool:
     return database not in SYSTEM_DATABASES and not instance.is_excluded(database)
 
 
-def expected_pairs(plan: BackupPlan, inventory: Inventory) -> list[tuple[str, str]]:
-    """The (instance, database) rows status reports, in plan order; see the module docstring for the rules."""
+def expected_pairs(
+    plan: BackupPlan, inventory: Inventory, rosters: Mapping[str, Collection[str]] | None = None
+) -> list[tuple[str, str]]:
+    """The (instance, database) rows status reports, in plan order; see the module docstring for the rules.
+
+    `rosters`: per instance, the databases the last backup run found there (instances without one: none).
+    """
     found = inventory.pairs()
     expected: list[tuple[str, str]] = []
     for instance in plan.instances:
         if isinstance(instance.databases, list):
             expected += [(instance.name, name) for name in instance.databases]
             continue
-        mine = sorted(db for inst, db in found if inst == instance.name and _watched(instance, db))
+        seen = {db for inst, db in found if inst == instance.name} | set((rosters or {}).get(instance.name, ()))
+        mine = sorted(db for db in seen if _watched(instance, db))
         expected += [(instance.name, db) for db in mine] or [(instance.name, ANY_DATABASE)]
     return expected
 
@@ -154,20 +193,28 @@ def judge(
     max_age_h: float | None = None,
     *,
     bucket: str = "",
+    rosters: Mapping[str, Collection[str]] | None = None,
+    roster_problems: Mapping[str, str] | None = None,
+    open_uploads: UploadSummary | None = None,
 ) -> StatusReport:
     """The status of every expected (instance, database) at the aware instant `now`.
 
     `read_manifest(backup)` is asked only for the newest committed backup of each expected pair.
+    `roster_problems`: per instance, why its roster could not be read (the instance is RED: what it should
+    hold is unknown).
     """
     if now.tzinfo is None:
         raise ValueError(f"status needs an aware `now`, got naive {now.isoformat()}")
     limit = plan.status.max_age_h if max_age_h is None else max_age_h
     newest = inventory.newest_committed()
+    problems = roster_problems or {}
     rows = [
         _row(instance, database, newest.get((instance, database)), read_manifest, now, limit)
-        for instance, database in expected_pairs(plan, inventory)
+        for instance, database in expected_pairs(plan, inventory, rosters)
+        if not (database == ANY_DATABASE and instance in problems)  # the problem row says more
     ]
-    return StatusReport(now, limit, bucket, tuple(rows))
+    rows += [StatusRow(instance, ANY_DATABASE, Health.RED, problem) for instance, problem in problems.items()]
+    return StatusReport(now, limit, bucket, tuple(rows), open_uploads)
 
 
 def _row(
@@ -233,9 +280,36 @@ def manifest_reader(storage: Storage) -> ManifestReader:
 
 
 def read_status(storage: Storage, plan: BackupPlan, now: datetime, max_age_h: float | None = None) -> StatusReport:
-    """The status of the plan's backups in its bucket at `now`: one listing plus one manifest per database."""
-    inventory = scan(storage, plan.storage.prefix)
-    return judge(plan, inventory, manifest_reader(storage), now, max_age_h, bucket=storage.bucket)
+    """The status of the plan's backups in its bucket at `now`: one listing, one manifest per database, the
+    rosters of instances with `databases: all`, and the open uploads."""
+    prefix = plan.storage.prefix
+    inventory = scan(storage, prefix)
+    rosters: dict[str, Collection[str]] = {}
+    problems: dict[str, str] = {}
+    for instance in plan.instances:
+        if isinstance(instance.databases, list):
+            continue
+        try:
+            roster = read_roster(storage, prefix, instance.name)
+        except (ValueError, StorageError) as exc:
+            if getattr(exc, "transient", False):
+                raise
+            problems[instance.name] = f"roster unreadable, expected databases unknown: {first_line(exc)}"
+            continue
+        if roster is not None:
+            rosters[instance.name] = roster.databases
+    uploads = UploadSummary.of(our_open_uploads(storage, prefix))
+    return judge(
+        plan,
+        inventory,
+        manifest_reader(storage),
+        now,
+        max_age_h,
+        bucket=storage.bucket,
+        rosters=rosters,
+        roster_problems=problems,
+        open_uploads=uploads,
+    )
 
 
 def stale_events(report: StatusReport) -> list[Event]:

@@ -131,6 +131,17 @@ def other_gpg_key() -> Iterator[GpgKey]:
         yield key
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _default_gnupg_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """$GNUPGHOME for the session, under its tmp folder: code that falls back to it (a plan without
+    `gnupghome`) never reads or writes the user's ~/.gnupg, and its gpg-agent is stopped like the others."""
+    home = tmp_path_factory.mktemp("gnupghome")
+    home.chmod(0o700)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GNUPGHOME", str(home))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _stop_gpg_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """gpg leaves a gpg-agent running for every GnuPG home it used (a plan's gnupghome under tmp_path, an

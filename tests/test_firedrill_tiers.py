@@ -9,20 +9,15 @@ Backups are made by the core (any tier, any scheduled time), moved to GLACIER / 
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from pymongo import MongoClient
 
 from flows.firedrill import firedrill
-from mongobackup.backup import Compression, back_up_database, tool_version
 from mongobackup.crypto import EncryptionKeys, Gpg
-from mongobackup.dump import DatabaseDump
-from mongobackup.keys import BackupLocation
 from mongobackup.tiers import Tier
+from tests.helpers import influx_points, make_backup, run_artifact_rows, storage_on, unique
 from tests.planfiles import write_plan
-from tests.test_backup_flow import influx_points, run_artifact_rows
-from tests.test_restore import storage_on, unique
 
 STAGES = ("thaw_wait_s", "download_s", "restore_s", "verify_s", "total_s")
 
@@ -30,16 +25,8 @@ STAGES = ("thaw_wait_s", "download_s", "restore_s", "verify_s", "total_s")
 def back_up(client, storage, gpg_key, instance: str, database: str, tier: Tier, days_ago: float) -> str:
     """A committed backup of `tier`, scheduled `days_ago`; its object key."""
     when = datetime.now(UTC) - timedelta(days=days_ago)
-    location = BackupLocation("", tier, instance, database, when, uuid.uuid4().hex[:8])
-    manifest = back_up_database(
-        dump=DatabaseDump(client, instance, database, tool_version=tool_version()),
-        location=location,
-        storage=storage,
-        gpg=Gpg(gpg_key.home),
-        keys=EncryptionKeys((gpg_key.fingerprint,)),
-        compression=Compression(),
-    )
-    return manifest.object_key
+    keys = EncryptionKeys((gpg_key.fingerprint,))
+    return make_backup(client, storage, Gpg(gpg_key.home), instance, database, keys, when=when, tier=tier).object_key
 
 
 def archive(s3_client, bucket: str, key: str, storage_class: str) -> None:
@@ -51,7 +38,7 @@ def test_the_drill_proves_every_tier_and_fails_by_name_what_is_not_thawed(
 ):
     source = services.mongo_uri("mongo-a")
     instance, shop, audit = unique("rs-tiers"), unique("shop"), unique("audit")
-    storage = storage_on(services, bucket)
+    storage = storage_on(services.url("moto"), bucket)
     with MongoClient(source) as client:
         client[shop].orders.insert_many([{"n": i, "item": "x" * 100} for i in range(120)])
         client[audit].log.insert_many([{"n": i} for i in range(30)])
