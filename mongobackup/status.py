@@ -2,8 +2,10 @@
 
 Nothing but the bucket is asked: not MongoDB (status must work when an instance is down, which is exactly
 when it matters), not Prefect (a dead scheduler is one of the failures status exists to catch), not
-InfluxDB (events can be lost). A database is GREEN when its newest committed backup finished at most
-`max_age_h` hours ago, RED when it is older or there is none.
+InfluxDB (events can be lost). A database is GREEN when its newest committed backup (manifest and object,
+of the size the manifest records: `inventory`'s rule) finished at most `max_age_h` hours ago, RED when it is
+older, when there is none, or when any of its manifests has lost its object (an orphan: a backup the bucket
+promises and cannot deliver; the row names its key).
 
 Which databases are expected (the bucket cannot say what is missing on its own):
 - an instance with a list of databases: exactly those (one dropped from the list stops being watched,
@@ -28,9 +30,8 @@ from enum import StrEnum
 from typing import Any
 
 from mongobackup import metrics
-from mongobackup.catalog import age_hours, load_manifest
 from mongobackup.errors import StorageError, VerificationError, first_line
-from mongobackup.inventory import Inventory, StoredBackup, scan
+from mongobackup.inventory import Inventory, StoredBackup, age_hours, load_manifest, scan
 from mongobackup.manifest import BackupManifest
 from mongobackup.metrics import Event
 from mongobackup.plan import SYSTEM_DATABASES, BackupPlan, InstancePlan
@@ -208,13 +209,35 @@ def judge(
     limit = plan.status.max_age_h if max_age_h is None else max_age_h
     newest = inventory.newest_committed()
     problems = roster_problems or {}
+    orphans: dict[tuple[str, str], list[StoredBackup]] = {}
+    for orphan in inventory.orphans():
+        orphans.setdefault(orphan.pair, []).append(orphan)
     rows = [
-        _row(instance, database, newest.get((instance, database)), read_manifest, now, limit)
+        _with_orphans(
+            _row(instance, database, newest.get((instance, database)), read_manifest, now, limit),
+            orphans.get((instance, database), []),
+            newest.get((instance, database)),
+        )
         for instance, database in expected_pairs(plan, inventory, rosters)
         if not (database == ANY_DATABASE and instance in problems)  # the problem row says more
     ]
     rows += [StatusRow(instance, ANY_DATABASE, Health.RED, problem) for instance, problem in problems.items()]
     return StatusReport(now, limit, bucket, tuple(rows), open_uploads)
+
+
+def _with_orphans(row: StatusRow, orphans: list[StoredBackup], newest: StoredBackup | None) -> StatusRow:
+    """RED, naming the newest orphaned manifest: a backup whose object is gone is data lost, whatever else is
+    there. The fix is to find out what deleted the object, then delete the manifest (or restore the object)."""
+    if not orphans:
+        return row
+    orphan = orphans[-1]
+    newer = newest is None or orphan.order > newest.order
+    reason = f"{'newest ' if newer else ''}manifest {orphan.manifest_key} has no object beside it"
+    if len(orphans) > 1:
+        reason += f" (and {len(orphans) - 1} older manifests without their object)"
+    if row.reason and row.health is Health.RED and newest is not None:
+        reason += f"; {row.reason}"
+    return replace(row, health=Health.RED, reason=reason)
 
 
 def _row(
@@ -239,12 +262,10 @@ def _row(
         object_key=backup.object_key,
         size_bytes=backup.object_size,
     )
-    if backup.object_size is None:
-        return replace(base, reason=f"newest manifest {backup.manifest_key} has no object beside it")
     try:
         manifest = read_manifest(backup)
     except ValueError as exc:  # an unreadable commit marker is no commit (pydantic's errors are ValueErrors too)
-        return replace(base, reason=f"newest manifest is unreadable: {str(exc).splitlines()[0]}")
+        return replace(base, reason=f"newest backup fails its manifest check: {str(exc).splitlines()[0]}")
     age_h = round(age_hours(manifest, now), 2)
     fresh = age_h <= limit
     return replace(
@@ -258,8 +279,8 @@ def _row(
 
 
 def manifest_reader(storage: Storage) -> ManifestReader:
-    """A ManifestReader over the bucket: `catalog.load_manifest`, which also checks that the manifest describes
-    the object beside it (as restore does).
+    """A ManifestReader over the bucket: `inventory.load_manifest`, which also checks that the manifest describes
+    the object beside it and records its size (as restore does).
 
     A permanent failure (not JSON, not a manifest of ours, describes another object, gone since the listing)
     reads as ValueError, so that the row turns RED naming the manifest; a transient one (network, throttling)
@@ -268,7 +289,7 @@ def manifest_reader(storage: Storage) -> ManifestReader:
 
     def read(backup: StoredBackup) -> BackupManifest:
         try:
-            return load_manifest(storage, backup)
+            return load_manifest(storage, backup.location, object_size=backup.object_size)
         except VerificationError as exc:
             raise ValueError(str(exc)) from exc
         except StorageError as exc:

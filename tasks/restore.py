@@ -17,18 +17,17 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mongobackup import metrics
-from mongobackup.catalog import load_manifest
 from mongobackup.crypto import Gpg
+from mongobackup.drill import drill_restore, scratch_database_name
 from mongobackup.drill_picks import DrillPick, archived_picks
 from mongobackup.dump import open_client
 from mongobackup.errors import BackupError
-from mongobackup.inventory import StoredBackup, scan
+from mongobackup.inventory import load_manifest, scan
 from mongobackup.keys import BackupLocation
 from mongobackup.metrics import Event
 from mongobackup.plan import BackupPlan, DrillPlan
-from mongobackup.restore import drill_restore, scratch_database_name
 from mongobackup.status import StatusRow, read_status
-from mongobackup.thaw import ThawOutcome, ThawSettings, ensure_thawed, request_thaw
+from mongobackup.thaw import Thawing, ThawOutcome, ThawSettings, request_thaw
 from tasks.resources import event_sink, secret_value, storage_for
 
 
@@ -162,14 +161,17 @@ def drill_database(plan: BackupPlan, object_key: str, run_id: str) -> DrillRow:
     logger = get_run_logger()
     storage = storage_for(plan)
     location = BackupLocation.parse(object_key, plan.storage.prefix)
-    manifest = load_manifest(storage, StoredBackup(location, None, True))
+    manifest = load_manifest(storage, location)
     scratch = scratch_database_name(location.database, run_id)
     gpg, passphrase = decryption_for(plan)
+    # Asks for nothing and waits for nothing: an archived backup not thawed by the thaw run fails, by name.
+    thaw = Thawing(ThawSettings.from_plan(plan.restore, wait_s=0, ask=False), say=logger.info)
+    logger.info("drill: %s -> scratch database %s", storage.where(object_key), scratch)
     started = time.monotonic()
-    thawed = ensure_thawed(storage, object_key, ThawSettings.from_plan(plan.restore, wait_s=0), ask=False)
-    logger.info("drill: %s (%s) -> scratch database %s", storage.where(object_key), thawed.after.describe(), scratch)
     with open_client(scratch_uri(plan)) as client:
-        result = drill_restore(storage, object_key, gpg, client, scratch, manifest=manifest, passphrase=passphrase)
+        result = drill_restore(
+            storage, object_key, gpg, client, scratch, manifest=manifest, passphrase=passphrase, thaw=thaw
+        )
     total = time.monotonic() - started
     logger.info(
         "drill: %s restored %d documents (%.1f MB) in %.1f s, %.1f MB/s; %s",
@@ -191,7 +193,7 @@ def drill_database(plan: BackupPlan, object_key: str, run_id: str) -> DrillRow:
         restore_mb_s=round(result.mb_per_s, 3),
         state="Passed",
         tier=location.tier.value,
-        thaw_wait_s=round(thawed.waited_s, 3),
+        thaw_wait_s=round(result.thaw.waited_s if result.thaw else 0.0, 3),
         download_s=round(result.download_s, 3),
         restore_s=round(max(result.seconds - result.download_s - result.verify_s, 0.0), 3),
         verify_s=round(result.verify_s, 3),

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from mongobackup.catalog import list_backups
 from pymongo import MongoClient
 
 from devservices import S3_TEST_CREDENTIALS, S3_TEST_REGION
 from flows.backup import backup
 from mongobackup.backup import Compression, back_up_database, tool_version
-from mongobackup.catalog import list_backups
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.dump import DatabaseDump
 from mongobackup.keys import BackupLocation
