@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
 
 from mongobackup.thaw import ThawOutcome
-from tasks.restore import DrillRow
+from tasks.drill import DrillRow
 
 _STAGES = ("thaw_wait_s", "download_s", "restore_s", "verify_s", "total_s")
 

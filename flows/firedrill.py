@@ -34,14 +34,16 @@ from prefect.utilities.annotations import allow_failure
 
 from flows.cli import load_plan_or_report, run_flow
 from flows.drill_report import drill_state, publish_drill, publish_thaws
-from flows.retention import parse_at
+from flows.resources import RunResources
 from mongobackup.errors import first_line
 from mongobackup.keys import short_run_id
-from mongobackup.plan import BackupPlan, load_plan
+from mongobackup.plan import load_plan
 from mongobackup.status import StatusRow
 from mongobackup.thaw import ThawOutcome
-from tasks import restore as t
-from tasks.restore import DrillRow
+from mongobackup.times import parse_at
+from tasks import drill as t
+from tasks.backup import failure_message
+from tasks.drill import DrillRow
 from tasks.retries import retrying
 
 
@@ -56,18 +58,18 @@ def firedrill(
     """Drills the newest committed backup of every expected database and one archived backup per tier;
     Failed when any drill failed. `thaw_only`: ask for the thaws the drill at `drill_at` (default: a day from
     now) will need, and return."""
-    plan = load_plan(plan_path)
     now = datetime.now(UTC)
-    if thaw_only:
-        return _thaw(plan, parse_at(drill_at) if drill_at else now + timedelta(days=1), instances)
-    return _drill(plan, now, parse_at(drill_at) if drill_at else now, instances)
+    with RunResources(load_plan(plan_path)) as resources:
+        if thaw_only:
+            return _thaw(resources, parse_at(drill_at) if drill_at else now + timedelta(days=1), instances)
+        return _drill(resources, now, parse_at(drill_at) if drill_at else now, instances)
 
 
-def _targets(plan: BackupPlan, now: datetime, as_of: datetime, instances: list[str] | None) -> list[DrillRow]:
+def _targets(resources: RunResources, now: datetime, as_of: datetime, instances: list[str] | None) -> list[DrillRow]:
     """A row per backup to drill: the newest of each expected database, then each archived tier's pick."""
-    max_age_h = t.drill_settings(plan).max_age_h
-    newest = t.drill_targets.with_options(**retrying(plan))(plan, now, instances)
-    picks = t.drill_picks.with_options(**retrying(plan))(plan, as_of, [r for r in newest if r.object_key])
+    plan, max_age_h = resources.plan, resources.drill.max_age_h
+    newest = t.drill_targets.with_options(**retrying(plan))(resources, now, instances)
+    picks = t.drill_picks.with_options(**retrying(plan))(resources, as_of, [r for r in newest if r.object_key])
     rows = [_row_for(target, max_age_h) for target in newest]
     for pick in picks:
         location = pick.backup.location
@@ -85,10 +87,10 @@ def _targets(plan: BackupPlan, now: datetime, as_of: datetime, instances: list[s
     return rows
 
 
-def _drill(plan: BackupPlan, now: datetime, as_of: datetime, instances: list[str] | None) -> State:
-    settings = t.drill_settings(plan)
+def _drill(resources: RunResources, now: datetime, as_of: datetime, instances: list[str] | None) -> State:
+    plan, settings = resources.plan, resources.drill
     run_id = short_run_id(str(runtime.flow_run.id or "local"))
-    rows = _targets(plan, now, as_of, instances)
+    rows = _targets(resources, now, as_of, instances)
     get_run_logger().info(
         "run %s: %d backups to drill (%d archived picks), max backup age %g h",
         run_id,
@@ -102,22 +104,22 @@ def _drill(plan: BackupPlan, now: datetime, as_of: datetime, instances: list[str
         if not row.key or row.state == "Failed":  # nothing restorable: no backup, or an unreadable manifest
             continue
         wait_for = [allow_failure(previous)] if previous is not None else []
-        previous = t.drill_database.with_options(**retrying(plan)).submit(plan, row.key, run_id, wait_for=wait_for)
+        previous = t.drill_database.with_options(**retrying(plan)).submit(resources, row.key, run_id, wait_for=wait_for)
         drills.append((row, previous))
     _collect(drills)
-    notified = _notify(plan, rows, now)
+    notified = _notify(resources, rows, now)
     publish_drill(rows, run_id, settings.max_age_h)
     return drill_state(rows, notified)
 
 
-def _thaw(plan: BackupPlan, as_of: datetime, instances: list[str] | None) -> State:
+def _thaw(resources: RunResources, as_of: datetime, instances: list[str] | None) -> State:
     """The thaw run: the day before the drill, asks for the thaw of every backup the drill will restore."""
-    now = datetime.now(UTC)
-    rows = [row for row in _targets(plan, now, as_of, instances) if row.key]
+    now, plan = datetime.now(UTC), resources.plan
+    rows = [row for row in _targets(resources, now, as_of, instances) if row.key]
     results: list[tuple[DrillRow, ThawOutcome | None, str]] = []
     for row in rows:
         try:
-            results.append((row, t.thaw_for_drill.with_options(**retrying(plan))(plan, row.key), ""))
+            results.append((row, t.thaw_for_drill.with_options(**retrying(plan))(resources, row.key), ""))
         except Exception as exc:  # one refused thaw must not keep the others from being asked
             results.append((row, None, first_line(exc)))
     return publish_thaws(results, as_of.isoformat())
@@ -144,28 +146,20 @@ def _collect(drills: list[tuple[DrillRow, PrefectFuture]]) -> None:
             row.verify_s, row.total_s = done.verify_s, done.total_s
             row.state = "Passed"
         else:
-            row.state, row.verdict, row.error = "Failed", "restore failed", _message(future.state)
+            row.state, row.verdict, row.error = "Failed", "restore failed", failure_message(future.state)
         if row.stale:
             row.state = "Failed"
             stale = f"stale: the newest backup is {row.age_h:.1f} h old"
             row.error = f"{stale}; {row.error}" if row.error else stale
 
 
-def _notify(plan: BackupPlan, rows: list[DrillRow], when: datetime) -> bool:
+def _notify(resources: RunResources, rows: list[DrillRow], when: datetime) -> bool:
     try:
-        t.notify_drill.with_options(**retrying(plan))(plan, rows, when)
+        t.notify_drill.with_options(**retrying(resources.plan))(resources, rows, when)
     except Exception as exc:  # the drill results stand; the run still fails below, naming the gap
         get_run_logger().error("could not write the drill events: %s", exc)
         return False
     return True
-
-
-def _message(state: State) -> str:
-    try:
-        state.result(raise_on_failure=True)
-    except BaseException as exc:
-        return " ".join(str(exc).split())[:500] if str(exc) else type(exc).__name__
-    return state.message or state.name or ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

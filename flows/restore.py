@@ -26,14 +26,14 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
-import pendulum
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
+from flows.resources import RunResources
 from mongobackup.dump import open_client
-from mongobackup.errors import BackupError, first_line
+from mongobackup.errors import BackupError, one_line
 from mongobackup.glacier import RETRIEVALS
 from mongobackup.inventory import StoredBackup, age_hours, list_backups, load_manifest, select_backup
 from mongobackup.manifest import BackupManifest
@@ -50,9 +50,8 @@ from mongobackup.restore import (
 )
 from mongobackup.staging import report_lines
 from mongobackup.thaw import Thawing, ThawSettings, object_thaw_state, request_thaw
+from mongobackup.times import parse_at
 from mongobackup.units import human_size
-from tasks.resources import instance_uri, storage_for
-from tasks.restore import decryption_for
 
 
 class UsageError(ValueError):
@@ -139,14 +138,11 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def parse_time(text: str) -> datetime:
-    """An ISO-8601 time; one without a zone is UTC (pendulum's reading), like the keys' timestamps."""
+    """`--at` by the one rule of `mongobackup.times` (without a zone: UTC); UsageError when it is no time."""
     try:
-        parsed = pendulum.parse(text)
-    except (ValueError, TypeError) as exc:  # pendulum's ParserError is a ValueError
-        raise UsageError(f"--at {text!r}: not an ISO-8601 time ({exc})") from None
-    if not isinstance(parsed, datetime):
-        raise UsageError(f"--at {text!r}: give a time, e.g. 2026-01-01T02:00:00Z")
-    return parsed.astimezone(UTC)
+        return parse_at(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def options_from(args: argparse.Namespace) -> RestoreOptions:
@@ -195,8 +191,8 @@ class ProgressBar:
 
 def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressBar) -> tuple[RestoreResult, str]:
     """Finds the backup, then restores or verifies it; returns the result and a line describing the backup."""
-    storage = storage_for(plan)
-    index, instance = plan.instance(args.instance)
+    resources = RunResources(plan)
+    storage = resources.storage
     backup = select_backup(
         storage,
         plan.storage.prefix,
@@ -207,7 +203,7 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
         uncommitted=args.uncommitted,
     )
     manifest = load_manifest(storage, backup.location, object_size=backup.object_size) if backup.committed else None
-    gpg, passphrase = decryption_for(plan, args.gnupghome)
+    gpg, passphrase = resources.decryption(args.gnupghome)
     about = describe_backup(backup, manifest)
     # A backup in GLACIER or DEEP_ARCHIVE is thawed by the download before its GET (asked once, waited for).
     thaw = Thawing(ThawSettings.from_plan(plan.restore, args.retrieval), say=say, prices=plan.prices)
@@ -231,7 +227,7 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
 
     if args.verify_only:
         return restore(None)
-    with open_client(args.to or instance_uri(instance, index)) as client:
+    with open_client(args.to or resources.instance_uri(args.instance)) as client:
         return restore(client)
 
 
@@ -286,7 +282,7 @@ def summary_lines(result: RestoreResult, about: str | None, verify_only: bool) -
 
 def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
     """One line per backup: commit state, tier, time, size, storage class and thaw state (a HEAD each), key."""
-    storage = storage_for(plan)
+    storage = RunResources(plan).storage
     backups = list_backups(storage, plan.storage.prefix, instance, database)
     lines = [
         f"{'committed' if b.committed else 'ORPHANED' if b.orphaned else 'UNCOMMITTED':<11} "
@@ -300,21 +296,20 @@ def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
 
 def leftover_lines(plan: BackupPlan, args: argparse.Namespace) -> list[str]:
     """What killed restores left in the target database (staging collections), as `--list` reports it."""
-    index, instance = plan.instance(args.instance)
-    uri = args.to or instance_uri(instance, index)
+    uri = args.to or RunResources(plan).instance_uri(args.instance)
     database = args.as_name or args.database
     try:
         with open_client(uri, timeout_s=5) as client:
             lines = report_lines(client, database)
     except (BackupError, PyMongoError) as exc:
-        problem = redact_text(first_line(exc))
+        problem = redact_text(one_line(exc))
         return [f"could not look for restore leftovers in {redact_uri(uri)} database {database}: {problem}"]
     return [f"leftover: {line} (the next restore into it sweeps a dead run's)" for line in lines]
 
 
 def thaw_only(plan: BackupPlan, args: argparse.Namespace) -> str:
     """Asks for the thaw of the backup a restore would pick, and says what was asked; waits for nothing."""
-    storage = storage_for(plan)
+    storage = RunResources(plan).storage
     at = parse_time(args.at) if args.at else None
     found = select_backup(
         storage, plan.storage.prefix, args.instance, args.database, at=at, key=args.key, uncommitted=args.uncommitted

@@ -31,6 +31,7 @@ from mongobackup.errors import (
 )
 from mongobackup.keys import BackupLocation, manifest_key_for
 from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
+from mongobackup.plan import Compression
 from mongobackup.storage import Storage, UploadReceipt
 from mongobackup.streams import CountingReader, IteratorReader, StageClock, zstd_compressing_reader
 
@@ -45,12 +46,6 @@ def tool_version() -> str:
 
 
 @dataclass(frozen=True)
-class Compression:
-    level: int = 3
-    threads: int = 0
-
-
-@dataclass(frozen=True)
 class TransferOutcome:
     """What the transfer stored: handed to verify and commit."""
 
@@ -59,7 +54,9 @@ class TransferOutcome:
     summary: DumpSummary
     raw_bytes: int
     compressed_bytes: int
-    keys: EncryptionKeys
+    #: Who can open the object (method, cipher, recipients): never the passphrase itself, which stays with
+    #: the run's resources instead of travelling through task results.
+    encryption: EncryptionRecord
     compression: Compression
     started_at: datetime
     finished_at: datetime
@@ -139,11 +136,20 @@ def transfer_database(
         dump.summary,
         source.bytes_read,
         compressed.bytes_read,
-        keys,
+        encryption_record(keys),
         compression,
         started,
         finished,
         seconds,
+    )
+
+
+def encryption_record(keys: EncryptionKeys) -> EncryptionRecord:
+    """What the manifest says about the encryption: the method, cipher and recipients, no secret."""
+    return EncryptionRecord(
+        method="public-key" if keys.fingerprints else "symmetric",
+        cipher=keys.cipher,
+        recipients=list(keys.fingerprints),
     )
 
 
@@ -165,7 +171,6 @@ def verify_upload(storage: Storage, outcome: TransferOutcome) -> None:
 
 def build_manifest(outcome: TransferOutcome, *, run_id: str, scheduled_at: datetime) -> BackupManifest:
     location = outcome.location
-    keys = outcome.keys
     return BackupManifest(
         archive_format=ARCHIVE_VERSION,
         tool=TOOL_NAME,
@@ -186,11 +191,7 @@ def build_manifest(outcome: TransferOutcome, *, run_id: str, scheduled_at: datet
         ),
         sha256=outcome.receipt.sha256,
         etag=outcome.receipt.etag,
-        encryption=EncryptionRecord(
-            method="public-key" if keys.fingerprints else "symmetric",
-            cipher=keys.cipher,
-            recipients=list(keys.fingerprints),
-        ),
+        encryption=outcome.encryption,
         namespaces=outcome.summary.namespaces,
         oplog=outcome.summary.oplog,
         stage_seconds=outcome.stage_seconds,

@@ -1,6 +1,6 @@
 """Measurement, tag and field names of the backup events: the one module where they are spelled.
 
-The notifier writes what is declared here, and the Grafana dashboards and alert rules (a later issue) are
+The notifier writes what is declared here, and the Grafana dashboards and alert rules (`dashboards.py`) are
 generated from the same declarations, so a panel can never query a name the code does not write. Every
 measurement is a `MeasurementSpec` listing its tag and field names and field types; `Event` refuses names that
 are not in its measurement's spec.
@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from types import MappingProxyType
+
+from mongobackup.errors import one_line
 
 #: Timestamp precision of the line protocol we write (the `precision=` of the write endpoints). Nanoseconds
 #: keep the microseconds of `Event.time`, so two runs never collapse into one point by rounding; a retried
@@ -135,8 +137,8 @@ INSTANCE_BACKUP_FAILED = MeasurementSpec(
     "database and tier are absent when the instance itself failed (unreachable, listing failed)",
 )
 
-# Reserved for the restore fire drill (issue 4); the names are fixed here so that the drill and the dashboards
-# share them. value is true when the newest backup restored and verified.
+# Written by the restore fire drill (`flows.firedrill`), one point per database drilled. value is true when the
+# newest committed backup restored, verified against its manifest and was not older than drill.max_age_h.
 INSTANCE_RESTORE_DRILL = MeasurementSpec(
     name="instance_restore_drill",
     tags=(INSTANCE, DATABASE, TIER),
@@ -156,7 +158,7 @@ INSTANCE_RESTORE_DRILL = MeasurementSpec(
     description="a restore drill of one committed backup: the newest of a database, or a tier's archived pick",
 )
 
-# Written by the watchdog (issue 5) when the newest committed backup is too old or missing. value is always 1
+# Written by the watchdog when the newest committed backup is too old or missing. value is always 1
 # (an integer, so that sum() counts stale databases); database is absent when an instance backed up with
 # `databases: all` has no backup at all.
 INSTANCE_BACKUP_STALE = MeasurementSpec(
@@ -233,12 +235,6 @@ def _text(value: str | Enum) -> str:
     return str(value.value) if isinstance(value, Enum) else str(value)
 
 
-def one_line(text: str, limit: int = ERROR_MAX_CHARS) -> str:
-    """one_line collapses all whitespace (line breaks included) to single spaces and cuts to `limit` chars."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
-
-
 def backup_completed(
     instance: str, database: str, tier: str | Enum, bytes: int, docs: int, duration_s: float, when: datetime
 ) -> Event:
@@ -277,7 +273,10 @@ def backup_failed(
     if tier is not None:
         tags[TIER] = _text(tier)
     return Event(
-        measurement=INSTANCE_BACKUP_FAILED.name, tags=tags, fields={VALUE: 1, ERROR: one_line(error)}, time=when
+        measurement=INSTANCE_BACKUP_FAILED.name,
+        tags=tags,
+        fields={VALUE: 1, ERROR: one_line(error, ERROR_MAX_CHARS)},
+        time=when,
     )
 
 

@@ -30,11 +30,12 @@ from enum import StrEnum
 from typing import Any
 
 from mongobackup import metrics
-from mongobackup.errors import StorageError, VerificationError, first_line
+from mongobackup.errors import StorageError, VerificationError, one_line
 from mongobackup.inventory import Inventory, StoredBackup, age_hours, load_manifest, scan
 from mongobackup.manifest import BackupManifest
 from mongobackup.metrics import Event
-from mongobackup.plan import SYSTEM_DATABASES, BackupPlan, InstancePlan
+from mongobackup.names import is_system_database
+from mongobackup.plan import BackupPlan, InstancePlan
 from mongobackup.roster import read_roster
 from mongobackup.storage import Storage
 from mongobackup.units import human_size
@@ -160,7 +161,7 @@ def _fmt_age(age_h: float | None) -> str:
 
 def _watched(instance: InstancePlan, database: str) -> bool:
     """Whether a database found in the bucket is expected for an instance with `databases: all`."""
-    return database not in SYSTEM_DATABASES and not instance.is_excluded(database)
+    return not is_system_database(database) and not instance.is_excluded(database)
 
 
 def expected_pairs(
@@ -315,7 +316,7 @@ def read_status(storage: Storage, plan: BackupPlan, now: datetime, max_age_h: fl
         except (ValueError, StorageError) as exc:
             if getattr(exc, "transient", False):
                 raise
-            problems[instance.name] = f"roster unreadable, expected databases unknown: {first_line(exc)}"
+            problems[instance.name] = f"roster unreadable, expected databases unknown: {one_line(exc)}"
             continue
         if roster is not None:
             rosters[instance.name] = roster.databases

@@ -13,13 +13,13 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from mongobackup.catalog import list_backups
 from pymongo import MongoClient
 
 from flows.backup import backup
 from mongobackup.backup import Compression, back_up_database, tool_version
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.dump import DatabaseDump
+from mongobackup.inventory import list_backups
 from mongobackup.keys import BackupLocation
 from mongobackup.plan import load_plan
 from mongobackup.restore import RestoreOptions, restore_backup
