@@ -35,7 +35,7 @@ from prefect.utilities.annotations import allow_failure
 from flows.cli import load_plan_or_report, run_flow
 from flows.drill_report import drill_state, publish_drill, publish_thaws
 from flows.resources import RunResources
-from mongobackup.errors import first_line
+from mongobackup.errors import one_line
 from mongobackup.keys import short_run_id
 from mongobackup.plan import load_plan
 from mongobackup.status import StatusRow
@@ -121,7 +121,7 @@ def _thaw(resources: RunResources, as_of: datetime, instances: list[str] | None)
         try:
             results.append((row, t.thaw_for_drill.with_options(**retrying(plan))(resources, row.key), ""))
         except Exception as exc:  # one refused thaw must not keep the others from being asked
-            results.append((row, None, first_line(exc)))
+            results.append((row, None, one_line(exc)))
     return publish_thaws(results, as_of.isoformat())
 
 
