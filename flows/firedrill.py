@@ -5,7 +5,8 @@ every tier's archived backups do.
     python -m flows.firedrill --plan PLAN.yaml --thaw-only [--drill-at TIME]     # the day before the drill
 
 For each database the plan expects (the watchdog's rules: listed databases, or every database with a backup
-for `databases: all`), the newest committed backup is restored into a fresh database on the plan's scratch
+for `databases: all`; and every key/value snapshot source, see `mongobackup.snapshots.drill`), the newest
+committed backup is restored into a fresh database on the plan's scratch
 MongoDB (`drill_<database>_<run id>`), verified against its manifest and dropped again, whatever happened.
 So is one archived backup per tier with backups (`mongobackup.drill_picks`: the oldest weekly, the newest
 archived monthly, quarterly and yearly, in rotation over the databases). Those sit in Glacier: the thaw run
@@ -42,6 +43,7 @@ from mongobackup.status import StatusRow
 from mongobackup.thaw import ThawOutcome
 from mongobackup.times import parse_at
 from tasks import drill as t
+from tasks import snapshot as snapshot_tasks
 from tasks.backup import failure_message
 from tasks.drill import DrillRow
 from tasks.retries import retrying
@@ -104,7 +106,9 @@ def _drill(resources: RunResources, now: datetime, as_of: datetime, instances: l
         if not row.key or row.state == "Failed":  # nothing restorable: no backup, or an unreadable manifest
             continue
         wait_for = [allow_failure(previous)] if previous is not None else []
-        previous = t.drill_database.with_options(**retrying(plan)).submit(resources, row.key, run_id, wait_for=wait_for)
+        # A snapshot source's row (etcd: restored into a scratch etcd; Consul: restored to a file and checked).
+        drill = snapshot_tasks.drill if snapshot_tasks.is_snapshot_source(plan, row.instance) else t.drill_database
+        previous = drill.with_options(**retrying(plan)).submit(resources, row.key, run_id, wait_for=wait_for)
         drills.append((row, previous))
     _collect(drills)
     notified = _notify(resources, rows, now)

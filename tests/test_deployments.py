@@ -146,11 +146,14 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
         "flows/firedrill.py:firedrill": "firedrill",
         "flows/watchdog.py:watchdog": "watchdog",
         "flows/retention.py:retention": "retention",
+        "flows/snapshot.py:snapshot": "snapshot",
     }
     wanted = {f"{flow_of[d['entrypoint']]}/{d['name']}" for d in spec["deployments"]}
     assert wanted == {
         "backup/nightly",
         "backup/instance",
+        "snapshot/nightly",
+        "snapshot/source",
         "firedrill/monthly",
         "firedrill/thaw",
         "watchdog/hourly",
@@ -166,3 +169,5 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
         assert client.read_deployment_by_name("firedrill/monthly").schedules[0].schedule.cron == "0 6 2 * *"
         thaw = client.read_deployment_by_name("firedrill/thaw")
         assert thaw.schedules[0].schedule.cron == "0 6 1 * *" and thaw.parameters["thaw_only"] is True
+        # Snapshots on the same schedule as the databases.
+        assert client.read_deployment_by_name("snapshot/nightly").schedules[0].schedule.cron == "30 1 * * *"
