@@ -99,3 +99,31 @@ def test_a_missing_credentials_block_fails_at_once_naming_it(services, prefect, 
     message = str(caught.value)
     assert not caught.value.transient, message
     assert f"storage.credentials_block: AwsCredentials block {block!r}" in message, message
+
+
+def test_a_backup_run_with_a_missing_block_fails_once_not_after_retries(services, bucket, prefect, tmp_path):
+    """The one flow run of this kind of fault: the plan allows 3 retries, the preflight runs once."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.backup import backup
+
+    block = f"no-such-block-{uuid.uuid4().hex[:8]}"
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": "rs-b", "uri": services.mongo_uri("mongo-b"), "databases": ["x"]}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        encryption={"passphrase_env": "UNUSED"},
+        retries={"attempts": 3, "backoff_s": 1},
+    )
+    data = plan.read_text().replace("region: us-east-1", f"region: us-east-1\n  credentials_block: {block}")
+    plan.write_text(data)
+    state = backup(plan_path=str(plan), return_state=True)
+    assert state.is_failed() and f"storage.credentials_block: AwsCredentials block {block!r}" in state.message
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    preflight = [run for run in runs if run.name.startswith("preflight")]
+    assert len(preflight) == 1 and preflight[0].run_count == 1, [(r.name, r.run_count) for r in runs]
