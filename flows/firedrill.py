@@ -3,7 +3,8 @@
     python -m flows.firedrill --plan PLAN.yaml [--instance NAME ...]
 
 For each database the plan expects (the watchdog's rules: listed databases, or every database with a backup
-for `databases: all`), the newest committed backup is restored into a fresh database on the plan's scratch
+for `databases: all`; and every key/value snapshot source, see `mongobackup.snapshots.drill`), the newest
+committed backup is restored into a fresh database on the plan's scratch
 MongoDB (`drill_<database>_<run id>`), verified against its manifest and dropped again, whatever happened.
 Drills run one after another: the scratch server is shared and a restore is CPU-bound there.
 
@@ -32,6 +33,7 @@ from mongobackup.keys import short_run_id
 from mongobackup.plan import load_plan
 from mongobackup.status import StatusRow
 from tasks import drill as t
+from tasks import snapshot as snapshot_tasks
 from tasks.backup import failure_message
 from tasks.drill import DrillRow
 from tasks.retries import retrying
@@ -65,9 +67,9 @@ def _drill(resources: RunResources, instances: list[str] | None) -> State:
         if target.age_h is None:  # nothing restorable: no backup, or an unreadable manifest
             continue
         wait_for = [allow_failure(previous)] if previous is not None else []
-        previous = t.drill_database.with_options(**retrying(plan)).submit(
-            resources, target.object_key, run_id, wait_for=wait_for
-        )
+        # A snapshot source's row (etcd: restored into a scratch etcd; Consul: restored to a file and checked).
+        drill = snapshot_tasks.drill if snapshot_tasks.is_snapshot_source(plan, target.instance) else t.drill_database
+        previous = drill.with_options(**retrying(plan)).submit(resources, target.object_key, run_id, wait_for=wait_for)
         drills.append((row, previous))
     _collect(drills)
     notified = _notify(resources, rows, now)

@@ -132,6 +132,11 @@ class RunResources:
         assert value is not None  # the plan schema requires exactly one source
         return value
 
+    def snapshot_secret(self, source: str) -> str | None:
+        """The Consul token or etcd password of a snapshot source (None when the plan names none)."""
+        index, settings = self.plan.snapshot_source(source)
+        return secret_value(settings.secret, f"snapshots.{index}")
+
     def mongo_client(self, instance: str) -> MongoClient:
         """The instance's client, opened on first use and kept until `close()`."""
         with self._lock:

@@ -6,6 +6,7 @@
     python -m flows.restore --plan PLAN.yaml --instance NAME --database DB --list
     python -m flows.restore --plan PLAN.yaml --instance NAME --database DB [--at | --key] --thaw-only [--retrieval T]
     python -m flows.restore --archive FILE (--to URI | --verify-only) [--as NAME] [--drop] ...
+    python -m flows.restore --plan PLAN.yaml --snapshot SOURCE [--at TIME | --key KEY] --out FILE [--list]
 
 Without --at or --key the newest committed backup is restored; --at picks the newest at or before a time.
 The target is the instance itself unless --to names another server; collections that already exist there
@@ -31,6 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
 from flows.resources import RunResources
+from flows.restore_snapshot import check_snapshot_arguments, restore_snapshot_main
 from mongobackup.dump import open_client
 from mongobackup.errors import BackupError, one_line
 from mongobackup.glacier import RETRIEVALS
@@ -73,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--archive", help="a stock mongodump --archive file (plain or --gzip) instead of a backup")
     source.add_argument("--list", action="store_true", help="list the backups of --instance/--database and exit")
+    source.add_argument(
+        "--snapshot", metavar="SOURCE", help="a key/value snapshot of this source (Consul, etcd) instead of a database"
+    )
+    source.add_argument("--out", help="with --snapshot: the file to write (what consul/etcdctl snapshot restore take)")
     thaw = parser.add_argument_group("archived backups (GLACIER, DEEP_ARCHIVE)")
     thaw.add_argument(
         "--retrieval", choices=RETRIEVALS, help="thaw speed and price (default: the plan's restore.retrieval)"
@@ -110,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """UsageError for combinations that make no sense, before anything is read."""
+    if args.snapshot or args.out:
+        check_snapshot_arguments(args)
+        return
     if args.archive:
         if args.plan or args.key or args.at or args.list or args.uncommitted or args.thaw_only or args.retrieval:
             raise UsageError(
@@ -330,11 +339,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_arguments(args)
         plan = load_plan(args.plan) if args.plan else None
-        if plan is not None:
+        if plan is not None and args.snapshot:
+            plan.snapshot_source(args.snapshot)  # an unknown source is a usage error, named with the known ones
+        elif plan is not None:
             plan.instance(args.instance)  # an unknown instance is a usage error, named with the known ones
     except (UsageError, PlanError, KeyError) as exc:
         print(f"restore: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
+    if plan is not None and args.snapshot:
+        return restore_snapshot_main(plan, args)
     if plan is not None and (args.list or args.thaw_only):
         try:
             if args.thaw_only:

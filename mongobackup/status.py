@@ -17,6 +17,8 @@ Which databases are expected (the bucket cannot say what is missing on its own):
   at the next run, and stays RED through its old backups until it is added to `exclude` (or they expire).
   An instance with nothing expected is one RED row with database `*`; so is one whose roster is unreadable.
 - instances not in the plan are not reported, whatever the bucket holds.
+- a key/value snapshot source of the plan (`snapshots:`) is one row: the source's name as the instance and
+  `snapshot` as the database, judged by the same age rule on its newest committed snapshot.
 
 Open multipart uploads of ours (a backup process killed mid-upload) are a warning: count, bytes, oldest.
 """
@@ -32,11 +34,13 @@ from typing import Any
 from mongobackup import metrics
 from mongobackup.errors import StorageError, VerificationError, one_line
 from mongobackup.inventory import Inventory, StoredBackup, age_hours, load_manifest, scan
+from mongobackup.keys import KV_SNAPSHOT, SNAPSHOT_SEGMENT
 from mongobackup.manifest import BackupManifest
 from mongobackup.metrics import Event
 from mongobackup.names import is_system_database
 from mongobackup.plan import BackupPlan, InstancePlan
 from mongobackup.roster import read_roster
+from mongobackup.snapshots.manifest import SnapshotManifest, load_snapshot_manifest
 from mongobackup.storage import Storage
 from mongobackup.units import human_size
 from mongobackup.uploads import UploadSummary, our_open_uploads
@@ -180,11 +184,12 @@ def expected_pairs(
         seen = {db for inst, db in found if inst == instance.name} | set((rosters or {}).get(instance.name, ()))
         mine = sorted(db for db in seen if _watched(instance, db))
         expected += [(instance.name, db) for db in mine] or [(instance.name, ANY_DATABASE)]
+    expected += [(source.name, SNAPSHOT_SEGMENT) for source in plan.snapshots]
     return expected
 
 
-#: Reads (and checks) the manifest of a committed backup; ValueError when it cannot be trusted.
-ManifestReader = Callable[[StoredBackup], BackupManifest]
+#: Reads (and checks) the manifest of a committed backup or snapshot; ValueError when it cannot be trusted.
+ManifestReader = Callable[[StoredBackup], BackupManifest | SnapshotManifest]
 
 
 def judge(
@@ -288,8 +293,17 @@ def manifest_reader(storage: Storage) -> ManifestReader:
     is raised for the caller to retry.
     """
 
-    def read(backup: StoredBackup) -> BackupManifest:
+    def read(backup: StoredBackup) -> BackupManifest | SnapshotManifest:
         try:
+            location = backup.location
+            if location.kind is KV_SNAPSHOT:
+                return load_snapshot_manifest(
+                    storage,
+                    location.manifest_key,
+                    location.object_key,
+                    location.instance,
+                    object_size=backup.object_size,
+                )
             return load_manifest(storage, backup.location, object_size=backup.object_size)
         except VerificationError as exc:
             raise ValueError(str(exc)) from exc

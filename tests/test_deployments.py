@@ -146,11 +146,14 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
         "flows/firedrill.py:firedrill": "firedrill",
         "flows/watchdog.py:watchdog": "watchdog",
         "flows/retention.py:retention": "retention",
+        "flows/snapshot.py:snapshot": "snapshot",
     }
     wanted = {f"{flow_of[d['entrypoint']]}/{d['name']}" for d in spec["deployments"]}
     assert wanted == {
         "backup/nightly",
         "backup/instance",
+        "snapshot/nightly",
+        "snapshot/source",
         "firedrill/monthly",
         "watchdog/hourly",
         "retention/apply",
@@ -161,3 +164,5 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
             deployment = client.read_deployment_by_name(name)
             assert deployment.work_pool_name == "local-process"
         assert client.read_deployment_by_name("backup/nightly").schedules[0].schedule.cron == "30 1 * * *"
+        # Snapshots on the same schedule as the databases.
+        assert client.read_deployment_by_name("snapshot/nightly").schedules[0].schedule.cron == "30 1 * * *"

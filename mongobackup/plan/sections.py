@@ -41,6 +41,7 @@ from mongobackup.plan.fields import (
     check_mongodb_uri,
 )
 from mongobackup.redact import redact_uri
+from mongobackup.snapshots.plan import SnapshotSource, check_sources
 from mongobackup.tiers import TierPolicy
 
 ReadPreference = Literal["primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"]
@@ -331,7 +332,10 @@ class DrillPlan(Section):
 class BackupPlan(Section):
     """A whole backup plan: what to back up, where, how it is encrypted and compressed, tiers, events."""
 
-    instances: list[InstancePlan] = Field(min_length=1)
+    #: Key/value stores (Consul, etcd) snapshotted by the `snapshot` flow; see mongobackup.snapshots.plan.
+    #: Declared before `instances`, whose check needs it: a plan of snapshots only has no instances.
+    snapshots: list[SnapshotSource] = Field(default_factory=list)
+    instances: list[InstancePlan] = Field(default_factory=list)
     storage: StoragePlan
     encryption: EncryptionPlan
     compression: Compression = Field(default_factory=Compression)
@@ -347,7 +351,9 @@ class BackupPlan(Section):
 
     @field_validator("instances")
     @classmethod
-    def _unique_names(cls, instances: list[InstancePlan]) -> list[InstancePlan]:
+    def _unique_names(cls, instances: list[InstancePlan], info: ValidationInfo) -> list[InstancePlan]:
+        if not instances and not info.data.get("snapshots"):
+            raise ValueError("List should have at least 1 item, not 0 (or name a source under snapshots)")
         # Two instances with one name would write to the same keys and the same dashboard row; names that
         # differ only in case do too on a case-insensitive store, and read as one in a dashboard or an alert.
         seen: dict[str, int] = {}
@@ -366,6 +372,21 @@ class BackupPlan(Section):
                 )
             seen[instance.name.casefold()] = index
         return instances
+
+    @model_validator(mode="after")
+    def _something_to_back_up(self) -> BackupPlan:
+        if not self.instances and not self.snapshots:
+            raise ValueError("the plan backs up nothing: give instances, snapshots or both")
+        check_sources(self.snapshots, self.instance_names)
+        return self
+
+    def snapshot_source(self, name: str) -> tuple[int, SnapshotSource]:
+        """The index (for messages naming `snapshots.<i>`) and settings of the snapshot source `name`."""
+        for index, source in enumerate(self.snapshots):
+            if source.name == name:
+                return index, source
+        known = ", ".join(s.name for s in self.snapshots) or "none"
+        raise KeyError(f"the plan has no snapshot source named {name!r} (it has {known})")
 
     def instance(self, name: str) -> tuple[int, InstancePlan]:
         """The index (for messages naming `instances.<i>`) and settings of the instance called `name`."""
