@@ -6,6 +6,7 @@ module, and a helper is defined once.
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 import subprocess
 import time
@@ -99,6 +100,20 @@ def decrypt_object(s3: BaseClient, bucket: str, key: str, gnupghome: Path) -> by
         check=True,
     ).stdout
     return subprocess.run(["zstd", "-d", "-c", "-q"], input=compressed, capture_output=True, check=True).stdout
+
+
+# --- the stock MongoDB tools -----------------------------------------------------------------------------------
+
+
+def stock_mongodump_script(mongo_tools: Any, folder: Path) -> Path:
+    """`folder/mongodump`: the real mongodump (under wine) behind a script, as a user who has it installed
+    would run it (the `command` of the mongodump engine, or first on PATH)."""
+    wrapper = folder / "mongodump"
+    folder.mkdir(parents=True, exist_ok=True)
+    env = [f"{k}={v}" for k, v in mongo_tools.env().items() if k.startswith("WINE")]
+    wrapper.write_text(f'#!/bin/sh\nexec env {shlex.join([*env, *mongo_tools.argv("mongodump")])} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 # --- backups -------------------------------------------------------------------------------------------------
