@@ -103,9 +103,16 @@ def test_the_snapshots_section_names_the_field_at_fault(tmp_path):
         "snapshots: [{name: e, kind: etcd, endpoints: ['ftp://e']}]": "snapshots.0.endpoints: 'ftp://e' is not an",
         "snapshots: [{name: z, kind: zookeeper}]": "snapshots.0.kind: unknown value 'zookeeper' (expected one of",
         f"snapshots: [{etcd}, tls: {{cert_file: c.pem}}}}]": "snapshots.0.tls: cert_file and key_file go together",
+        "instances: [{name: rs, uri: 'mongodb://h'}]\ndrill: {max_age_h: 26}": (
+            "plan.yaml: drill: exactly one of scratch_uri, scratch_uri_env, scratch_uri_secret must be set (got none)"
+        ),
         "instances: []": "plan.yaml: instances: List should have at least 1 item, not 0 (or name a source under",
         "snapshots: []": "plan.yaml: the plan backs up nothing: give instances, snapshots or both",
     }
+    # A plan of snapshot sources only needs no instances, and its drill no scratch MongoDB.
+    path = tmp_path / "plan.yaml"
+    path.write_text(f"snapshots: [{etcd}}}]\ndrill: {{max_age_h: 26}}\n" + base)
+    assert load_plan(path).drill.scratch_uri is None
     for text, message in cases.items():
         path = tmp_path / "plan.yaml"
         path.write_text(text + "\n" + base)
