@@ -36,7 +36,7 @@ from mongobackup.snapshots.plan import ConsulSource, EtcdSource
 from mongobackup.snapshots.scratch_etcd import scratch_etcd
 from mongobackup.snapshots.store import store_snapshot
 from mongobackup.snapshots.take import back_up_snapshot
-from mongobackup.status import Health, expected_pairs, read_status
+from mongobackup.status import Health, expected_pairs, read_status, stale_events
 from mongobackup.storage import ObjectInfo
 from mongobackup.tiers import Tier
 from tests.helpers import influx_points, run_artifact_rows, storage_on, stored_keys, unique
@@ -184,7 +184,7 @@ def test_etcd_and_consul_snapshots_end_to_end(
                 "token_env": "CONSUL_TOKEN_FOR_TEST",
             },
         ],
-        drill={"scratch_uri": services.mongo_uri("mongo-scratch"), "gnupghome": str(gpg_key.home)},
+        drill={"gnupghome": str(gpg_key.home)},  # snapshot sources only: no scratch MongoDB needed
     )
     plan = load_plan(plan_path)
 
@@ -239,6 +239,9 @@ def test_etcd_and_consul_snapshots_end_to_end(
         rows_by_source = {(r.instance, r.database): r for r in report.rows}
         assert set(rows_by_source) == {(etcd_name, "snapshot"), (consul_name, "snapshot")}
         assert {r.health for r in rows_by_source.values()} == {health}, report.table()
+    # The watchdog's stale events for the RED rows: the source as instance, `snapshot` as database.
+    stale = {(e.tags["instance"], e.tags["database"]) for e in stale_events(report)}
+    assert stale == {(etcd_name, "snapshot"), (consul_name, "snapshot")}
 
     # etcd: restore to a file, then the stock etcdctl restores it, a scratch etcd runs on it, every key compared.
     out = tmp_path / "etcd.snapshot.db"
