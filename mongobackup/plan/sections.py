@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -40,6 +40,7 @@ from mongobackup.plan.fields import (
     check_http_url,
     check_mongodb_uri,
 )
+from mongobackup.plan.notify import NotifyPlan
 from mongobackup.redact import redact_uri
 from mongobackup.snapshots.plan import SnapshotSource, check_sources
 from mongobackup.tiers import TierPolicy
@@ -240,51 +241,6 @@ class Compression(Section):
     threads: int = Field(default=0, ge=0, le=64)
 
 
-class InfluxV1Plan(Section):
-    """InfluxDB 1.x: line protocol to `/write?db=<database>`."""
-
-    #: password_env or password_secret; neither for a server without authentication.
-    secret_fields: ClassVar = {"password": SecretField()}
-
-    api: Literal["v1"]
-    url: str
-    database: str
-    username: str | None = None
-    password: SecretRef | None = None
-
-    _url = field_validator("url")(check_http_url)
-
-    @model_validator(mode="after")
-    def _password_needs_user(self) -> InfluxV1Plan:
-        if self.password is not None and not self.username:
-            raise ValueError(f"{self.password.source} is set but username is not")
-        return self
-
-
-class InfluxV2Plan(Section):
-    """InfluxDB 2.x (or VictoriaMetrics, InfluxDB 1.8+) through `/api/v2/write` with influxdb-client."""
-
-    #: The API token: token_env or token_secret; neither for a server without authentication (VictoriaMetrics).
-    secret_fields: ClassVar = {"token": SecretField()}
-
-    api: Literal["v2"]
-    url: str
-    org: str
-    bucket: str
-    token: SecretRef | None = None
-
-    _url = field_validator("url")(check_http_url)
-
-
-InfluxPlan = Annotated[InfluxV1Plan | InfluxV2Plan, Field(discriminator="api")]
-
-
-class NotifyPlan(Section):
-    """Where success and failure events go."""
-
-    influxdb: InfluxPlan | None = None
-
-
 class RetryPlan(Section):
     """Retries of the network steps (transient faults only): exponential backoff with jitter."""
 
@@ -310,10 +266,11 @@ class DrillPlan(Section):
     (`drill_<database>_<run id>`) and drops it afterwards, whatever the outcome.
     """
 
-    #: Exactly one of scratch_uri, scratch_uri_env (an environment variable), scratch_uri_secret (a Prefect Secret).
-    secret_fields: ClassVar = {"scratch_uri": SecretField(inline=True, required=True)}
+    #: One of scratch_uri, scratch_uri_env (an environment variable), scratch_uri_secret (a Prefect Secret);
+    #: required when the plan has instances (a plan of key/value snapshots only drills into scratch etcds).
+    secret_fields: ClassVar = {"scratch_uri": SecretField(inline=True)}
 
-    scratch_uri: SecretRef
+    scratch_uri: SecretRef | None = None
     #: The drill of a database fails when its newest committed backup finished longer ago than this: an old
     #: backup is a missed backup. 26: a nightly run plus two hours of slack.
     max_age_h: float = Field(default=26.0, gt=0, le=24 * 400)
@@ -377,6 +334,11 @@ class BackupPlan(Section):
     def _something_to_back_up(self) -> BackupPlan:
         if not self.instances and not self.snapshots:
             raise ValueError("the plan backs up nothing: give instances, snapshots or both")
+        if self.drill is not None and self.instances and self.drill.scratch_uri is None:
+            raise ValueError(
+                "drill: exactly one of scratch_uri, scratch_uri_env, scratch_uri_secret must be set (got none): "
+                "the drill restores the instances' backups into that server"
+            )
         check_sources(self.snapshots, self.instance_names)
         return self
 
