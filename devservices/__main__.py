@@ -21,6 +21,8 @@ ENV_NAMES: dict[str, str] = {
     "mongo-a": "MONGO_A_URI",
     "mongo-b": "MONGO_B_URI",
     "mongo-scratch": "MONGO_SCRATCH_URI",
+    "mongo-pitr": "MONGO_PITR_URI",
+    "mongo-pitr-small": "MONGO_PITR_SMALL_URI",
     "moto": "S3_ENDPOINT_URL",
     "influxdb": "INFLUX_V1_URL",
     "victoria": "VICTORIA_URL",

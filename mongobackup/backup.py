@@ -147,15 +147,20 @@ def transfer_database(
 
 def verify_upload(storage: S3Storage, outcome: TransferOutcome) -> None:
     """Checks the stored object against the receipt; deletes it (it is uncommitted) when they differ."""
-    key = outcome.receipt.key
+    verify_receipt(storage, outcome.receipt)
+
+
+def verify_receipt(storage: S3Storage, receipt: UploadReceipt) -> None:
+    """Checks a stored object against what its upload sent; deletes it (it is uncommitted) when they differ."""
+    key = receipt.key
     info = storage.head(key)
     if info is None:
         raise VerificationError(f"{storage.where(key)}: object missing right after its upload completed")
     problems = []
-    if info.size != outcome.receipt.size:
-        problems.append(f"size {info.size} != {outcome.receipt.size} sent")
-    if info.etag != outcome.receipt.etag:
-        problems.append(f"ETag {info.etag} != {outcome.receipt.etag} computed from the parts' MD5")
+    if info.size != receipt.size:
+        problems.append(f"size {info.size} != {receipt.size} sent")
+    if info.etag != receipt.etag:
+        problems.append(f"ETag {info.etag} != {receipt.etag} computed from the parts' MD5")
     if problems:
         storage.delete(key)
         raise VerificationError(f"{storage.where(key)}: " + "; ".join(problems) + " (object deleted)")

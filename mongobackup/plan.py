@@ -42,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from mongobackup.pitr.settings import PitrPlan
 from mongobackup.redact import redact_uri
 from mongobackup.tiers import TierPolicy
 
@@ -506,6 +507,8 @@ class BackupPlan(_Section):
     #: The restore fire drill; None: this plan is not drilled (flows.firedrill refuses it).
     drill: DrillPlan | None = None
     status: StatusPlan = Field(default_factory=StatusPlan)
+    #: Continuous oplog archiving for point-in-time recovery; None: no instance is archived.
+    pitr: PitrPlan | None = None
 
     @field_validator("instances")
     @classmethod
