@@ -99,6 +99,17 @@ def oplog(plan_path: str, instance: str) -> int:
     return archiver.committed
 
 
+def _terminal_log() -> Callable[[str], None]:
+    """Timestamped lines on stderr (a logger of its own: importing Prefect has configured the root logger)."""
+    logger = logging.getLogger("flows.oplog")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s oplog: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger.info
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.oplog", description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan", required=True, help="backup plan YAML with a pitr section")
@@ -107,8 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = load_plan_or_report("oplog", args.plan)
     if plan is None:
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s oplog: %(message)s", stream=sys.stderr)
-    log = logging.getLogger("flows.oplog").info
+    log = _terminal_log()
     try:
         archiver = build_archiver(plan, args.instance, log)
     except (ValueError, KeyError) as exc:

@@ -1,12 +1,15 @@
 """`python -m flows.restore`: restore one backup, or check it, from a terminal. No Prefect server is involved.
 
-    python -m flows.restore --plan PLAN.yaml --instance NAME --database DB [--at TIME | --key KEY]
+    python -m flows.restore --plan PLAN.yaml --instance NAME --database DB [--at TIME | --key KEY |
+                            --point-in-time TIME]
                             [--uncommitted] [--to URI] [--as NAME] [--drop] [--verify-only]
                             [--include NS] [--exclude NS] [--no-oplog] [--no-verify] [--gnupghome DIR]
     python -m flows.restore --plan PLAN.yaml --instance NAME --database DB --list
     python -m flows.restore --archive FILE (--to URI | --verify-only) [--as NAME] [--drop] ...
 
 Without --at or --key the newest committed backup is restored; --at picks the newest at or before a time.
+--point-in-time restores the database as it was at that second: the newest base backup that ended before
+it, then the archived oplog up to it (see mongobackup.pitr.point); --list shows the restorable windows.
 The target is the instance itself unless --to names another server; collections that already exist there
 are refused unless --drop. --verify-only downloads, decrypts and checks every CRC and digest against the
 manifest and writes nothing. --archive restores a stock `mongodump --archive` file (plain or --gzip).
@@ -32,6 +35,8 @@ from mongobackup.dump import open_client
 from mongobackup.errors import BackupError
 from mongobackup.inventory import StoredBackup
 from mongobackup.manifest import BackupManifest
+from mongobackup.pitr.chain import describe_chains, scan_archive
+from mongobackup.pitr.point import bases, describe_windows, plan_point_restore, restore_to_point, windows
 from mongobackup.plan import BackupPlan, PlanError, load_plan
 from mongobackup.redact import redact_text
 from mongobackup.restore import (
@@ -43,6 +48,7 @@ from mongobackup.restore import (
     restore_backup,
     restore_stream,
 )
+from mongobackup.storage import S3Storage
 from tasks.resources import instance_uri, storage_for
 from tasks.restore import decryption_for
 
@@ -60,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     pick = source.add_mutually_exclusive_group()
     pick.add_argument("--at", help="the newest committed backup at or before this ISO-8601 time (default zone UTC)")
     pick.add_argument("--key", help="this backup object (or manifest) key")
+    pick.add_argument(
+        "--point-in-time",
+        dest="point_in_time",
+        help="the database as it was at this ISO-8601 second: a base backup plus the archived oplog",
+    )
     source.add_argument(
         "--uncommitted",
         action="store_true",
@@ -118,16 +129,22 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--parallel must be at least 1")
     if args.at:
         parse_time(args.at)
+    if args.point_in_time:
+        parse_time(args.point_in_time, "--point-in-time")
+        if args.verify_only or args.no_oplog or args.uncommitted:
+            raise UsageError(
+                "--point-in-time restores and replays the oplog: no --verify-only, --no-oplog, --uncommitted"
+            )
 
 
-def parse_time(text: str) -> datetime:
+def parse_time(text: str, flag: str = "--at") -> datetime:
     """An ISO-8601 time; one without a zone is UTC (pendulum's reading), like the keys' timestamps."""
     try:
         parsed = pendulum.parse(text)
     except (ValueError, TypeError) as exc:  # pendulum's ParserError is a ValueError
-        raise UsageError(f"--at {text!r}: not an ISO-8601 time ({exc})") from None
+        raise UsageError(f"{flag} {text!r}: not an ISO-8601 time ({exc})") from None
     if not isinstance(parsed, datetime):
-        raise UsageError(f"--at {text!r}: give a time, e.g. 2026-01-01T02:00:00Z")
+        raise UsageError(f"{flag} {text!r}: give a time, e.g. 2026-01-01T02:00:00Z")
     return parsed.astimezone(UTC)
 
 
@@ -179,6 +196,8 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
     """Finds the backup, then restores or verifies it; returns the result and a line describing the backup."""
     storage = storage_for(plan)
     index, instance = plan.instance(args.instance)
+    if args.point_in_time:
+        return restore_point_from_plan(plan, args, bar, storage)
     backup = select_backup(
         storage,
         plan.storage.prefix,
@@ -213,6 +232,25 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
             passphrase=passphrase,
             on_progress=bar.update,
         ), about
+
+
+def restore_point_from_plan(
+    plan: BackupPlan, args: argparse.Namespace, bar: ProgressBar, storage: S3Storage
+) -> tuple[RestoreResult, str]:
+    """A restore to --point-in-time: the base backup, then the archived oplog up to the point."""
+    index, instance = plan.instance(args.instance)
+    point = parse_time(args.point_in_time, "--point-in-time")
+    chosen = plan_point_restore(storage, plan.storage.prefix, args.instance, args.database, point)
+    gpg, passphrase = decryption_for(plan, args.gnupghome)
+    about = (
+        f"{describe_backup(chosen.base.backup, chosen.base.manifest)}; then the oplog up to "
+        f"{chosen.point:%Y-%m-%dT%H:%M:%SZ} from {len(chosen.segments)} archived segments"
+    )
+    with open_client(args.to or instance_uri(instance, index)) as client:
+        result = restore_to_point(
+            storage, gpg, client, chosen, options_from(args), passphrase=passphrase, on_progress=bar.update
+        )
+    return result, about
 
 
 def restore_from_file(args: argparse.Namespace, bar: ProgressBar) -> RestoreResult:
@@ -280,7 +318,12 @@ def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
         f"{b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} {b.object_key}"
         for b in backups
     ]
-    return lines or [f"no backups of {instance}/{database} in {storage.where(plan.storage.prefix)}"]
+    lines = lines or [f"no backups of {instance}/{database} in {storage.where(plan.storage.prefix)}"]
+    if plan.pitr is not None:
+        archive = scan_archive(storage, plan.storage.prefix, instance)
+        found = windows(archive, bases(storage, plan.storage.prefix, instance, database))
+        lines.append(f"point-in-time windows: {describe_windows(found)} (oplog archive: {describe_chains(archive)})")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -469,10 +469,12 @@ def restore_stream(
     on_progress: ProgressCallback | None = None,
     object_progress: Callable[[], tuple[int, int | None]] | None = None,
     after_stream: Callable[[], list[Mismatch]] | None = None,
+    oplog_tail: Iterable[bytes] | None = None,
 ) -> RestoreResult:
     """Restores a plain (uncompressed, decrypted) archive stream into `client`; client None: verify only.
 
     `after_stream` runs once the archive has ended and returns object-level mismatches (size, SHA-256).
+    `oplog_tail`: oplog entries replayed after the archive's own slice, the same way (a point-in-time restore).
     Raises TargetNotEmpty before writing anything, RestoreFailed (naming the stage) on any later failure,
     after dropping what was written. Without a client nothing is written and the verdict is returned.
     """
@@ -492,6 +494,8 @@ def restore_stream(
             writer.prepare()
         _consume(run, reader, archive, on_progress, object_progress)
         _after_data(run)
+        if writer is not None and oplog_tail is not None:
+            _replay_tail(run, oplog_tail, manifest)
         if writer is not None:
             ttl = writer.create_ttl_indexes()
             if run.verdict is not None:
@@ -577,6 +581,16 @@ def _replay(run: _Run, event: DocumentsEvent) -> None:
     _after_data(run)
     replayer = run.writer.start_oplog(run.targets)
     for entry in event.documents:
+        replayer.apply(entry)
+
+
+def _replay_tail(run: _Run, entries: Iterable[bytes], manifest: BackupManifest | None) -> None:
+    """Entries after the archive's slice (a point-in-time restore), replayed after it by the same replayer."""
+    assert run.writer is not None
+    replayer = run.writer.start_oplog(run.targets)
+    if manifest is not None:  # a database whose archive holds no collection still maps to its target
+        replayer.databases.setdefault(manifest.database, run.options.target_database or manifest.database)
+    for entry in entries:
         replayer.apply(entry)
 
 
@@ -686,6 +700,7 @@ def restore_backup(
     manifest: BackupManifest | None,
     passphrase: str | None = None,
     on_progress: ProgressCallback | None = None,
+    oplog_tail: Iterable[bytes] | None = None,
 ) -> RestoreResult:
     """Restores (client None: verifies) one stored backup: S3 -> gpg -> zstd -> archive -> MongoDB.
 
@@ -721,6 +736,7 @@ def restore_backup(
             on_progress=on_progress,
             object_progress=lambda: (tally.size, info.size),
             after_stream=after_stream,
+            oplog_tail=oplog_tail,
         )
     except RestoreFailed as exc:
         if tally.error is not None:  # the download broke: gpg only saw a short stream, say what really failed

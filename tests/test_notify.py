@@ -220,6 +220,9 @@ def test_every_measurement_spec_is_registered_and_requires_instance_and_value():
         "instance_backup_failed",
         "instance_restore_drill",
         "instance_backup_stale",
+        "instance_oplog_archived",
+        "instance_oplog_gap",
+        "instance_oplog_lag",
     }
     for spec in metrics.MEASUREMENTS.values():
         assert metrics.INSTANCE in spec.tags and metrics.VALUE in spec.fields

@@ -2,7 +2,8 @@
 
 Requests are forwarded byte for byte to moto over a real socket; from the Nth UploadPart on, the proxy answers
 503 SlowDown instead, as an overloaded S3 would. Everything else (abort, list, head) passes, so the test can
-check what the failed upload left behind on the real server.
+check what the failed upload left behind on the real server. `down` answers every request 503, as a store
+that is down for a while.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class FaultyS3Proxy:
         self.fail_from_part: int | None = None
         self.part_delay_s = 0.0
         self.fail_budget: int | None = None  # stop failing after this many refusals (None: fail on and on)
+        self.down = False  # every request answered 503, as by a store that is down
         self.failed_requests = 0
         proxy = self
 
@@ -45,7 +47,7 @@ class FaultyS3Proxy:
                 part = int(query.get("partNumber", ["0"])[0])
                 if part:
                     time.sleep(proxy.part_delay_s)
-                if self.command == "PUT" and proxy.should_fail(part):
+                if proxy.down or (self.command == "PUT" and proxy.should_fail(part)):
                     proxy.failed_requests += 1
                     self.send_response(503)
                     self.send_header("Content-Type", "application/xml")
