@@ -33,6 +33,7 @@ from mongobackup.lifecycle import (
     object_lock_setting,
     versioning_setting,
 )
+from mongobackup.pitr.retention import oplog_rules, prune_plan_segments
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.prune import prune
 from tasks import retention as t
@@ -106,7 +107,8 @@ def _lifecycle(
 
 def _prune(plan: BackupPlan, now: datetime, dry_run: bool) -> State:
     report = t.prune_expired.with_options(**retrying(plan))(plan, now, dry_run)
-    lines = report.lines()
+    oplog = t.prune_oplog.with_options(**retrying(plan))(plan, now, dry_run)
+    lines = report.lines() + (oplog.lines() if oplog else [])
     _publish("retention-prune", lines, f"Prune of s3://{plan.storage.bucket}" + (" (dry run)" * dry_run))
     return Completed(message=lines[0])
 
@@ -128,13 +130,15 @@ def dry_run_lines(
 
     storage = storage_for(plan)
     if prune_at is not None:
-        return prune(storage, scan(storage, plan.storage.prefix), plan.tiers, prune_at, dry_run=True).lines()
+        inventory = scan(storage, plan.storage.prefix)
+        oplog = prune_plan_segments(storage, inventory, plan, prune_at, dry_run=True)
+        return prune(storage, inventory, plan.tiers, prune_at, dry_run=True).lines() + (oplog.lines() if oplog else [])
     lines: list[str] = []
     if versioning or object_lock_days is not None:
         lines += versioning_setting(storage).lines()
     if object_lock_days is not None:
         lines += object_lock_setting(storage, plan.tiers, object_lock_days, object_lock_mode).lines()
-    return lines + diff_lifecycle(storage, plan.tiers, plan.storage.prefix).lines()
+    return lines + diff_lifecycle(storage, plan.tiers, plan.storage.prefix, oplog_rules(plan)).lines()
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -30,6 +30,7 @@ from mongobackup.errors import StorageError, VerificationError
 from mongobackup.inventory import Inventory, StoredBackup, scan
 from mongobackup.manifest import BackupManifest
 from mongobackup.metrics import Event
+from mongobackup.pitr.lag import LagRow, judge_lag, lag_events, lag_table, read_archives
 from mongobackup.plan import SYSTEM_DATABASES, BackupPlan, InstancePlan
 from mongobackup.storage import S3Storage
 
@@ -73,14 +74,21 @@ class StatusReport:
     max_age_h: float
     bucket: str
     rows: tuple[StatusRow, ...]
+    #: Each instance's recovery point lag, when the plan archives the oplog (`pitr:`); see mongobackup.pitr.lag.
+    pitr: tuple[LagRow, ...] = ()
+    max_lag_s: float | None = None
 
     @property
     def red(self) -> list[StatusRow]:
         return [row for row in self.rows if row.health is Health.RED]
 
     @property
+    def red_pitr(self) -> list[LagRow]:
+        return [row for row in self.pitr if not row.green]
+
+    @property
     def ok(self) -> bool:
-        return not self.red
+        return not self.red and not self.red_pitr
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +98,7 @@ class StatusReport:
             "ok": self.ok,
             "red": len(self.red),
             "rows": [row.to_json_dict() for row in self.rows],
+            "pitr": [row.to_json_dict() for row in self.pitr],
         }
 
     def table(self) -> str:
@@ -113,10 +122,11 @@ class StatusReport:
             ("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1]).rstrip()
             for line in (header, *body)
         ]
-        verdict = "all GREEN" if self.ok else f"{len(self.red)} of {len(self.rows)} RED"
-        return "\n".join(
-            [*lines, f"s3://{self.bucket} at {self.now.isoformat()}, max age {self.max_age_h:g} h: {verdict}"]
-        )
+        verdict = "all GREEN" if not self.red else f"{len(self.red)} of {len(self.rows)} RED"
+        lines.append(f"s3://{self.bucket} at {self.now.isoformat()}, max age {self.max_age_h:g} h: {verdict}")
+        if self.max_lag_s is not None:
+            lines += ["", lag_table(self.pitr, self.max_lag_s)]
+        return "\n".join(lines)
 
 
 def _fmt_age(age_h: float | None) -> str:
@@ -244,14 +254,21 @@ def manifest_reader(storage: S3Storage) -> ManifestReader:
 def read_status(storage: S3Storage, plan: BackupPlan, now: datetime, max_age_h: float | None = None) -> StatusReport:
     """The status of the plan's backups in its bucket at `now`: one listing plus one manifest per database."""
     inventory = scan(storage, plan.storage.prefix)
-    return judge(plan, inventory, manifest_reader(storage), now, max_age_h, bucket=storage.bucket)
+    report = judge(plan, inventory, manifest_reader(storage), now, max_age_h, bucket=storage.bucket)
+    if plan.pitr is None:
+        return report
+    archives = read_archives(storage, plan.storage.prefix, plan.instance_names)
+    finished = {name: [r.finished_at for r in report.rows if r.instance == name] for name in plan.instance_names}
+    rows = judge_lag(plan.pitr, archives, finished, now)
+    return replace(report, pitr=tuple(rows), max_lag_s=plan.pitr.max_lag_s)
 
 
 def stale_events(report: StatusReport) -> list[Event]:
-    """One `instance_backup_stale` event per RED row, timed at the report's `now`."""
+    """One `instance_backup_stale` event per RED row, and one `instance_oplog_lag` per RED recovery point,
+    timed at the report's `now`."""
     return [
         metrics.backup_stale(
             row.instance, None if row.database == ANY_DATABASE else row.database, row.age_h, report.now
         )
         for row in report.red
-    ]
+    ] + lag_events(report.pitr, report.now)

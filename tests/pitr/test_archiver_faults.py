@@ -150,7 +150,7 @@ def test_s3_down_for_a_minute_is_waited_out_and_the_chain_resumes_without_loss(
             wait_archived(storage, last_write(client), archiver)
             assert archiver.terminate() == 0, archiver.output()
         assert proxy.failed_requests > 0
-    assert "again in" in archiver.output()  # the failed stores were retried, not given up
+    assert "failed, retry in" in archiver.output()  # the failed stores were retried, not given up
     assert_nothing_lost_or_doubled(pitr_mongo, storage, gpg_key, writer)
 
 
