@@ -292,7 +292,7 @@ def run_backup(target: BackupTarget) -> dict[str, Any]:
     from mongobackup.crypto import EncryptionKeys, Gpg
     from mongobackup.dump import DatabaseDump, open_client
     from mongobackup.keys import BackupLocation
-    from mongobackup.storage import S3Storage, s3_client
+    from mongobackup.s3 import S3Storage, s3_client
     from mongobackup.tiers import Tier
 
     oplog = _OplogTimer()

@@ -208,7 +208,7 @@ class Bench:
         """A client with the dummy moto credentials given explicitly: the machine's own are never looked up."""
         import boto3
 
-        from mongobackup.storage import s3_client
+        from mongobackup.s3 import s3_client
 
         session = boto3.Session(
             aws_access_key_id=MOTO_ENV["AWS_ACCESS_KEY_ID"],
@@ -218,7 +218,7 @@ class Bench:
         return s3_client(session=session, endpoint_url=self.endpoint, region=MOTO_ENV["AWS_DEFAULT_REGION"])
 
     def storage(self) -> Any:
-        from mongobackup.storage import S3Storage
+        from mongobackup.s3 import S3Storage
 
         return S3Storage(self.s3(), self.bucket)
 
@@ -360,7 +360,7 @@ def _child_instance(params: dict[str, Any]) -> dict[str, Any]:
     from mongobackup.crypto import EncryptionKeys, Gpg
     from mongobackup.dump import DatabaseDump, open_client
     from mongobackup.keys import BackupLocation
-    from mongobackup.storage import S3Storage, s3_client
+    from mongobackup.s3 import S3Storage, s3_client
     from mongobackup.tiers import Tier
 
     oplog, stats = _OplogTimer(), _CommandTimer("collStats")
@@ -444,7 +444,7 @@ def _child_pipeline(params: dict[str, Any]) -> dict[str, Any]:
     from mongobackup.backup import Compression, transfer_database
     from mongobackup.crypto import EncryptionKeys, Gpg
     from mongobackup.keys import BackupLocation
-    from mongobackup.storage import S3Storage, s3_client
+    from mongobackup.s3 import S3Storage, s3_client
     from mongobackup.tiers import Tier
 
     rng = random.Random(f"{SEED}-pipeline-{params['size_bytes']}")
@@ -496,7 +496,7 @@ def _child_restore(params: dict[str, Any]) -> dict[str, Any]:
     from mongobackup.dump import open_client
     from mongobackup.manifest import BackupManifest
     from mongobackup.restore import RestoreOptions, restore_backup
-    from mongobackup.storage import S3Storage, s3_client
+    from mongobackup.s3 import S3Storage, s3_client
 
     storage = S3Storage(
         s3_client(endpoint_url=params["endpoint"], region=MOTO_ENV["AWS_DEFAULT_REGION"]), params["bucket"]

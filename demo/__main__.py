@@ -23,7 +23,15 @@ import boto3
 import httpx
 from pymongo import ASCENDING, MongoClient
 
-from devservices import DEMO_PORTS, S3_TEST_CREDENTIALS, S3_TEST_REGION, LocalServices, MongoTools, create_gpg_key
+from devservices import (
+    DEMO_PORTS,
+    S3_TEST_CREDENTIALS,
+    S3_TEST_REGION,
+    LocalServices,
+    MongoTools,
+    create_gpg_key,
+    remove_gpg_home,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = ROOT / "deployments" / "plans" / "local.yaml"
@@ -124,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep_running:
             services.stop()
-        shutil.rmtree(gpg_home, ignore_errors=True)
+        remove_gpg_home(gpg_home)  # and its gpg-agent, which the drill's decryption started
 
 
 def step(message: str) -> None:

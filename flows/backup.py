@@ -30,6 +30,7 @@ from mongobackup.keys import BackupLocation, short_run_id
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.tiers import Tier
 from tasks import backup as t
+from tasks.retries import retrying
 
 
 @dataclass
@@ -103,13 +104,13 @@ def backup(
         return _fan_out(fan_out_deployment, plan_path, when, wanted)
 
     t.preflight.with_options(
-        **t.retrying(
+        **retrying(
             plan, on_failure=[t.failure_event_hook(plan, name, None, tier.value, "preflight") for name in wanted]
         )
     )(plan)
     listings = {
         name: t.list_instance_databases.with_options(
-            **t.retrying(plan, on_failure=[t.failure_event_hook(plan, name, None, tier.value, "list")])
+            **retrying(plan, on_failure=[t.failure_event_hook(plan, name, None, tier.value, "list")])
         ).submit(plan, name)
         for name in wanted
     }
@@ -191,15 +192,15 @@ def _submit_chain(
     wait_for = [allow_failure(after)] if after is not None else []
     with tags(f"mongo-instance:{instance}"):
         stored = t.transfer.with_options(
-            **t.retrying(plan, on_failure=[hook(plan, instance, database, tier, "transfer")])
+            **retrying(plan, on_failure=[hook(plan, instance, database, tier, "transfer")])
         ).submit(plan, location, wait_for=wait_for)
         verified = t.verify.with_options(
-            **t.retrying(plan, on_failure=[hook(plan, instance, database, tier, "verify")])
+            **retrying(plan, on_failure=[hook(plan, instance, database, tier, "verify")])
         ).submit(plan, stored)
         committed = t.commit.with_options(
-            **t.retrying(plan, on_failure=[hook(plan, instance, database, tier, "commit")])
+            **retrying(plan, on_failure=[hook(plan, instance, database, tier, "commit")])
         ).submit(plan, verified, run_id, when)
-        notified = t.notify_database.with_options(**t.retrying(plan)).submit(plan, committed)
+        notified = t.notify_database.with_options(**retrying(plan)).submit(plan, committed)
     return committed, notified
 
 

@@ -31,8 +31,8 @@ from mongobackup.keys import short_run_id
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.status import StatusRow
 from tasks import restore as t
-from tasks.backup import retrying
 from tasks.restore import DrillRow
+from tasks.retries import retrying
 
 
 def _run_name() -> str:

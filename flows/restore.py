@@ -5,6 +5,7 @@
                             [--uncommitted] [--to URI] [--as NAME] [--drop] [--verify-only]
                             [--include NS] [--exclude NS] [--no-oplog] [--no-verify] [--gnupghome DIR]
     python -m flows.restore --plan PLAN.yaml --instance NAME --database DB --list
+    python -m flows.restore --plan PLAN.yaml --instance NAME --database DB [--at | --key] --thaw-only [--retrieval T]
     python -m flows.restore --archive FILE (--to URI | --verify-only) [--as NAME] [--drop] ...
 
 Without --at or --key the newest committed backup is restored; --at picks the newest at or before a time.
@@ -13,6 +14,8 @@ it, then the archived oplog up to it (see mongobackup.pitr.point); --list shows 
 The target is the instance itself unless --to names another server; collections that already exist there
 are refused unless --drop. --verify-only downloads, decrypts and checks every CRC and digest against the
 manifest and writes nothing. --archive restores a stock `mongodump --archive` file (plain or --gzip).
+A backup in GLACIER or DEEP_ARCHIVE is thawed first (RestoreObject at the plan's `restore.retrieval` or
+--retrieval, kept `restore.thaw_days`), waiting at most `restore.thaw_wait_h`; --thaw-only asks and returns.
 A progress bar (bytes, documents) goes to stderr, a summary to stdout. Exit status: 0 restored (or verified)
 and clean, 1 any failure or mismatch, 2 a bad command line or plan.
 """
@@ -33,6 +36,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from mongobackup.catalog import age_hours, list_backups, load_manifest, select_backup
 from mongobackup.dump import open_client
 from mongobackup.errors import BackupError
+from mongobackup.glacier import RETRIEVALS
 from mongobackup.inventory import StoredBackup
 from mongobackup.manifest import BackupManifest
 from mongobackup.pitr.chain import describe_chains, scan_archive
@@ -48,7 +52,9 @@ from mongobackup.restore import (
     restore_backup,
     restore_stream,
 )
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
+from mongobackup.thaw import ThawSettings, ensure_thawed, object_thaw_state, request_thaw
+from mongobackup.units import human_size
 from tasks.resources import instance_uri, storage_for
 from tasks.restore import decryption_for
 
@@ -78,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--archive", help="a stock mongodump --archive file (plain or --gzip) instead of a backup")
     source.add_argument("--list", action="store_true", help="list the backups of --instance/--database and exit")
+    thaw = parser.add_argument_group("archived backups (GLACIER, DEEP_ARCHIVE)")
+    thaw.add_argument(
+        "--retrieval", choices=RETRIEVALS, help="thaw speed and price (default: the plan's restore.retrieval)"
+    )
+    thaw.add_argument("--thaw-only", action="store_true", help="ask for the thaw and return; restore later")
     target = parser.add_argument_group("where to")
     target.add_argument("--to", help="target MongoDB URI (default: the instance itself)")
     target.add_argument("--as", dest="as_name", help="restore under this database name")
@@ -111,8 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
 def check_arguments(args: argparse.Namespace) -> None:
     """UsageError for combinations that make no sense, before anything is read."""
     if args.archive:
-        if args.plan or args.key or args.at or args.list or args.uncommitted:
-            raise UsageError("--archive restores a file: it takes no --plan, --key, --at, --list or --uncommitted")
+        if args.plan or args.key or args.at or args.list or args.uncommitted or args.thaw_only or args.retrieval:
+            raise UsageError(
+                "--archive restores a file: it takes no --plan, --key, --at, --list, --uncommitted, --thaw-only "
+                "or --retrieval"
+            )
         if not args.to and not args.verify_only:
             raise UsageError("--archive needs --to URI (or --verify-only)")
         return
@@ -123,6 +137,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     ]
     if missing:
         raise UsageError(f"{', '.join(missing)} required (or --archive FILE)")
+    if args.thaw_only and args.list:
+        raise UsageError("--thaw-only thaws one backup; --list lists them: give one of the two")
     if args.uncommitted and not args.key:
         raise UsageError("--uncommitted needs --key: the newest backup is always a committed one")
     if args.parallel < 1:
@@ -210,6 +226,10 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
     manifest = load_manifest(storage, backup) if backup.committed else None
     gpg, passphrase = decryption_for(plan, args.gnupghome)
     about = describe_backup(backup, manifest)
+    settings = ThawSettings.from_plan(plan.restore, args.retrieval)
+    thawed = ensure_thawed(storage, backup.object_key, settings, say=say, prices=plan.prices)
+    if thawed.before.archived:
+        about += f"\n  thaw:     {thawed.describe(plan.prices)}, waited {thawed.waited_s:.0f} s"
     if args.verify_only:
         return restore_backup(
             storage,
@@ -235,7 +255,7 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
 
 
 def restore_point_from_plan(
-    plan: BackupPlan, args: argparse.Namespace, bar: ProgressBar, storage: S3Storage
+    plan: BackupPlan, args: argparse.Namespace, bar: ProgressBar, storage: Storage
 ) -> tuple[RestoreResult, str]:
     """A restore to --point-in-time: the base backup, then the archived oplog up to the point."""
     index, instance = plan.instance(args.instance)
@@ -302,20 +322,15 @@ def summary_lines(result: RestoreResult, about: str | None, verify_only: bool) -
     return lines
 
 
-def human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
 def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
+    """One line per backup: commit state, tier, time, size, storage class and thaw state (a HEAD each), key."""
     storage = storage_for(plan)
     backups = list_backups(storage, plan.storage.prefix, instance, database)
     lines = [
         f"{'committed' if b.committed else 'UNCOMMITTED':<11} {b.location.tier.value:<9} "
-        f"{b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} {b.object_key}"
+        f"{b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} "
+        f"{object_thaw_state(storage, b.object_key).describe() if b.object_size is not None else '-':<34} "
+        f"{b.object_key}"
         for b in backups
     ]
     lines = lines or [f"no backups of {instance}/{database} in {storage.where(plan.storage.prefix)}"]
@@ -324,6 +339,22 @@ def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
         found = windows(archive, bases(storage, plan.storage.prefix, instance, database))
         lines.append(f"point-in-time windows: {describe_windows(found)} (oplog archive: {describe_chains(archive)})")
     return lines
+
+
+def thaw_only(plan: BackupPlan, args: argparse.Namespace) -> str:
+    """Asks for the thaw of the backup a restore would pick, and says what was asked; waits for nothing."""
+    storage = storage_for(plan)
+    at = parse_time(args.at) if args.at else None
+    found = select_backup(
+        storage, plan.storage.prefix, args.instance, args.database, at=at, key=args.key, uncommitted=args.uncommitted
+    )
+    outcome = request_thaw(storage, found.object_key, ThawSettings.from_plan(plan.restore, args.retrieval))
+    return f"thaw: {storage.where(outcome.key)}: {outcome.describe(plan.prices)}"
+
+
+def say(line: str) -> None:
+    """Thaw progress on stderr, beside the progress bar."""
+    print(f"restore: {line}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -337,8 +368,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, PlanError, KeyError) as exc:
         print(f"restore: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
-    if plan is not None and args.list:
-        print("\n".join(list_lines(plan, args.instance, args.database)))
+    if plan is not None and (args.list or args.thaw_only):
+        try:
+            print(
+                thaw_only(plan, args) if args.thaw_only else "\n".join(list_lines(plan, args.instance, args.database))
+            )
+        except (BackupError, ValueError) as exc:
+            print(f"restore: FAILED: {exc}", file=sys.stderr)
+            return 1
         return 0
     bar = ProgressBar(args.quiet)
     about = None

@@ -7,7 +7,9 @@ Without --prune: merges one lifecycle rule per tier into the bucket's configurat
 ours are kept; ours are replaced by ID; nothing is written when nothing changes), and optionally turns on
 versioning and a default Object Lock retention. With --prune: deletes the backups the same policy expires,
 manifest first, never the newest committed backup of any (instance, database); for stores that do not
-enforce lifecycle rules. --dry-run shows the diff, or the backups that would go, and changes nothing.
+enforce lifecycle rules. --dry-run shows the diff, or the backups that would go, and changes nothing; for
+the lifecycle it also prints the tier policy's cost lint (Glacier's minimum billing) and what each tier
+holds now with its monthly storage cost.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ from mongobackup.lifecycle import (
 from mongobackup.pitr.retention import oplog_rules, prune_plan_segments
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.prune import prune
+from mongobackup.tiercost import cost_lines, lint_lines, stored_by_tier
 from tasks import retention as t
-from tasks.backup import retrying
+from tasks.retries import retrying
 
 
 def parse_at(at: str | None) -> datetime:
@@ -95,6 +98,7 @@ def _lifecycle(
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc))
     lines = [line for setting in settings for line in setting.lines()] + diff.lines()
+    lines += ["", *lint_lines(plan.tiers, plan.prices)]
     _publish("retention-lifecycle", lines, f"Lifecycle of s3://{plan.storage.bucket}" + (" (dry run)" * dry_run))
     changed = diff.changed or any(s.changed for s in settings)
     verb = (
@@ -138,7 +142,10 @@ def dry_run_lines(
         lines += versioning_setting(storage).lines()
     if object_lock_days is not None:
         lines += object_lock_setting(storage, plan.tiers, object_lock_days, object_lock_mode).lines()
-    return lines + diff_lifecycle(storage, plan.tiers, plan.storage.prefix, oplog_rules(plan)).lines()
+    lines += diff_lifecycle(storage, plan.tiers, plan.storage.prefix, oplog_rules(plan)).lines()
+    lines += ["", *lint_lines(plan.tiers, plan.prices), ""]
+    where = storage.where(plan.storage.prefix)
+    return lines + cost_lines(stored_by_tier(storage, plan.storage.prefix), plan.prices, where)
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:

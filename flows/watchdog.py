@@ -26,7 +26,7 @@ from flows.retention import parse_at
 from mongobackup.plan import load_plan
 from mongobackup.status import StatusReport
 from tasks import status as t
-from tasks.backup import retrying
+from tasks.retries import retrying
 
 
 def _run_name() -> str:

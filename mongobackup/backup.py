@@ -29,7 +29,7 @@ from mongobackup.errors import (
 )
 from mongobackup.keys import BackupLocation, manifest_key_for
 from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
-from mongobackup.storage import S3Storage, UploadReceipt
+from mongobackup.storage import Storage, UploadReceipt
 from mongobackup.streams import CountingReader, IteratorReader, StageClock, zstd_compressing_reader
 
 TOOL_NAME = "mongo-backup-flows"
@@ -80,7 +80,7 @@ def transfer_database(
     *,
     dump: ArchiveSource,
     location: BackupLocation,
-    storage: S3Storage,
+    storage: Storage,
     gpg: Gpg,
     keys: EncryptionKeys,
     compression: Compression,
@@ -145,12 +145,12 @@ def transfer_database(
     )
 
 
-def verify_upload(storage: S3Storage, outcome: TransferOutcome) -> None:
+def verify_upload(storage: Storage, outcome: TransferOutcome) -> None:
     """Checks the stored object against the receipt; deletes it (it is uncommitted) when they differ."""
     verify_receipt(storage, outcome.receipt)
 
 
-def verify_receipt(storage: S3Storage, receipt: UploadReceipt) -> None:
+def verify_receipt(storage: Storage, receipt: UploadReceipt) -> None:
     """Checks a stored object against what its upload sent; deletes it (it is uncommitted) when they differ."""
     key = receipt.key
     info = storage.head(key)
@@ -200,7 +200,7 @@ def build_manifest(outcome: TransferOutcome, *, run_id: str, scheduled_at: datet
     )
 
 
-def commit_manifest(storage: S3Storage, manifest: BackupManifest) -> str:
+def commit_manifest(storage: Storage, manifest: BackupManifest) -> str:
     """Writes the manifest beside its object: the moment the backup starts to exist. Returns its key."""
     location_key = manifest.object_key
     if storage.head(location_key) is None:
@@ -224,7 +224,7 @@ def back_up_database(
     *,
     dump: ArchiveSource,
     location: BackupLocation,
-    storage: S3Storage,
+    storage: Storage,
     gpg: Gpg,
     keys: EncryptionKeys,
     compression: Compression,

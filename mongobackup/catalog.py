@@ -19,7 +19,7 @@ from mongobackup.errors import BackupError, VerificationError
 from mongobackup.inventory import StoredBackup, build_inventory
 from mongobackup.keys import MANIFEST_SUFFIX, OBJECT_SUFFIX, BackupLocation
 from mongobackup.manifest import BackupManifest
-from mongobackup.storage import ObjectInfo, S3Storage
+from mongobackup.storage import ObjectInfo, Storage
 from mongobackup.tiers import Tier, prefix_for
 
 
@@ -32,7 +32,7 @@ class UncommittedBackup(BackupNotFound):
 
 
 def list_backups(
-    storage: S3Storage, prefix: str, instance: str, database: str | None = None, tiers: Iterable[Tier] = tuple(Tier)
+    storage: Storage, prefix: str, instance: str, database: str | None = None, tiers: Iterable[Tier] = tuple(Tier)
 ) -> list[StoredBackup]:
     """Every backup (committed or not) of `instance` (and `database`), oldest first, across the given tiers."""
     listing = _listing(storage, prefix, instance, database, tiers)
@@ -49,7 +49,7 @@ def list_backups(
 
 
 def _listing(
-    storage: S3Storage, prefix: str, instance: str, database: str | None, tiers: Iterable[Tier]
+    storage: Storage, prefix: str, instance: str, database: str | None, tiers: Iterable[Tier]
 ) -> Iterator[ObjectInfo]:
     below = f"{instance}/" + (f"{database}/" if database is not None else "")
     for tier in tiers:
@@ -75,7 +75,7 @@ def newest_by_database(backups: Sequence[StoredBackup]) -> dict[str, StoredBacku
 
 
 def select_backup(
-    storage: S3Storage,
+    storage: Storage,
     prefix: str,
     instance: str,
     database: str,
@@ -115,7 +115,7 @@ def _what_is_there(backups: Sequence[StoredBackup]) -> str:
     return f" ({len(backups)} backups there, {len(committed)} committed{oldest})"
 
 
-def _by_key(storage: S3Storage, prefix: str, instance: str, database: str, key: str, uncommitted: bool) -> StoredBackup:
+def _by_key(storage: Storage, prefix: str, instance: str, database: str, key: str, uncommitted: bool) -> StoredBackup:
     key = key.removeprefix(storage.where() + "/")  # an s3://bucket/key address as printed by our messages
     if key.endswith(MANIFEST_SUFFIX):  # a manifest key names the same backup
         key = key[: -len(MANIFEST_SUFFIX)] + OBJECT_SUFFIX
@@ -141,7 +141,7 @@ def _by_key(storage: S3Storage, prefix: str, instance: str, database: str, key: 
     return StoredBackup(location, info.size, committed)
 
 
-def load_manifest(storage: S3Storage, backup: StoredBackup) -> BackupManifest:
+def load_manifest(storage: Storage, backup: StoredBackup) -> BackupManifest:
     """The manifest of a committed backup, checked to describe that very object."""
     key = backup.manifest_key
     try:

@@ -202,13 +202,43 @@ def drill_speed_query() -> Query:
     )
 
 
-def instance_variable_query() -> Query:
-    """The instances the dashboard offers: every instance that completed a backup or was found stale."""
+#: The drill's time to restore, stage by stage, as the per-tier table shows it.
+TIER_TIMINGS = ("thaw_wait_s", "download_s", "restore_s", "verify_s", "total_s", "restore_mb_s")
+
+
+def restore_time_by_tier_query() -> Query:
+    """The drill's time to restore (thaw wait included), the slowest backup of each tier per interval."""
     return Query(
-        f"SHOW TAG VALUES FROM {C.m}, {S.m} WITH KEY = {C.t(I_)}",
+        f"SELECT max({D.f('total_s')}) FROM {D.m} WHERE {D.t(I_)} =~ /^${I_}$/ AND $timeFilter "
+        f"GROUP BY time($__interval), {D.t('tier')} fill(none)",
+        _flux(D, "total_s") + f'\n  |> group(columns: ["{D.tag("tier")}"])'
+        "\n  |> aggregateWindow(every: v.windowPeriod, fn: max, createEmpty: false)",
+    )
+
+
+def drill_by_tier_query() -> Query:
+    """The newest drill of each tier: passed (value), backup age and the time of each stage."""
+    fields = ("value", "backup_age_h", *TIER_TIMINGS)
+    return Query(
+        "SELECT " + ", ".join(f'last({D.f(name)}) AS "{name}"' for name in fields) + f" FROM {D.m} "
+        f"WHERE {D.t(I_)} =~ /^${I_}$/ AND $timeFilter GROUP BY {D.t('tier')}",
+        _flux(D, *fields)
+        + '\n  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+        + f'\n  |> group(columns: ["{D.tag("tier")}"])'
+        + '\n  |> sort(columns: ["_time"])\n  |> tail(n: 1)',
+        table=True,
+    )
+
+
+def instance_variable_query() -> Query:
+    """The instances the dashboard offers: every instance that completed a backup, failed one or was found stale
+    (so that an instance that never succeeded still gets its red status panel)."""
+    return Query(
+        f"SHOW TAG VALUES FROM {C.m}, {F.m}, {S.m} WITH KEY = {C.t(I_)}",
         'import "influxdata/influxdb/schema"\n'
         f'schema.tagValues(bucket: "__BUCKET__", tag: "{C.tag(I_)}", start: -90d, predicate: (r) => '
-        f'r._measurement == "{COMPLETED.name}" or r._measurement == "{STALE.name}")',
+        f'r._measurement == "{COMPLETED.name}" or r._measurement == "{FAILED.name}" or '
+        f'r._measurement == "{STALE.name}")',
     )
 
 
@@ -369,6 +399,15 @@ def panels() -> list[Panel]:
             unit="MBs",
             defaults={"custom": {"drawStyle": "points", "pointSize": 6}},
         ),
+        Panel(
+            "Time to restore by tier",
+            "timeseries",
+            restore_time_by_tier_query(),
+            width=12,
+            unit="s",
+            defaults={"custom": {"drawStyle": "points", "pointSize": 6}},
+        ),
+        Panel("Restore drill: last result per tier", "table", drill_by_tier_query(), width=12),
     ]
 
 
@@ -616,10 +655,37 @@ def dashboard_provider() -> dict[str, Any]:
     }
 
 
+#: Beside each flavour's files: what was and was not run (Grafana reads only the YAML and JSON there).
+README: dict[Flavor, str] = {
+    "influxql": """# InfluxQL flavour (InfluxDB 1.x)
+
+{note}
+
+Every panel, variable and alert rule here is run by the tests on a real InfluxDB 1.6, expanded as Grafana expands it
+(template variables, `$timeFilter`, `$__interval`; see `tests/grafana.py` and `tests/test_dashboard_queries.py`), and
+its rows are checked: one status panel per instance, green after a backup and red when one missed its event; each
+alert rule firing for its case. No Grafana server can be had on the development machine (no package registry it
+reaches has one), so the panels' rendering itself was never seen.
+""",
+    "flux": """# Flux flavour (InfluxDB 2.x)
+
+{note}
+
+**These Flux queries have never been executed.** No Grafana server and no Flux engine can be had on the development
+machine: no package registry it reaches has Grafana or InfluxDB 2.x, InfluxDB 1.6 has no Flux, and VictoriaMetrics
+(the stand-in for the 2.x write API) does not speak Flux. They are generated from the same metric declarations as
+the InfluxQL flavour, which is run on a real InfluxDB 1.6 as Grafana would run it, and `tests/test_dashboards.py`
+checks that they name only measurements, tags and fields the code writes. Before relying on them, open the
+dashboard once on your Grafana with your InfluxDB 2.x and look at each panel, and preview each alert rule.
+""",
+}
+
+
 def provisioning_files(bucket: str = DEFAULT_FLUX_BUCKET) -> dict[str, str]:
     """Every generated file's text by its path relative to the output folder."""
     files: dict[str, str] = {}
     for flavor in FLAVORS:
+        files[f"{flavor}/README.md"] = README[flavor].format(note=GENERATED_NOTE)
         files[f"{flavor}/datasources/mongo-backups.yaml"] = _yaml(datasource(flavor, bucket))
         files[f"{flavor}/dashboards/mongo-backups.yaml"] = _yaml(dashboard_provider())
         files[f"{flavor}/dashboards/mongo-backups.json"] = json.dumps(dashboard(flavor, bucket), indent=2) + "\n"

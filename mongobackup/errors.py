@@ -22,6 +22,15 @@ class BackupError(Exception):
     transient: bool = False
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether one more attempt of the failed step may succeed: only for an error the core marked transient.
+
+    An exception the core does not know (not a BackupError) is permanent: retrying what nobody recognised
+    costs minutes and heals nothing that a retry inside the step (botocore's, pymongo's) did not already.
+    """
+    return isinstance(exc, BackupError) and exc.transient
+
+
 class SourceError(BackupError):
     """Reading from a MongoDB instance failed."""
 
@@ -38,11 +47,16 @@ class EncryptionError(BackupError):
 
 
 class StorageError(BackupError):
-    """An S3 operation failed; the message names the bucket and key."""
+    """An S3 operation failed; the message names the bucket and key. `code` is the store's error code."""
 
-    def __init__(self, message: str, *, transient: bool = False):
+    def __init__(self, message: str, *, transient: bool = False, code: str = ""):
         super().__init__(message)
         self.transient = transient
+        self.code = code
+
+
+class Unsupported(StorageError):
+    """The store does not implement what was asked (a lifecycle rule, Object Lock): `code` says how it refused."""
 
 
 class VerificationError(BackupError):

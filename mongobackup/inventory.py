@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mongobackup.keys import MANIFEST_SUFFIX, OBJECT_SUFFIX, BackupLocation
-from mongobackup.storage import ObjectInfo, S3Storage
+from mongobackup.storage import ObjectInfo, Storage
 from mongobackup.tiers import Tier, prefix_for
 
 #: (instance, database): what status reports on and what prune protects the newest backup of.
@@ -99,11 +99,11 @@ def build_inventory(listing: Iterable[ObjectInfo], prefix: str) -> Inventory:
     return Inventory(prefix, tuple(backups), tuple(sorted(foreign)))
 
 
-def scan(storage: S3Storage, prefix: str) -> Inventory:
+def scan(storage: Storage, prefix: str) -> Inventory:
     """Lists every tier prefix under `prefix` in the bucket; StorageError (naming the prefix) if listing fails."""
     return build_inventory(_list_tiers(storage, prefix), prefix)
 
 
-def _list_tiers(storage: S3Storage, prefix: str) -> Iterable[ObjectInfo]:
+def _list_tiers(storage: Storage, prefix: str) -> Iterable[ObjectInfo]:
     for tier in Tier:
         yield from storage.list_keys(prefix + prefix_for(tier))

@@ -4,7 +4,10 @@ One rule per tier, filtered on the tier's key prefix (`<storage prefix><tier>/`)
 the retention policy:
 
     Expiration                      after the tier's retention_days
-    Transitions                     to GLACIER after glacier_after_days (every tier but daily; none when None)
+    Transitions                     to GLACIER after glacier_after_days (every tier but daily; none when None;
+                                    tiers.transition_class names another class per tier)
+    NoncurrentVersionTransitions    the same, counted from when a version became noncurrent: without it a
+                                    versioned bucket keeps deleted or overwritten backups in STANDARD
     NoncurrentVersionExpiration     after the tier's retention_days (what versioning keeps of a deleted backup)
     AbortIncompleteMultipartUpload  after 7 days (an upload orphaned by a killed backup process)
 
@@ -28,23 +31,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
-
-from mongobackup.errors import StorageError
-from mongobackup.storage import S3Storage
+from mongobackup.errors import StorageError, Unsupported
+from mongobackup.storage import BucketAdmin
 from mongobackup.tiers import Tier, TierPolicy, prefix_for
 
 RULE_ID_PREFIX = "mongo-backup-"
 #: A multipart upload left open this long belongs to a backup process that died (a run lasts hours at most).
 ABORT_INCOMPLETE_MULTIPART_DAYS = 7
-#: S3 Glacier Flexible Retrieval: restores in hours, 90 days minimum billing (why daily never goes there).
-GLACIER_STORAGE_CLASS = "GLACIER"
 #: AWS's default for TransitionDefaultMinimumObjectSize; a bucket set otherwise keeps its setting.
 DEFAULT_MIN_TRANSITION_SIZE = "all_storage_classes_128K"
-#: Error codes of a store that does not implement what was asked (SeaweedFS: NotImplemented, HTTP 501).
-UNSUPPORTED_CODES = frozenset({"NotImplemented", "501", "XNotImplemented", "InvalidStorageClass"})
-#: Codes a store may use instead when it only refuses the transitions (checked only for rules with any).
-TRANSITION_REFUSED_CODES = frozenset({"InvalidArgument", "InvalidRequest", "MalformedXML"})
+#: Codes a store may use when it refuses only the transitions (checked only for rules with any); a store
+#: that implements no lifecycle at all raises `errors.Unsupported` (SeaweedFS: NotImplemented, HTTP 501).
+TRANSITION_REFUSED_CODES = frozenset({"InvalidArgument", "InvalidRequest", "MalformedXML", "InvalidStorageClass"})
 #: Object Lock retention modes: GOVERNANCE can be lifted by a privileged user, COMPLIANCE by nobody.
 LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 
@@ -80,8 +78,10 @@ def tier_rule(policy: TierPolicy, tier: Tier, prefix: str = "") -> Rule:
         "Expiration": {"Days": days},
     }
     glacier = policy.transition_days(tier)
-    if glacier is not None:
-        rule["Transitions"] = [{"Days": glacier, "StorageClass": GLACIER_STORAGE_CLASS}]
+    storage_class = policy.storage_class_after(tier)
+    if glacier is not None and storage_class is not None:
+        rule["Transitions"] = [{"Days": glacier, "StorageClass": storage_class}]
+        rule["NoncurrentVersionTransitions"] = [{"NoncurrentDays": glacier, "StorageClass": storage_class}]
     rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": days}
     rule["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": ABORT_INCOMPLETE_MULTIPART_DAYS}
     return rule
@@ -239,27 +239,21 @@ def _field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> Itera
 # Reading and applying
 
 
-def read_rules(storage: S3Storage) -> tuple[list[Rule], str | None]:
+def read_rules(storage: BucketAdmin) -> tuple[list[Rule], str | None]:
     """The bucket's lifecycle rules ([] when it has none) and its non-default minimum transition size."""
     try:
-        with storage.errors("get lifecycle configuration of"):
-            reply = storage.client.get_bucket_lifecycle_configuration(Bucket=storage.bucket)
-    except StorageError as exc:
-        if _code(exc.__cause__) == "NoSuchLifecycleConfiguration":
-            return [], None
-        if _code(exc.__cause__) in UNSUPPORTED_CODES:
-            raise LifecycleUnsupported(
-                f"{storage.where()} has no lifecycle configuration support "
-                f"({_code(exc.__cause__)}): nothing expires backups there; "
-                f"{PRUNE_HINT}"
-            ) from exc
-        raise
-    size = reply.get("TransitionDefaultMinimumObjectSize")
-    return list(reply.get("Rules", [])), (size if size and size != DEFAULT_MIN_TRANSITION_SIZE else None)
+        rules, size = storage.lifecycle_rules()
+    except Unsupported as exc:
+        raise LifecycleUnsupported(
+            f"{storage.where()} has no lifecycle configuration support ({exc.code}): nothing expires backups "
+            f"there; {PRUNE_HINT}",
+            code=exc.code,
+        ) from exc
+    return rules, (size if size and size != DEFAULT_MIN_TRANSITION_SIZE else None)
 
 
 def diff_lifecycle(
-    storage: S3Storage, policy: TierPolicy, prefix: str = "", extra: Sequence[Rule] = ()
+    storage: BucketAdmin, policy: TierPolicy, prefix: str = "", extra: Sequence[Rule] = ()
 ) -> LifecycleDiff:
     """What applying the policy's rules (and `extra` rules of ours, e.g. the oplog's) would change; reads only."""
     current, size = read_rules(storage)
@@ -267,7 +261,7 @@ def diff_lifecycle(
 
 
 def apply_lifecycle(
-    storage: S3Storage, policy: TierPolicy, prefix: str = "", extra: Sequence[Rule] = ()
+    storage: BucketAdmin, policy: TierPolicy, prefix: str = "", extra: Sequence[Rule] = ()
 ) -> LifecycleDiff:
     """Merges the policy's rules (and `extra`) into the bucket's configuration; writes only when something changes."""
     diff = diff_lifecycle(storage, policy, prefix, extra)
@@ -276,13 +270,9 @@ def apply_lifecycle(
     return diff
 
 
-def _put_rules(storage: S3Storage, rules: list[Rule], min_transition_size: str | None) -> None:
-    extra = {"TransitionDefaultMinimumObjectSize": min_transition_size} if min_transition_size else {}
+def _put_rules(storage: BucketAdmin, rules: list[Rule], min_transition_size: str | None) -> None:
     try:
-        with storage.errors("put lifecycle configuration of"):
-            storage.client.put_bucket_lifecycle_configuration(
-                Bucket=storage.bucket, LifecycleConfiguration={"Rules": rules}, **extra
-            )
+        storage.put_lifecycle_rules(rules, min_transition_size)
     except StorageError as exc:
         refused = _refusal(storage, rules, exc)
         if refused is not None:
@@ -290,35 +280,25 @@ def _put_rules(storage: S3Storage, rules: list[Rule], min_transition_size: str |
         raise
 
 
-def _refusal(storage: S3Storage, rules: list[Rule], exc: StorageError) -> LifecycleUnsupported | None:
+def _refusal(storage: BucketAdmin, rules: list[Rule], exc: StorageError) -> LifecycleUnsupported | None:
     """The clear error for a store that does not implement what the rules ask, or None for other errors."""
-    code = _code(exc.__cause__)
     transitions = any(rule.get("Transitions") or rule.get("NoncurrentVersionTransitions") for rule in rules)
-    if transitions and code in UNSUPPORTED_CODES | TRANSITION_REFUSED_CODES:
+    unsupported = isinstance(exc, Unsupported)
+    if transitions and (unsupported or exc.code in TRANSITION_REFUSED_CODES):
         return LifecycleUnsupported(
-            f"{storage.where()} refuses lifecycle rules with storage-class transitions ({code}: "
-            f"{_message(exc.__cause__)}). A store without a Glacier class (SeaweedFS, MinIO, ...) needs "
+            f"{storage.where()} refuses lifecycle rules with storage-class transitions ({exc.code}: "
+            f"{exc}). A store without a Glacier class (SeaweedFS, MinIO, ...) needs "
             f"`tiers.glacier_after_days: null` in the plan, which leaves the transitions out; and if the store "
-            f"does not enforce lifecycle rules at all, {PRUNE_HINT}"
+            f"does not enforce lifecycle rules at all, {PRUNE_HINT}",
+            code=exc.code,
         )
-    if code in UNSUPPORTED_CODES:
+    if unsupported:
         return LifecycleUnsupported(
-            f"{storage.where()} refuses lifecycle rules ({code}: {_message(exc.__cause__)})"
-            f": nothing expires backups there; {PRUNE_HINT}"
+            f"{storage.where()} refuses lifecycle rules ({exc.code}: {exc}): nothing expires backups there; "
+            f"{PRUNE_HINT}",
+            code=exc.code,
         )
     return None
-
-
-def _code(exc: BaseException | None) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _message(exc: BaseException | None) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Message", "")) or "no message"
-    return str(exc)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -345,39 +325,31 @@ class BucketSetting:
         return [head, *(f"! {warning}" for warning in self.warnings)]
 
 
-def versioning_setting(storage: S3Storage) -> BucketSetting:
+def versioning_setting(storage: BucketAdmin) -> BucketSetting:
     """Bucket versioning now, and Enabled as what applying sets."""
-    with storage.errors("get versioning of"):
-        status = storage.client.get_bucket_versioning(Bucket=storage.bucket).get("Status") or "Off"
-    return BucketSetting("versioning", status, "Enabled")
+    return BucketSetting("versioning", storage.versioning(), "Enabled")
 
 
-def enable_versioning(storage: S3Storage, *, dry_run: bool = False) -> BucketSetting:
+def enable_versioning(storage: BucketAdmin, *, dry_run: bool = False) -> BucketSetting:
     """Turns versioning on (a deleted or overwritten backup stays recoverable until the noncurrent rule)."""
     setting = versioning_setting(storage)
     if setting.changed and not dry_run:
-        with storage.errors("enable versioning of"):
-            storage.client.put_bucket_versioning(Bucket=storage.bucket, VersioningConfiguration={"Status": "Enabled"})
+        storage.enable_versioning()
     return setting
 
 
-def object_lock_setting(storage: S3Storage, policy: TierPolicy, days: int, mode: LockMode) -> BucketSetting:
+def object_lock_setting(storage: BucketAdmin, policy: TierPolicy, days: int, mode: LockMode) -> BucketSetting:
     """The bucket's default Object Lock retention now, and `<mode> <days> days` as what applying sets."""
     if days < 1:
         raise ValueError(f"object lock retention must be at least 1 day, got {days}")
-    try:
-        with storage.errors("get object lock configuration of"):
-            config = storage.client.get_object_lock_configuration(Bucket=storage.bucket)["ObjectLockConfiguration"]
-        retention = config.get("Rule", {}).get("DefaultRetention", {})
-        before = (
-            f"{retention.get('Mode')} {retention.get('Days')} days"
-            if retention.get("Days")
-            else f"{config.get('ObjectLockEnabled', 'Off')}, no default retention"
-        )
-    except StorageError as exc:
-        if _code(exc.__cause__) != "ObjectLockConfigurationNotFoundError":
-            raise
+    config = storage.object_lock()
+    retention = (config or {}).get("Rule", {}).get("DefaultRetention", {})
+    if config is None:
         before = "Off"
+    elif retention.get("Days"):
+        before = f"{retention.get('Mode')} {retention.get('Days')} days"
+    else:
+        before = f"{config.get('ObjectLockEnabled', 'Off')}, no default retention"
     # A locked version cannot be deleted, by lifecycle or prune, before its lock ends: the lock, not the tier,
     # then decides how long a short-lived tier's backups stay.
     longer = [f"{t.value} ({policy.retention_days[t]} days)" for t in policy.tiers() if policy.retention_days[t] < days]
@@ -393,20 +365,18 @@ def object_lock_setting(storage: S3Storage, policy: TierPolicy, days: int, mode:
 
 
 def enable_object_lock(
-    storage: S3Storage, policy: TierPolicy, days: int, mode: LockMode = "GOVERNANCE", *, dry_run: bool = False
+    storage: BucketAdmin, policy: TierPolicy, days: int, mode: LockMode = "GOVERNANCE", *, dry_run: bool = False
 ) -> BucketSetting:
     """Sets the bucket's default Object Lock retention; the store must support Object Lock (and versioning)."""
     setting = object_lock_setting(storage, policy, days, mode)
     if setting.changed and not dry_run:
         config = {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": mode, "Days": days}}}
         try:
-            with storage.errors("set object lock retention of"):
-                storage.client.put_object_lock_configuration(Bucket=storage.bucket, ObjectLockConfiguration=config)
+            storage.put_object_lock(config)
         except StorageError as exc:
-            if _code(exc.__cause__) in UNSUPPORTED_CODES | {"InvalidBucketState"}:
+            if isinstance(exc, Unsupported) or exc.code == "InvalidBucketState":
                 raise StorageError(
-                    f"{storage.where()} refuses Object Lock ({_code(exc.__cause__)}: "
-                    f"{_message(exc.__cause__)}); on AWS the bucket needs versioning on "
+                    f"{storage.where()} refuses Object Lock ({exc.code}: {exc}); on AWS the bucket needs versioning on "
                     "(--versioning), on other stores Object Lock may have to be enabled when the "
                     "bucket is created, or is not supported at all"
                 ) from exc

@@ -2,7 +2,8 @@
 
 A backup exists if and only if its manifest exists. The manifest is written last, after the object was
 verified, and holds what a restore and an auditor need to trust the object without opening it first.
-Bump MANIFEST_VERSION on any incompatible change; readers refuse versions they do not know.
+Bump MANIFEST_VERSION on any incompatible change; readers refuse versions they do not know (`from_json_dict`),
+before reading any other field. The format is written down in docs/FORMAT.md.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 MANIFEST_VERSION = 1
 SUPPORTED_MANIFEST_VERSIONS = frozenset({MANIFEST_VERSION})
@@ -85,7 +86,7 @@ class EncryptionRecord(_Model):
 
 
 class BackupManifest(_Model):
-    format_version: int = MANIFEST_VERSION
+    format_version: StrictInt = MANIFEST_VERSION  # strict: `true` or `1.0` is not a version
     archive_format: str  # the mongodump archive version inside the object
     tool: str
     tool_version: str
@@ -108,6 +109,13 @@ class BackupManifest(_Model):
     oplog: OplogWindow | None = None
     stage_seconds: dict[str, float] = Field(default_factory=dict)
 
+    @field_validator("format_version")
+    @classmethod
+    def _known_version(cls, version: int) -> int:
+        if version not in SUPPORTED_MANIFEST_VERSIONS:
+            raise ValueError(f"format_version {version} is not one this tool writes or reads")
+        return version
+
     @property
     def documents(self) -> int:
         return sum(ns.documents for ns in self.namespaces if ns.type != "oplog")
@@ -117,8 +125,13 @@ class BackupManifest(_Model):
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any], *, key: str = "<manifest>") -> BackupManifest:
+        """The manifest stored as `data` (parsed JSON); ValueError naming `key` if it is not one this tool
+        reads. The version is checked first: a newer format may have other fields, and the error must say
+        that the manifest is too new, not list the fields it lacks."""
+        if not isinstance(data, dict):
+            raise ValueError(f"manifest {key}: not a JSON object but {type(data).__name__}")
         version = data.get("format_version")
-        if version not in SUPPORTED_MANIFEST_VERSIONS:
+        if type(version) is not int or version not in SUPPORTED_MANIFEST_VERSIONS:
             raise ValueError(
                 f"manifest {key}: format_version {version!r} is not one this tool reads "
                 f"({sorted(SUPPORTED_MANIFEST_VERSIONS)})"

@@ -54,6 +54,13 @@ DURATION_S = "duration_s"
 ERROR = "error"  # a short, one-line, already redacted description of the failure
 RESTORE_MB_S = "restore_mb_s"
 BACKUP_AGE_H = "backup_age_h"
+# The restore drill's time to restore, per stage: waiting for a thaw from Glacier, reading and decrypting the
+# object, writing into MongoDB, verifying the restored data, and all of it.
+THAW_WAIT_S = "thaw_wait_s"
+DOWNLOAD_S = "download_s"
+RESTORE_S = "restore_s"
+VERIFY_S = "verify_s"
+TOTAL_S = "total_s"
 AGE_H = "age_h"
 LAG_S = "lag_s"  # recovery point lag: now minus the newest archived oplog entry's time
 ENTRIES = "entries"  # oplog entries in a segment
@@ -138,9 +145,21 @@ INSTANCE_BACKUP_FAILED = MeasurementSpec(
 # share them. value is true when the newest backup restored and verified.
 INSTANCE_RESTORE_DRILL = MeasurementSpec(
     name="instance_restore_drill",
-    tags=(INSTANCE, DATABASE),
-    fields={VALUE: bool, BYTES: int, DOCS: int, DURATION_S: float, RESTORE_MB_S: float, BACKUP_AGE_H: float},
-    description="a restore drill of the newest committed backup of a database",
+    tags=(INSTANCE, DATABASE, TIER),
+    fields={
+        VALUE: bool,
+        BYTES: int,
+        DOCS: int,
+        DURATION_S: float,
+        RESTORE_MB_S: float,
+        BACKUP_AGE_H: float,
+        THAW_WAIT_S: float,
+        DOWNLOAD_S: float,
+        RESTORE_S: float,
+        VERIFY_S: float,
+        TOTAL_S: float,
+    },
+    description="a restore drill of one committed backup: the newest of a database, or a tier's archived pick",
 )
 
 # Written by the watchdog (issue 5) when the newest committed backup is too old or missing. value is always 1

@@ -42,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from mongobackup.glacier_plan import PricePlan, RestorePlan
 from mongobackup.pitr.settings import PitrPlan
 from mongobackup.redact import redact_uri
 from mongobackup.tiers import TierPolicy
@@ -509,6 +510,9 @@ class BackupPlan(_Section):
     status: StatusPlan = Field(default_factory=StatusPlan)
     #: Continuous oplog archiving for point-in-time recovery; None: no instance is archived.
     pitr: PitrPlan | None = None
+    #: How a restore thaws a backup from Glacier; prices for the retention dry run's cost table and lint.
+    restore: RestorePlan = Field(default_factory=RestorePlan)
+    prices: PricePlan = Field(default_factory=PricePlan)
 
     @field_validator("instances")
     @classmethod

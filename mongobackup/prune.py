@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from mongobackup.inventory import Inventory, StoredBackup
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 from mongobackup.tiers import TierPolicy
 
 
@@ -109,7 +109,7 @@ def keys_to_delete(backup: StoredBackup) -> list[str]:
 
 
 def prune(
-    storage: S3Storage,
+    storage: Storage,
     inventory: Inventory,
     policy: TierPolicy,
     now: datetime,

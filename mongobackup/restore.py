@@ -69,7 +69,7 @@ from mongobackup.manifest import BackupManifest, NamespaceRecord
 from mongobackup.oplog_replay import OplogReplayer, OplogReplayError
 from mongobackup.plan import check_database_name
 from mongobackup.redact import redact_uri
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 from mongobackup.streams import CHUNK_SIZE, CountingReader, zstd_decompressing_reader
 from mongobackup.verify import Mismatch, StreamCheck, Verdict, check_object, index_record, verify_database
 
@@ -691,7 +691,7 @@ class _TallyReader(io.RawIOBase):
 
 
 def restore_backup(
-    storage: S3Storage,
+    storage: Storage,
     object_key: str,
     gpg: Gpg,
     client: MongoClient | None,
@@ -786,7 +786,7 @@ def scratch_database_name(database: str, run_id: str) -> str:
 
 
 def drill_restore(
-    storage: S3Storage,
+    storage: Storage,
     object_key: str,
     gpg: Gpg,
     client: MongoClient,

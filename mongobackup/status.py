@@ -32,7 +32,8 @@ from mongobackup.manifest import BackupManifest
 from mongobackup.metrics import Event
 from mongobackup.pitr.lag import LagRow, judge_lag, lag_events, lag_table, read_archives
 from mongobackup.plan import SYSTEM_DATABASES, BackupPlan, InstancePlan
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
+from mongobackup.units import human_size
 
 #: The database shown for an instance with `databases: all` and no backup of any database.
 ANY_DATABASE = "*"
@@ -111,7 +112,7 @@ class StatusReport:
                 row.database,
                 _fmt_age(row.age_h),
                 row.tier or "-",
-                _fmt_size(row.size_bytes),
+                human_size(row.size_bytes),
                 row.finished_at.strftime("%Y-%m-%d %H:%M") if row.finished_at else "-",
                 row.reason,
             )
@@ -131,16 +132,6 @@ class StatusReport:
 
 def _fmt_age(age_h: float | None) -> str:
     return "-" if age_h is None else f"{age_h:.1f}"
-
-
-def _fmt_size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024  # type: ignore[assignment]
-    raise AssertionError("unreachable")
 
 
 def _watched(instance: InstancePlan, database: str) -> bool:
@@ -229,7 +220,7 @@ def _row(
     )
 
 
-def manifest_reader(storage: S3Storage) -> ManifestReader:
+def manifest_reader(storage: Storage) -> ManifestReader:
     """A ManifestReader over the bucket: `catalog.load_manifest`, which also checks that the manifest describes
     the object beside it (as restore does).
 
@@ -251,7 +242,7 @@ def manifest_reader(storage: S3Storage) -> ManifestReader:
     return read
 
 
-def read_status(storage: S3Storage, plan: BackupPlan, now: datetime, max_age_h: float | None = None) -> StatusReport:
+def read_status(storage: Storage, plan: BackupPlan, now: datetime, max_age_h: float | None = None) -> StatusReport:
     """The status of the plan's backups in its bucket at `now`: one listing plus one manifest per database."""
     inventory = scan(storage, plan.storage.prefix)
     report = judge(plan, inventory, manifest_reader(storage), now, max_age_h, bucket=storage.bucket)

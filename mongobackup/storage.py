@@ -1,78 +1,40 @@
-"""S3 storage behind a narrow interface: streamed multipart upload, head, small JSON objects, listing.
+"""The storage seam: what backup, restore, inventory, status, prune and lifecycle need from an object store.
 
-Storage sees keys and bytes, never what they mean. An upload becomes visible under its final key only when
-`complete()` is called, which the caller does after every upstream stage ended cleanly; anything else aborts
-the multipart upload, so a failed backup leaves neither a partial object nor an open upload behind.
+Storage sees keys and bytes, never what they mean (restic's backend interface is the model). The one
+implementation is `mongobackup.s3.S3Storage` (AWS S3 and S3-compatible stores); the conformance tests in
+`tests/test_storage_conformance.py` hold every store the project runs against to the contract below.
+
+The contract every method keeps:
+- Keys are UTF-8 strings (`café-ünï/日本.archive` is a valid key); metadata values are ASCII (S3 sends them
+  as HTTP headers): `encode_metadata` / `decode_metadata` carry any text through them.
+- Failures raise `StorageError` naming the action, the bucket and the key (`s3://bucket/key`). `transient`
+  is True only for causes a retry can heal (5xx, throttling, timeouts, a dropped connection); everything
+  else, and anything not recognised, is permanent and never retried. `code` is the store's error code.
+- Retries on the wire happen inside the implementation (botocore's standard mode for S3); callers retry
+  only whole steps, through Prefect, and only transient errors (see `tasks/retries.py`).
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
-import json
-from collections.abc import Iterator, Mapping
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
-from mongobackup.errors import StorageError
-
-MIB = 1 << 20
-MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
-MAX_PART_SIZE = 5 * 1024 * MIB
-MAX_PARTS = 10_000
-#: Parts per doubling of the part size. With 8 MiB parts, 10 doublings of 1,000 parts each reach ~8 TB in
-#: 10,000 parts, beyond S3's 5 TB object limit, while a small database never buffers more than 8 MiB.
-PARTS_PER_DOUBLING = 1_000
-
-_PERMANENT_CODES = {
-    "NoSuchBucket",
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "InvalidBucketName",
-    "AllAccessDisabled",
-    "AccountProblem",
-    "InvalidArgument",
-    "NoSuchKey",
-    "404",
-    "403",
-    "400",
-}
-
-
-def part_size_for(part_number: int, base: int) -> int:
-    """Size of part `part_number` (1-based): grows so that MAX_PARTS parts cover any object S3 accepts."""
-    return min(base << ((part_number - 1) // PARTS_PER_DOUBLING), MAX_PART_SIZE)
-
-
-def s3_client(
-    *, session: boto3.Session | None = None, endpoint_url: str | None = None, region: str | None = None
-) -> Any:
-    """A boto3 S3 client for AWS or an S3-compatible store (path-style when an endpoint is given)."""
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 4},
-        s3={"addressing_style": "path"} if endpoint_url else {},
-        # Parts carry Content-MD5, which every S3 implementation verifies; the newer default CRC trailers
-        # are not understood by every self-hosted store.
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        connect_timeout=10,
-        read_timeout=120,
-    )
-    return (session or boto3.Session()).client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+from datetime import datetime
+from typing import Any, BinaryIO, Protocol
 
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """ObjectInfo is one stored object: its key, size in bytes, ETag (unquoted) and user metadata."""
+
     key: str
     size: int
     etag: str
     metadata: Mapping[str, str]
+    #: As a listing or HEAD reports it (S3 leaves it out for STANDARD).
+    storage_class: str = "STANDARD"
+    #: HEAD's `x-amz-restore` header: the state of a thaw of an archived object (see `mongobackup.glacier`).
+    restore: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,194 +48,136 @@ class UploadReceipt:
     parts: int
 
 
-class S3Storage:
-    """One bucket of an S3-compatible store."""
+@dataclass(frozen=True)
+class OpenUpload:
+    """OpenUpload is a multipart upload started and neither completed nor aborted: its parts cost storage."""
 
-    def __init__(self, client: Any, bucket: str, *, part_size: int = 8 * MIB):
-        if part_size < MIN_PART_SIZE:
-            raise ValueError(f"storage.part_size_mib: at least {MIN_PART_SIZE // MIB} MiB, got {part_size / MIB:g}")
-        self.client = client
-        self.bucket = bucket
-        self.part_size = part_size
-
-    def where(self, key: str | None = None) -> str:
-        return f"s3://{self.bucket}/{key}" if key is not None else f"s3://{self.bucket}"
-
-    def check_bucket(self) -> None:
-        """Fails fast, naming the bucket, when it is missing or not ours to write."""
-        with self.errors("check bucket"):
-            self.client.head_bucket(Bucket=self.bucket)
-
-    def open_upload(self, key: str, metadata: Mapping[str, str] | None = None) -> MultipartUpload:
-        with self.errors("start upload", key):
-            reply = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, Metadata=dict(metadata or {}), ContentType="application/pgp-encrypted"
-            )
-        return MultipartUpload(self, key, reply["UploadId"])
-
-    def head(self, key: str) -> ObjectInfo | None:
-        try:
-            reply = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise _storage_error(exc, "head", self.where(key)) from exc
-        except BotoCoreError as exc:
-            raise _storage_error(exc, "head", self.where(key)) from exc
-        return ObjectInfo(key, reply["ContentLength"], reply["ETag"].strip('"'), reply.get("Metadata", {}))
-
-    def put_json(self, key: str, document: Mapping[str, Any]) -> None:
-        body = json.dumps(document, indent=2, sort_keys=True).encode()
-        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
-        with self.errors("put", key):
-            self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, ContentMD5=md5, ContentType="application/json"
-            )
-
-    def get_json(self, key: str) -> dict[str, Any]:
-        with self.errors("get", key):
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        try:
-            return json.loads(body)
-        except ValueError as exc:
-            raise StorageError(f"{self.where(key)}: not valid JSON: {exc}") from exc
-
-    def open_read(self, key: str) -> Any:
-        """A streaming body (file-like `.read(n)`) of the object."""
-        with self.errors("get", key):
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-
-    def delete(self, key: str) -> None:
-        with self.errors("delete", key):
-            self.client.delete_object(Bucket=self.bucket, Key=key)
-
-    def list_keys(self, prefix: str) -> Iterator[ObjectInfo]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        with self.errors("list", prefix + "*"):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    yield ObjectInfo(item["Key"], item["Size"], item["ETag"].strip('"'), {})
-
-    def open_uploads(self, prefix: str = "") -> list[tuple[str, str]]:
-        """(key, upload id) of multipart uploads still open under a prefix: a failed run must leave none."""
-        with self.errors("list uploads", prefix + "*"):
-            reply = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
-        return [(u["Key"], u["UploadId"]) for u in reply.get("Uploads", [])]
-
-    def errors(self, action: str, key: str | None = None) -> _ErrorContext:
-        """A context turning botocore failures into StorageError naming the action and the object."""
-        return _ErrorContext(action, self.where(key))
+    key: str
+    upload_id: str
+    initiated: datetime
+    #: Bytes of the parts uploaded so far.
+    size: int
 
 
-class MultipartUpload:
-    """A write-only stream into one multipart upload; memory is one part buffer.
+class Upload(Protocol):
+    """A write-only stream into one object that becomes visible only on `complete()`.
 
-    Use as a context manager: leaving the block with an exception (or without `complete()`) aborts.
+    Used as a context manager: leaving the block with an exception, or without `complete()`, aborts.
     """
 
-    def __init__(self, storage: S3Storage, key: str, upload_id: str):
-        self.storage = storage
-        self.key = key
-        self.upload_id = upload_id
-        self._buffer = bytearray()
-        self._parts: list[dict[str, Any]] = []
-        self._part_md5s: list[bytes] = []
-        self._sha256 = hashlib.sha256()
-        self.size = 0
-        self.finished = False
+    key: str
+    size: int
 
     def write(self, data: bytes) -> None:
-        if self.finished:
-            raise StorageError(f"{self.storage.where(self.key)}: write after the upload finished")
-        self._sha256.update(data)
-        self.size += len(data)
-        self._buffer += data
-        while len(self._buffer) >= self._next_part_size():
-            size = self._next_part_size()
-            part = bytes(self._buffer[:size])
-            del self._buffer[:size]
-            self._send(part)
+        """Appends bytes; memory is bounded by one part, whatever the object's size."""
 
     def complete(self) -> UploadReceipt:
-        """Sends the last part and makes the object visible under its key."""
-        if self._buffer or not self._parts:
-            self._send(bytes(self._buffer))  # the last part may be small (or empty for an empty stream)
-            self._buffer = bytearray()
-        with self.storage.errors("complete upload", self.key):
-            self.storage.client.complete_multipart_upload(
-                Bucket=self.storage.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": self._parts},
-            )
-        self.finished = True
-        etag = hashlib.md5(b"".join(self._part_md5s)).hexdigest() + f"-{len(self._parts)}"
-        return UploadReceipt(self.key, self.size, self._sha256.hexdigest(), etag, len(self._parts))
+        """Makes the object visible under its key, whole; before this nothing is visible under it."""
+        ...
 
     def abort(self) -> None:
-        """Drops every uploaded part. Safe to call twice; never raises over the error that caused it."""
-        if self.finished:
-            return
-        self.finished = True
-        # If even the abort fails, the bucket's abort-incomplete-multipart lifecycle rule is the backstop.
-        with contextlib.suppress(ClientError, BotoCoreError):
-            self.storage.client.abort_multipart_upload(
-                Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id
-            )
+        """Drops every part sent; leaves no object and no open upload. Idempotent; never raises."""
 
-    def _next_part_size(self) -> int:
-        return part_size_for(len(self._parts) + 1, self.storage.part_size)
+    def __enter__(self) -> Upload: ...
 
-    def _send(self, part: bytes) -> None:
-        number = len(self._parts) + 1
-        if number > MAX_PARTS:
-            raise StorageError(f"{self.storage.where(self.key)}: more than {MAX_PARTS} parts")
-        md5 = hashlib.md5(part).digest()
-        with self.storage.errors(f"upload part {number}", self.key):
-            reply = self.storage.client.upload_part(
-                Bucket=self.storage.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=part,
-                ContentMD5=base64.b64encode(md5).decode(),
-            )
-        self._parts.append({"PartNumber": number, "ETag": reply["ETag"]})
-        self._part_md5s.append(md5)
-
-    def __enter__(self) -> MultipartUpload:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if not self.finished:
-            self.abort()
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None: ...
 
 
-class _ErrorContext:
-    """Turns botocore failures into StorageError naming the action and the object."""
+class Storage(Protocol):
+    """One bucket (or container) of an object store: the narrow interface the backup core uses."""
 
-    def __init__(self, action: str, where: str):
-        self.action = action
-        self.where = where
+    bucket: str
 
-    def __enter__(self) -> None:
-        return None
+    def where(self, key: str | None = None) -> str:
+        """The address of the bucket, or of a key in it, as messages show it: `s3://bucket/key`."""
+        ...
 
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, ClientError | BotoCoreError):
-            raise _storage_error(exc, self.action, self.where) from exc
+    def check_bucket(self) -> None:
+        """Returns when the bucket exists and is ours to use; StorageError naming it otherwise."""
+
+    def open_upload(self, key: str, metadata: Mapping[str, str] | None = None) -> Upload:
+        """Starts a streamed upload to `key`; metadata values must be ASCII (see `encode_metadata`)."""
+        ...
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object's size, ETag, metadata, storage class and thaw state; None when there is no such object."""
+        ...
+
+    def request_restore(self, key: str, days: int, retrieval: str) -> bool:
+        """Asks for a thaw of an archived object (GLACIER, DEEP_ARCHIVE) for `days` at `retrieval` (expedited,
+        standard, bulk). True when taken; False when one is already under way (nothing is asked twice)."""
+        ...
+
+    def put_json(self, key: str, document: Mapping[str, Any]) -> None:
+        """Stores a small JSON document whole (one request, checked with Content-MD5)."""
+
+    def get_json(self, key: str) -> dict[str, Any]:
+        """The JSON document under `key`; StorageError (permanent) when it is missing or not JSON."""
+        ...
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A stream of the object's bytes (`read(n)`); read failures raise StorageError naming the key."""
+        ...
+
+    def list_keys(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under `prefix`, in key order, page by page, with its storage class (metadata is not
+        listed: empty; nor is the thaw state: HEAD says it)."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Removes the object; deleting a missing key is not an error (S3 semantics)."""
+
+    def open_uploads(self, prefix: str = "") -> list[OpenUpload]:
+        """The multipart uploads still open under `prefix`, with their start time and the bytes they hold."""
+        ...
+
+    def abort_upload(self, upload: OpenUpload) -> None:
+        """Aborts an open upload (its parts are freed); one already gone is not an error."""
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+class BucketAdmin(Protocol):
+    """Bucket-level settings, for the retention flow: lifecycle rules, versioning, Object Lock.
+
+    Rules and configurations are in the shape of S3's API (boto3's dicts). A store that does not implement
+    a setting raises `errors.Unsupported` (a StorageError) naming the bucket and the store's code.
+    """
+
+    bucket: str
+
+    def where(self, key: str | None = None) -> str: ...
+
+    def lifecycle_rules(self) -> tuple[list[dict[str, Any]], str | None]:
+        """The bucket's lifecycle rules ([] when none) and its TransitionDefaultMinimumObjectSize."""
+        ...
+
+    def put_lifecycle_rules(self, rules: Sequence[Mapping[str, Any]], min_transition_size: str | None) -> None:
+        """Replaces the bucket's whole lifecycle configuration (S3 has no per-rule call)."""
+
+    def versioning(self) -> str:
+        """`Enabled`, `Suspended` or `Off`."""
+        ...
+
+    def enable_versioning(self) -> None: ...
+
+    def object_lock(self) -> dict[str, Any] | None:
+        """The Object Lock configuration, or None when the bucket has none."""
+        ...
+
+    def put_object_lock(self, configuration: Mapping[str, Any]) -> None: ...
 
 
-def _storage_error(exc: Exception, action: str, where: str) -> StorageError:
-    if isinstance(exc, ClientError):
-        code = _code(exc)
-        message = exc.response.get("Error", {}).get("Message") or code
-        if code in ("NoSuchBucket",) or (code == "404" and action == "check bucket"):
-            message = "bucket does not exist"
-        transient = code not in _PERMANENT_CODES
-        return StorageError(f"{action} {where}: {message} ({code})", transient=transient)
-    return StorageError(f"{action} {where}: {exc}", transient=True)
+#: Characters kept as they are in a metadata value; everything else is percent-encoded (RFC 3986, UTF-8).
+_METADATA_SAFE = "-_.~:/+@ "
+
+
+def encode_metadata(value: str) -> str:
+    """An ASCII form of any text for an object metadata value: UTF-8 percent-encoding (RFC 3986).
+
+    ASCII names stay readable as they are (`rs-orders`); `café-ünï` is stored as `caf%C3%A9-%C3%BCn%C3%AF`.
+    """
+    return urllib.parse.quote(value, safe=_METADATA_SAFE)
+
+
+def decode_metadata(value: str) -> str:
+    """The text `encode_metadata` encoded."""
+    return urllib.parse.unquote(value)

@@ -26,6 +26,8 @@ from typing import Literal
 import pendulum
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mongobackup.glacier import GLACIER, TRANSITION_CLASSES
+
 
 class Tier(StrEnum):
     """A retention tier; its value is the key prefix segment and the `tier` tag of events.
@@ -47,7 +49,8 @@ PRECEDENCE: tuple[Tier, ...] = (Tier.YEARLY, Tier.QUARTERLY, Tier.MONTHLY, Tier.
 #: Months whose 1st is a quarterly backup (1 January is yearly, which outranks quarterly).
 QUARTER_MONTHS = frozenset({4, 7, 10})
 
-#: Tiers that never move to Glacier: a daily backup lives a few days and Glacier bills 90 days minimum.
+#: Tiers that stay in STANDARD unless the plan says otherwise: a daily backup lives a few days and Glacier
+#: bills 90 days minimum.
 GLACIER_EXEMPT = frozenset({Tier.DAILY})
 
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -87,6 +90,9 @@ class TierPolicy(BaseModel):
     #: Days after which a backup of any tier but daily moves to Glacier. None: never (an S3 stand-in such as
     #: SeaweedFS or MinIO without a Glacier class).
     glacier_after_days: int | None = Field(default=9, ge=0)
+    #: The storage class a tier moves to after glacier_after_days, where it differs from the default (GLACIER,
+    #: i.e. Glacier Flexible Retrieval; none for daily): GLACIER_IR, DEEP_ARCHIVE, STANDARD_IA, or none.
+    transition_class: dict[Tier, str] = Field(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -115,6 +121,15 @@ class TierPolicy(BaseModel):
             raise ValueError(f"retention must be at least 1 day: {', '.join(bad)}")
         return {t: days[t] for t in Tier}  # a canonical order, whatever order the YAML used
 
+    @field_validator("transition_class")
+    @classmethod
+    def _known_classes(cls, classes: dict[Tier, str]) -> dict[Tier, str]:
+        normal = {tier: str(name).strip().upper() for tier, name in classes.items()}
+        bad = [f"{t.value}={name}" for t, name in normal.items() if name != "NONE" and name not in TRANSITION_CLASSES]
+        if bad:
+            raise ValueError(f"unknown storage class {', '.join(bad)}: use none or {', '.join(TRANSITION_CLASSES)}")
+        return {tier: ("none" if name == "NONE" else name) for tier, name in normal.items()}
+
     @model_validator(mode="after")
     def _glacier_before_expiry(self) -> TierPolicy:
         # S3 refuses a lifecycle rule whose transition is not before its expiration.
@@ -130,6 +145,13 @@ class TierPolicy(BaseModel):
                 f"glacier_after_days ({self.glacier_after_days}) must be less than the retention of "
                 f"every tier but daily: {', '.join(too_short)}"
             )
+        infrequent = [t.value for t in self.glacier_tiers() if self.storage_class_after(t) == "STANDARD_IA"]
+        if infrequent and self.glacier_after_days < 30:
+            # S3 refuses a transition to STANDARD_IA before 30 days.
+            raise ValueError(
+                f"transition_class STANDARD_IA ({', '.join(infrequent)}) needs glacier_after_days of 30 or more, "
+                f"not {self.glacier_after_days}"
+            )
         return self
 
     def tiers(self) -> Iterator[Tier]:
@@ -137,12 +159,20 @@ class TierPolicy(BaseModel):
         return iter(Tier)
 
     def glacier_tiers(self) -> list[Tier]:
-        """The tiers that move to Glacier after `glacier_after_days` (all but daily)."""
-        return [t for t in Tier if t not in GLACIER_EXEMPT]
+        """The tiers that move to another storage class after `glacier_after_days` (by default all but daily)."""
+        return [t for t in Tier if self.storage_class_after(t) is not None]
+
+    def storage_class_after(self, tier: Tier) -> str | None:
+        """The class a backup of `tier` moves to (GLACIER unless the plan says otherwise), or None if it stays."""
+        default = "none" if tier in GLACIER_EXEMPT else GLACIER
+        name = self.transition_class.get(tier, default)
+        return None if name == "none" else name
 
     def transition_days(self, tier: Tier) -> int | None:
-        """Days before a backup of `tier` moves to Glacier, or None if it never does."""
-        return None if tier in GLACIER_EXEMPT else self.glacier_after_days
+        """Days before a backup of `tier` changes storage class, or None if it never does."""
+        if self.glacier_after_days is None or self.storage_class_after(tier) is None:
+            return None
+        return self.glacier_after_days
 
     def local_time(self, when: datetime) -> datetime:
         """`when` in the policy's timezone; rejects naive datetimes, whose instant is unknowable."""

@@ -1,14 +1,14 @@
 """Prefect tasks of the backup flow: thin wrappers that add retries, hooks and logging to the core.
 
-Every task body calls one plain function of `mongobackup`. Retries apply only to transient faults (a network
-blip, a restarted primary); bad credentials, a missing bucket or an unknown GPG key fail at once.
+Every task body calls one plain function of `mongobackup`. Retries (see `tasks.retries`) apply only to
+transient faults (a network blip, a restarted primary); bad credentials, a missing bucket or an unknown GPG key
+fail at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -24,23 +24,12 @@ from mongobackup.backup import (
     verify_upload,
 )
 from mongobackup.dump import list_databases
-from mongobackup.errors import BackupError, PipelineError
+from mongobackup.errors import PipelineError
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest
 from mongobackup.plan import BackupPlan
 from mongobackup.redact import redact_text
 from tasks.resources import archive_source, encryption_for, event_sink, mongo_client, storage_for
-
-
-def is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
-    """Retry only what a retry can fix; a permanent error (auth, missing bucket, bad key) fails fast."""
-    try:
-        state.result(raise_on_failure=True)
-    except BackupError as exc:
-        return exc.transient
-    except Exception:  # an unexpected error: one more try costs little and may succeed
-        return True
-    return False
 
 
 def failure_event_hook(
@@ -82,19 +71,6 @@ def error_of(state: State) -> BaseException:
     except BaseException as exc:
         return exc
     return RuntimeError(state.message or "failed")
-
-
-def retrying(plan: BackupPlan, **options: Any) -> dict[str, Any]:
-    """Task options for a network step: exponential backoff with jitter, transient faults only."""
-    from prefect.tasks import exponential_backoff
-
-    return {
-        "retries": plan.retries.attempts,
-        "retry_delay_seconds": exponential_backoff(backoff_factor=plan.retries.backoff_s),
-        "retry_jitter_factor": plan.retries.jitter,
-        "retry_condition_fn": is_transient,
-        **options,
-    }
 
 
 @task(name="list-databases", cache_policy=NO_CACHE)

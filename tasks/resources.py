@@ -19,7 +19,8 @@ from mongobackup.keys import BackupLocation
 from mongobackup.mongodump import MongodumpDump
 from mongobackup.notify import EventSink, make_sink
 from mongobackup.plan import BackupPlan, InstancePlan
-from mongobackup.storage import MIB, S3Storage, s3_client
+from mongobackup.s3 import S3Storage, s3_client
+from mongobackup.units import MIB
 
 
 class SecretMissing(BackupError):

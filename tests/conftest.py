@@ -24,8 +24,8 @@ from devservices import (
     GpgKey,
     LocalServices,
     MongoTools,
-    create_gpg_key,
-    remove_gpg_home,
+    stop_gpg_agents_under,
+    throwaway_gpg_key,
 )
 
 #: What the `services` fixture starts. Prefect (about 10-20 s) and SeaweedFS (optional) start on demand:
@@ -131,18 +131,20 @@ def bucket(s3_client: BaseClient) -> str:
 @pytest.fixture(scope="session")
 def gpg_key() -> Iterator[GpgKey]:
     """A passphrase-less key pair (ed25519 + cv25519 encryption subkey) in its own short GnuPG home."""
-    key = create_gpg_key("Backup Test <backup@test>")
-    try:
+    with throwaway_gpg_key("Backup Test <backup@test>") as key:
         yield key
-    finally:
-        remove_gpg_home(key.home)
 
 
 @pytest.fixture(scope="session")
 def other_gpg_key() -> Iterator[GpgKey]:
     """A second, unrelated key pair in another home: for wrong-key and unknown-recipient tests."""
-    key = create_gpg_key("Other Test <other@test>")
-    try:
+    with throwaway_gpg_key("Other Test <other@test>") as key:
         yield key
-    finally:
-        remove_gpg_home(key.home)
+
+
+@pytest.fixture(autouse=True)
+def _stop_gpg_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """gpg leaves a gpg-agent running for every GnuPG home it used (a plan's gnupghome under tmp_path, an
+    empty keyring): after each test, stop those of the homes under the session's tmp folder."""
+    yield
+    stop_gpg_agents_under(tmp_path_factory.getbasetemp())

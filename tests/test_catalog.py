@@ -20,7 +20,7 @@ from mongobackup.catalog import (
 from mongobackup.errors import VerificationError
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
-from mongobackup.storage import S3Storage, s3_client
+from mongobackup.s3 import S3Storage, s3_client
 from mongobackup.tiers import Tier
 
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)

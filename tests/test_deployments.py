@@ -176,7 +176,7 @@ def test_the_oplog_deployment_archives_until_cancelled_and_commits_what_it_read(
     from prefect.client.orchestration import get_client
 
     from mongobackup.pitr.chain import scan_archive
-    from mongobackup.storage import S3Storage
+    from mongobackup.s3 import S3Storage
 
     services.start(["mongo-pitr"])
     uri = services.mongo_uri("mongo-pitr")

@@ -23,7 +23,7 @@ from mongobackup.lifecycle import (
     lifecycle_rules,
     merge_rules,
 )
-from mongobackup.storage import S3Storage, s3_client
+from mongobackup.s3 import S3Storage, s3_client
 from mongobackup.tiers import TierPolicy
 from tests.planfiles import write_plan
 
@@ -37,6 +37,7 @@ def seed_rule(tier: str, days: int, glacier: bool, prefix: str = "", rule_id: st
     }
     if glacier:
         rule["Transitions"] = [{"Days": 9, "StorageClass": "GLACIER"}]
+        rule["NoncurrentVersionTransitions"] = [{"NoncurrentDays": 9, "StorageClass": "GLACIER"}]
     rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": days}
     rule["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": 7}
     return rule
@@ -102,8 +103,20 @@ def test_generated_rules_are_the_seed_rules():
 
 def test_without_glacier_no_rule_has_transitions():
     rules = lifecycle_rules(TierPolicy(timezone="UTC", glacier_after_days=None))
-    assert all("Transitions" not in rule for rule in rules)
+    assert all("Transitions" not in rule and "NoncurrentVersionTransitions" not in rule for rule in rules)
     assert [r["Expiration"]["Days"] for r in rules] == [9, 40, 365, 2190, 43800]
+
+
+def test_transition_class_per_tier_moves_current_and_noncurrent_versions_alike():
+    policy = TierPolicy(timezone="UTC", transition_class={"weekly": "glacier_ir", "monthly": "none"})
+    rules = {r["ID"]: r for r in lifecycle_rules(policy)}
+    assert rules["mongo-backup-weekly"]["Transitions"] == [{"Days": 9, "StorageClass": "GLACIER_IR"}]
+    assert rules["mongo-backup-weekly"]["NoncurrentVersionTransitions"] == [
+        {"NoncurrentDays": 9, "StorageClass": "GLACIER_IR"}
+    ]
+    assert "Transitions" not in rules["mongo-backup-monthly"]
+    assert "NoncurrentVersionTransitions" not in rules["mongo-backup-monthly"]
+    assert rules["mongo-backup-yearly"]["Transitions"] == [{"Days": 9, "StorageClass": "GLACIER"}]
 
 
 def test_applied_to_moto_reads_back_equal_rule_by_rule(storage):

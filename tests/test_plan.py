@@ -13,14 +13,12 @@ from mongobackup.plan import BackupPlan, InfluxV1Plan, InfluxV2Plan, PlanError, 
 from mongobackup.tiers import Tier
 
 REPO = Path(__file__).parents[1]
-EXAMPLE = Path(__file__).parents[2] / "shared" / "PLAN-EXAMPLE.yaml"
+EXAMPLE = REPO / "deployments" / "plans" / "example.yaml"
 LOCAL_PLAN = REPO / "deployments" / "plans" / "local.yaml"
 
 
 @pytest.fixture(scope="module")
 def example() -> dict[str, Any]:
-    if not EXAMPLE.is_file():
-        pytest.fail(f"{EXAMPLE} is missing: the shared folder must sit beside the repository (../shared)")
     return yaml.safe_load(EXAMPLE.read_text())
 
 

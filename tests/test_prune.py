@@ -20,7 +20,7 @@ from mongobackup.errors import StorageError
 from mongobackup.inventory import scan
 from mongobackup.keys import BackupLocation
 from mongobackup.prune import Verdict, expires_at, prune
-from mongobackup.storage import S3Storage, s3_client
+from mongobackup.s3 import S3Storage, s3_client
 from mongobackup.tiers import Tier, TierPolicy
 
 POLICY = TierPolicy(timezone="Europe/London", weekly_day="monday")

@@ -33,7 +33,7 @@ from mongobackup.dump import DatabaseDump
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest
 from mongobackup.restore import RestoreOptions, restore_backup
-from mongobackup.storage import S3Storage, s3_client
+from mongobackup.s3 import S3Storage, s3_client
 from mongobackup.tiers import Tier
 from tests.dataset import load_rich_dataset, snapshot
 from tests.planfiles import write_plan

@@ -33,7 +33,7 @@ from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.dump import DumpSummary
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import DocumentDigest, IndexRecord, NamespaceRecord
-from mongobackup.storage import S3Storage
+from mongobackup.s3 import S3Storage
 from mongobackup.tiers import Tier
 from tests.test_restore import AWS_ENV, new_bucket, storage_on
 
@@ -116,7 +116,7 @@ from mongobackup.dump import open_client
 from mongobackup.inventory import StoredBackup
 from mongobackup.keys import BackupLocation
 from mongobackup.restore import drill_restore
-from mongobackup.storage import S3Storage, s3_client
+from mongobackup.s3 import S3Storage, s3_client
 
 args = json.loads(sys.argv[1])
 peak = {"self": 0.0, "children": 0.0}

@@ -28,7 +28,7 @@ from mongobackup.errors import VerificationError
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest
 from mongobackup.restore import RestoreFailed, RestoreOptions, RestoreProgress, restore_backup
-from mongobackup.storage import S3Storage
+from mongobackup.s3 import S3Storage
 from tests.planfiles import write_plan
 from tests.test_restore import database_names, decrypt_object, make_backup, new_bucket, storage_on, unique
 

@@ -22,9 +22,10 @@ from mongobackup.inventory import build_inventory
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
 from mongobackup.plan import BackupPlan
+from mongobackup.s3 import S3Storage
+from mongobackup.s3 import s3_client as make_client
 from mongobackup.status import Health, judge, read_status, stale_events
-from mongobackup.storage import ObjectInfo, S3Storage
-from mongobackup.storage import s3_client as make_client
+from mongobackup.storage import ObjectInfo
 from mongobackup.tiers import Tier
 from tests.planfiles import write_plan
 

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 
 import pytest
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 
 from mongobackup.errors import StorageError
-from mongobackup.storage import MAX_PART_SIZE, MAX_PARTS, MIB, S3Storage, part_size_for, s3_client
+from mongobackup.s3 import MAX_PART_SIZE, MAX_PARTS, S3Storage, part_size_for, s3_client
+from mongobackup.s3_errors import is_transient, storage_error
+from mongobackup.units import MIB
 
 
 @pytest.fixture
@@ -68,3 +78,39 @@ def test_json_objects_and_listing(storage):
     assert [o.key for o in storage.list_keys("a/")] == ["a/1.json", "a/2.json"]
     storage.delete("a/1.json")
     assert [o.key for o in storage.list_keys("a/")] == ["a/2.json"]
+
+
+def client_error(code: str, status: int) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (client_error("SlowDown", 503), True),
+        (client_error("InternalError", 500), True),
+        (client_error("RequestTimeout", 400), True),
+        (client_error("Throttling", 400), True),
+        (client_error("SomethingNew", 502), True),  # any 502/503/504 is the store's trouble
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), True),
+        (ReadTimeoutError(endpoint_url="http://127.0.0.1:9"), True),
+        (client_error("NotImplemented", 501), False),
+        (client_error("AccessDenied", 403), False),
+        (client_error("SomethingNew", 400), False),  # not recognised: permanent, never retried
+        (NoCredentialsError(), False),
+        (ParamValidationError(report="Non ascii characters found in S3 metadata"), False),
+    ],
+)
+def test_only_recognised_transient_causes_are_transient(error, transient):
+    assert is_transient(error) is transient
+    assert storage_error(error, "put", "b", "s3://b/k").transient is transient
+
+
+def test_an_unreachable_store_is_transient_and_named(aws_env):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    storage = S3Storage(s3_client(endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1"), "bkt")
+    with pytest.raises(StorageError) as info:
+        storage.head("k")
+    assert "s3://bkt/k" in str(info.value) and info.value.transient

@@ -254,6 +254,8 @@ def test_policy_defaults_and_lifecycle_view():
         ({"timezone": "UTC", "glacier_after_days": 40}, "", "weekly (40)"),
         ({"timezone": "UTC", "glacier_after_days": -1}, "glacier_after_days", "greater than or equal"),
         ({"timezone": "UTC", "bogus": 1}, "bogus", "not permitted"),
+        ({"timezone": "UTC", "transition_class": {"weekly": "TAPE"}}, "transition_class", "weekly=TAPE"),
+        ({"timezone": "UTC", "transition_class": {"monthly": "STANDARD_IA"}}, "", "monthly) needs"),
     ],
 )
 def test_invalid_policies_are_refused(settings, field, words):

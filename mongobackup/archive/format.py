@@ -3,7 +3,8 @@
 An archive is: MAGIC, a header document, one metadata document per namespace, TERMINATOR, then
 segments interleaved across namespaces. A data segment is a namespace header (EOF false, CRC 0), zero or
 more documents of that namespace and TERMINATOR; the end of a namespace is a header with EOF true and the
-CRC of all its documents, then TERMINATOR. See /work/shared/ARCHIVE-FORMAT.md for the facts we rely on.
+CRC of all its documents, then TERMINATOR. docs/FORMAT.md ("The mongodump archive") lists the facts
+we rely on.
 
 Field names, order and BSON types here are the ones mongo-tools' Go structs marshal to, so that the stock
 mongorestore reads what we write and we read what the stock mongodump writes:

@@ -41,7 +41,7 @@ from mongobackup.pitr.chain import chain_head, scan_archive
 from mongobackup.pitr.keys import SegmentLocation, format_ts, gap_key, instance_prefix, ts_datetime, ts_pair
 from mongobackup.pitr.segment import SegmentManifest, write_segment
 from mongobackup.pitr.settings import PitrPlan
-from mongobackup.storage import MultipartUpload, S3Storage
+from mongobackup.storage import Storage
 
 RAW = CodecOptions(document_class=RawBSONDocument)
 #: How long one getMore waits for new entries: also how quickly a stop or a due cut is noticed when idle.
@@ -100,7 +100,7 @@ class OplogArchiver:
         self,
         *,
         client: MongoClient,
-        storage: S3Storage,
+        storage: Storage,
         gpg: Gpg,
         keys: EncryptionKeys,
         instance: str,
@@ -155,10 +155,10 @@ class OplogArchiver:
         self._cut(stop)
 
     def _start(self) -> None:
-        for key, upload_id in self.storage.open_uploads(instance_prefix(self.prefix, self.instance)):
+        for upload in self.storage.open_uploads(instance_prefix(self.prefix, self.instance)):
             # Only a dead archiver of this instance leaves one: there is never more than one running.
-            self.log(f"aborting an upload a killed archiver left open: {self.storage.where(key)}")
-            MultipartUpload(self.storage, key, upload_id).abort()
+            self.log(f"aborting an upload a killed archiver left open: {self.storage.where(upload.key)}")
+            self.storage.abort_upload(upload)
         manifest = chain_head(self.storage, scan_archive(self.storage, self.prefix, self.instance))
         self.head = None if manifest is None else manifest.last
         where = "a new chain" if self.head is None else f"after {format_ts(self.head)}"

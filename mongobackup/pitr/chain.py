@@ -30,7 +30,7 @@ from mongobackup.pitr.keys import (
     ts_datetime,
 )
 from mongobackup.pitr.segment import SegmentManifest, fetch_segment, load_segment_manifest
-from mongobackup.storage import ObjectInfo, S3Storage
+from mongobackup.storage import ObjectInfo, Storage
 
 
 class OutsideWindow(BackupError):
@@ -155,12 +155,12 @@ def build_archive(listing: Iterable[ObjectInfo], prefix: str, instance: str) -> 
     )
 
 
-def scan_archive(storage: S3Storage, prefix: str, instance: str) -> OplogArchive:
+def scan_archive(storage: Storage, prefix: str, instance: str) -> OplogArchive:
     """Lists `<prefix>oplog/<instance>/`; StorageError (naming the prefix) when listing fails."""
     return build_archive(storage.list_keys(instance_prefix(prefix, instance)), prefix, instance)
 
 
-def chain_head(storage: S3Storage, archive: OplogArchive) -> SegmentManifest | None:
+def chain_head(storage: Storage, archive: OplogArchive) -> SegmentManifest | None:
     """The manifest of the newest committed segment: where an archiver resumes. None when nothing is archived."""
     newest = archive.newest
     return None if newest is None else load_segment_manifest(storage, newest.location)
@@ -171,7 +171,7 @@ def chain_at(archive: OplogArchive, ts: Timestamp) -> Chain | None:
     return next((c for c in archive.chains() if c.first <= ts <= c.last), None)
 
 
-def segments_between(storage: S3Storage, archive: OplogArchive, after: Timestamp, upto: int) -> list[SegmentManifest]:
+def segments_between(storage: Storage, archive: OplogArchive, after: Timestamp, upto: int) -> list[SegmentManifest]:
     """The manifests of the segments holding every entry after `after` up to second `upto` (inclusive), each
     checked to link to the one before; OutsideWindow (the windows printed) when the archive cannot give them."""
     chain = chain_at(archive, after)
@@ -203,7 +203,7 @@ def link_problems(manifests: Sequence[SegmentManifest]) -> list[str]:
     return problems
 
 
-def check_chain(storage: S3Storage, archive: OplogArchive, chain: Chain) -> list[str]:
+def check_chain(storage: Storage, archive: OplogArchive, chain: Chain) -> list[str]:
     """Every segment of a chain: its manifest, its link to the one before, its object's size and SHA-256.
     Returns the problems found (empty: the chain is whole); reads every object of the chain."""
     problems: list[str] = []

@@ -24,7 +24,7 @@ from mongobackup.metrics import Event
 from mongobackup.pitr.chain import OplogArchive, scan_archive
 from mongobackup.pitr.keys import ts_datetime
 from mongobackup.pitr.settings import PitrPlan
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def judge_lag(
     return rows
 
 
-def read_archives(storage: S3Storage, prefix: str, instances: Sequence[str]) -> dict[str, OplogArchive]:
+def read_archives(storage: Storage, prefix: str, instances: Sequence[str]) -> dict[str, OplogArchive]:
     """One listing of `<prefix>oplog/<instance>/` per instance."""
     return {instance: scan_archive(storage, prefix, instance) for instance in instances}
 

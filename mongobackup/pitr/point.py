@@ -31,7 +31,7 @@ from mongobackup.pitr.chain import OplogArchive, OutsideWindow, chain_at, scan_a
 from mongobackup.pitr.keys import ts_datetime
 from mongobackup.pitr.segment import SegmentManifest, read_segment
 from mongobackup.restore import ProgressCallback, RestoreOptions, RestoreResult, restore_backup
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class PointRestore:
         return int(self.point.timestamp())
 
 
-def bases(storage: S3Storage, prefix: str, instance: str, database: str) -> list[Base]:
+def bases(storage: Storage, prefix: str, instance: str, database: str) -> list[Base]:
     """The committed backups of a database that carry an oplog window, oldest first (reads their manifests)."""
     found = []
     for backup in list_backups(storage, prefix, instance, database):
@@ -106,7 +106,7 @@ def describe_windows(found: Sequence[Window]) -> str:
     return "; ".join(w.describe() for w in found) if found else "none"
 
 
-def plan_point_restore(storage: S3Storage, prefix: str, instance: str, database: str, point: datetime) -> PointRestore:
+def plan_point_restore(storage: Storage, prefix: str, instance: str, database: str, point: datetime) -> PointRestore:
     """The base and the segments a restore of `database` to `point` needs; OutsideWindow naming the windows."""
     if point.tzinfo is None:
         raise ValueError(f"--point-in-time {point.isoformat()}: give a time with a zone")
@@ -137,7 +137,7 @@ def _gaps_note(archive: OplogArchive) -> str:
 
 
 def entries_to_replay(
-    storage: S3Storage, gpg: Gpg, plan: PointRestore, *, passphrase: str | None = None
+    storage: Storage, gpg: Gpg, plan: PointRestore, *, passphrase: str | None = None
 ) -> Iterator[bytes]:
     """The archived entries after the base's end up to the point's second, in oplog order, each segment
     checked against its manifest as it is read."""
@@ -153,7 +153,7 @@ def entries_to_replay(
 
 
 def restore_to_point(
-    storage: S3Storage,
+    storage: Storage,
     gpg: Gpg,
     client: MongoClient,
     plan: PointRestore,

@@ -30,7 +30,7 @@ from mongobackup.pitr.chain import OplogArchive, StoredSegment, scan_archive
 from mongobackup.pitr.keys import OPLOG_PREFIX, gap_key, ts_datetime
 from mongobackup.plan import BackupPlan
 from mongobackup.prune import expires_at
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 from mongobackup.tiers import Tier, TierPolicy
 
 
@@ -70,7 +70,7 @@ class SegmentPruneReport:
         ]
 
 
-def needed_from(storage: S3Storage, inventory: Inventory, instance: str) -> Timestamp | None:
+def needed_from(storage: Storage, inventory: Inventory, instance: str) -> Timestamp | None:
     """The oldest consistent point among the newest committed backups of the instance's databases: segments
     ending after it are needed. None when no backup of the instance has an oplog window."""
     points = []
@@ -113,7 +113,7 @@ def condemned(
 
 
 def prune_segments(
-    storage: S3Storage,
+    storage: Storage,
     inventory: Inventory,
     policy: TierPolicy,
     instances: Sequence[str],
@@ -143,7 +143,7 @@ def oplog_rules(plan: BackupPlan) -> list[Rule]:
 
 
 def prune_plan_segments(
-    storage: S3Storage,
+    storage: Storage,
     inventory: Inventory,
     plan: BackupPlan,
     now: datetime,

@@ -13,6 +13,7 @@ while the archiver tails, and read back whole to check its hash before a byte of
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import struct
@@ -29,7 +30,7 @@ from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.errors import VerificationError
 from mongobackup.manifest import EncryptionRecord, Sizes
 from mongobackup.pitr.keys import SegmentLocation, ts_pair
-from mongobackup.storage import S3Storage
+from mongobackup.storage import Storage
 from mongobackup.streams import CountingReader, zstd_compressing_reader, zstd_decompressing_reader
 
 SEGMENT_MANIFEST_VERSION = 1
@@ -91,7 +92,7 @@ class SegmentManifest(BaseModel):
 
 
 def write_segment(
-    storage: S3Storage,
+    storage: Storage,
     gpg: Gpg,
     keys: EncryptionKeys,
     *,
@@ -140,7 +141,7 @@ def write_segment(
     return manifest
 
 
-def load_segment_manifest(storage: S3Storage, location: SegmentLocation) -> SegmentManifest:
+def load_segment_manifest(storage: Storage, location: SegmentLocation) -> SegmentManifest:
     """The manifest of a segment, checked to describe the segment its key names."""
     where = storage.where(location.manifest_key)
     manifest = SegmentManifest.from_json_dict(storage.get_json(location.manifest_key), key=where)
@@ -151,11 +152,10 @@ def load_segment_manifest(storage: S3Storage, location: SegmentLocation) -> Segm
     return manifest
 
 
-def fetch_segment(storage: S3Storage, manifest: SegmentManifest) -> bytes:
+def fetch_segment(storage: Storage, manifest: SegmentManifest) -> bytes:
     """The stored object of a segment, checked against its manifest's size and SHA-256 (before any decryption)."""
     where = storage.where(manifest.object_key)
-    body = storage.open_read(manifest.object_key)
-    with storage.errors("get", manifest.object_key):
+    with contextlib.closing(storage.open_read(manifest.object_key)) as body:
         data = body.read()
     problems = []
     if len(data) != manifest.sizes.encrypted_bytes:
@@ -168,7 +168,7 @@ def fetch_segment(storage: S3Storage, manifest: SegmentManifest) -> bytes:
 
 
 def read_segment(
-    storage: S3Storage, gpg: Gpg, manifest: SegmentManifest, *, passphrase: str | None = None
+    storage: Storage, gpg: Gpg, manifest: SegmentManifest, *, passphrase: str | None = None
 ) -> Iterator[bytes]:
     """The raw entries of a segment, in oplog order, each checked: the object's hash before decryption, the
     first and last timestamps as they come, the entry count and raw SHA-256 at the end (VerificationError)."""

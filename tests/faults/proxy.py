@@ -4,6 +4,10 @@ Requests are forwarded byte for byte to moto over a real socket; from the Nth Up
 503 SlowDown instead, as an overloaded S3 would. Everything else (abort, list, head) passes, so the test can
 check what the failed upload left behind on the real server. `down` answers every request 503, as a store
 that is down for a while.
+
+Glacier: moto finishes a RestoreObject at once. With `thaw_in_progress` the proxy shows every finished thaw
+as still under way (`x-amz-restore: ongoing-request="true"`), as S3 does for hours; `restore_requests` counts
+the RestoreObject requests that passed.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class FaultyS3Proxy:
         self.fail_budget: int | None = None  # stop failing after this many refusals (None: fail on and on)
         self.down = False  # every request answered 503, as by a store that is down
         self.failed_requests = 0
+        self.thaw_in_progress = False
+        self.restore_requests: list[str] = []  # paths of the RestoreObject requests forwarded
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,7 +49,7 @@ class FaultyS3Proxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, keep_blank_values=True)
                 part = int(query.get("partNumber", ["0"])[0])
                 if part:
                     time.sleep(proxy.part_delay_s)
@@ -55,6 +61,8 @@ class FaultyS3Proxy:
                     self.end_headers()
                     self.wfile.write(_ERROR_BODY)
                     return
+                if self.command == "POST" and "restore" in query:
+                    proxy.restore_requests.append(urllib.parse.urlsplit(self.path).path)
                 upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
                 upstream.request(self.command, self.path, body=body, headers=headers)
@@ -62,6 +70,8 @@ class FaultyS3Proxy:
                 data = reply.read()
                 self.send_response(reply.status)
                 for name, value in reply.getheaders():
+                    if name.lower() == "x-amz-restore" and proxy.thaw_in_progress:
+                        value = 'ongoing-request="true"'
                     if name.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(name, value)
                 # A HEAD reply has no body but announces the object's length: pass that on as it is.

@@ -28,7 +28,7 @@ from mongobackup.pitr.archiver import OplogArchiver
 from mongobackup.pitr.chain import OplogArchive, scan_archive
 from mongobackup.pitr.segment import load_segment_manifest, read_segment
 from mongobackup.plan import load_plan
-from mongobackup.storage import S3Storage, s3_client
+from mongobackup.s3 import S3Storage, s3_client
 from tests.planfiles import write_plan
 
 RAW = CodecOptions(document_class=RawBSONDocument)
