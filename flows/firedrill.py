@@ -10,6 +10,10 @@ Drills run one after another: the scratch server is shared and a restore is CPU-
 Each database gets an `instance_restore_drill` event and a row in the run's artifacts. The run ends Failed
 when any database failed its drill: no committed backup, a restore or verification failure, or a backup
 older than `drill.max_age_h` (an old backup is a missed backup, even if it restores).
+
+With a `pitr` section, one database (at random among those with a window) is also restored to a random
+second of its point-in-time window, its oplog chain checked segment by segment (mongobackup.pitr.drill); a
+failure there fails the run too.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from prefect.utilities.annotations import allow_failure
 
 from flows.cli import load_plan_or_report, run_flow
 from mongobackup.keys import short_run_id
+from mongobackup.pitr.drill import PointDrill
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.status import StatusRow
+from tasks import pitr as t_pitr
 from tasks import restore as t
 from tasks.restore import DrillRow
 from tasks.retries import retrying
@@ -64,9 +70,28 @@ def firedrill(plan_path: str, instances: list[str] | None = None) -> State:
         )
         drills.append((row, previous))
     _collect(drills)
+    point = _point_in_time(plan, run_id, instances, now) if plan.pitr is not None else None
     notified = _notify(plan, rows, now)
     _publish(rows, run_id, settings.max_age_h)
-    return _final_state(rows, notified)
+    state = _final_state(rows, notified)
+    if point is None or point.passed:
+        return state
+    failed = f"point-in-time drill failed: {point.describe()}"
+    return Failed(message=f"{state.message}; {failed}" if state.is_failed() else failed)
+
+
+def _point_in_time(plan: BackupPlan, run_id: str, instances: list[str] | None, now: datetime) -> PointDrill:
+    """The point-in-time drill of one database; its failure is reported, never raised over the other drills."""
+    try:
+        point = t_pitr.drill_point_in_time.with_options(**retrying(plan))(plan, run_id, instances, now.toordinal())
+    except Exception as exc:
+        point = PointDrill("*", "*", problems=[" ".join(str(exc).split())[:500] or type(exc).__name__])
+    create_markdown_artifact(markdown=point.describe(), key="restore-drill-pitr", description=f"Point-in-time {run_id}")
+    try:
+        t_pitr.notify_point_drill.with_options(**retrying(plan))(plan, point, now)
+    except Exception as exc:  # the result stands; the event is only its echo
+        get_run_logger().error("could not write the point-in-time drill event: %s", exc)
+    return point
 
 
 def _row_for(target: StatusRow, max_age_h: float) -> DrillRow:
