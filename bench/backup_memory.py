@@ -16,238 +16,46 @@ It asserts nothing about timing: it is a benchmark, not a test.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import random
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import bson
 import psutil
-from bson import Binary, ObjectId
-from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient, monitoring
 
-MB = 1 << 20
+from bench.datasets import Dataset, ensure_dataset
+from bench.harness import (
+    MB,
+    PROJECT_ROOT,
+    SAMPLE_INTERVAL_S,
+    OplogTimer,
+    checked,
+    child_env,
+    last_json_line,
+    parse_sizes,
+    sample_tree,
+    write_json,
+)
+
 DEFAULT_SIZES = (16, 128)
-#: Sizes must span at least this factor: flatness between 16 and 24 MB would prove little.
-MIN_SIZE_RATIO = 8
-SAMPLE_INTERVAL_S = 0.02
 #: The verdict's targets: the whole tree stays under TARGET_PEAK_MB, and its peak moves by at most
 #: FLAT_WITHIN_MB between the smallest and the largest database.
 TARGET_PEAK_MB = 200.0
 FLAT_WITHIN_MB = 20.0
-#: insert_many batch: SecantusDB takes about 5 MB/s, so ~2 MB batches give steady progress lines.
-BATCH_DOCUMENTS = 1000
-PROGRESS_EVERY_S = 5.0
-CHILD_TIMEOUT_S = 3600.0
 
-COLLECTION = "documents"
-#: Where a finished dataset is recorded, outside the benchmarked database so the backup does not see it.
-META_DATABASE = "bench_meta"
-#: Bump when the document shape changes, so --keep-data regenerates instead of reusing stale data.
-GENERATOR_VERSION = 1
-SEED = 20240601
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_FILE = PROJECT_ROOT / "bench" / "results" / "backup_memory.json"
 #: With --keep-data the services' state must outlive the run, so it goes under the gitignored .run/.
 KEEP_RUN_DIR = PROJECT_ROOT / ".run" / "bench-backup-memory"
 BUCKET = "bench-backup-memory"
-MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-_WORDS = (
-    "order",
-    "invoice",
-    "shipment",
-    "customer",
-    "warehouse",
-    "pallet",
-    "express",
-    "standard",
-    "refund",
-    "credit",
-    "debit",
-    "account",
-    "balance",
-    "ledger",
-    "north",
-    "south",
-    "east",
-    "west",
-    "central",
-    "priority",
-    "delayed",
-    "delivered",
-    "pending",
-    "cancelled",
-    "returned",
-    "alpha",
-    "bravo",
-    "charlie",
-    "delta",
-    "echo",
-    "foxtrot",
-    "golf",
-    "hotel",
-    "india",
-    "juliet",
-    "kilo",
-    "lima",
-    "mike",
-    "november",
-    "oscar",
-    "papa",
-    "quebec",
-    "romeo",
-    "sierra",
-    "tango",
-    "uniform",
-    "victor",
-    "whiskey",
-    "xray",
-    "yankee",
-    "zulu",
-    "the",
-    "and",
-    "with",
-    "for",
-    "from",
-    "please",
-    "note",
-    "contact",
-    "support",
-    "regarding",
-    "package",
-    "damaged",
-    "replacement",
-)
-_CITIES = ("Lisbon", "Oslo", "Quito", "Osaka", "Lagos", "Perth", "Austin", "Graz", "Turku", "Cork", "Lyon")
-_KINDS = ("order", "refund", "shipment", "invoice", "ticket")
-_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-# --- data ----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A benchmark database as it was generated (or found, with --keep-data)."""
-
-    name: str
-    target_bytes: int
-    documents: int
-    bson_bytes: int
-    reused: bool
-    seconds: float
-
-
-def make_document(rng: random.Random, seq: int) -> bytes:
-    """One encoded document of 512-4096 bytes: scalars, a nested customer, line items, text, random bytes.
-
-    A third of the target size is random bytes (incompressible); the rest is words and numbers, which zstd
-    shrinks several times, as it would real application data.
-    """
-    target = rng.randint(512, 4096)
-    doc: dict[str, Any] = {
-        "_id": ObjectId(),
-        "seq": seq,
-        "kind": rng.choice(_KINDS),
-        "amount": round(rng.uniform(0, 10_000), 2),
-        "quantity": rng.randint(1, 500),
-        "active": rng.random() < 0.5,
-        "created": _EPOCH + timedelta(seconds=seq * 37),
-        "customer": {
-            "name": f"{rng.choice(_WORDS).title()} {rng.choice(_WORDS).title()}",
-            "score": rng.random(),
-            "address": {
-                "street": f"{rng.randint(1, 999)} {rng.choice(_WORDS)} street",
-                "city": rng.choice(_CITIES),
-                "zip": f"{rng.randint(10_000, 99_999)}",
-            },
-        },
-        "tags": rng.sample(_WORDS, k=rng.randint(1, 6)),
-        "lines": [
-            {
-                "sku": f"SKU-{rng.randint(0, 99_999):05d}",
-                "qty": rng.randint(1, 9),
-                "price": round(rng.uniform(1, 500), 2),
-            }
-            for _ in range(rng.randint(1, 5))
-        ],
-        "payload": Binary(rng.randbytes(target // 3)),
-    }
-    # The "notes" element costs 12 bytes besides its text: type, "notes\0", int32 length, trailing NUL.
-    room = target - len(bson.encode(doc)) - 12
-    if room > 0:
-        words = " ".join(rng.choices(_WORDS, k=room // 5 + 1))
-        while len(words) < room:  # short words: top up rather than overshoot the size range
-            words += " " + " ".join(rng.choices(_WORDS, k=room // 5 + 1))
-        doc["notes"] = words[:room]
-    return bson.encode(doc)
-
-
-def ensure_dataset(
-    client: MongoClient, name: str, target_bytes: int, *, reuse: bool, progress: Callable[[str], None] = print
-) -> Dataset:
-    """The database `name` holding `target_bytes` of BSON: reused when `reuse` and a finished one is there."""
-    meta = client[META_DATABASE]["datasets"]
-    if reuse:
-        found = meta.find_one({"_id": name})
-        if (
-            found is not None
-            and found.get("generator") == GENERATOR_VERSION
-            and found.get("target_bytes") == target_bytes
-            and client[name][COLLECTION].estimated_document_count() == found.get("documents")
-        ):
-            progress(f"{name}: reusing {found['documents']} documents, {found['bson_bytes'] / MB:.1f} MB")
-            return Dataset(name, target_bytes, found["documents"], found["bson_bytes"], True, 0.0)
-    # The marker goes first: an interrupted generation must never look finished to a later --keep-data run.
-    meta.delete_one({"_id": name})
-    client.drop_database(name)
-    collection = client[name][COLLECTION]
-    rng = random.Random(f"{SEED}-{name}")
-    started = last_report = time.perf_counter()
-    documents = total = 0
-    while total < target_bytes:
-        batch: list[RawBSONDocument] = []
-        while len(batch) < BATCH_DOCUMENTS and total < target_bytes:
-            raw = make_document(rng, documents)
-            batch.append(RawBSONDocument(raw))  # inserted as the very bytes we counted
-            documents += 1
-            total += len(raw)
-        collection.insert_many(batch, ordered=True)
-        now = time.perf_counter()
-        if now - last_report >= PROGRESS_EVERY_S or total >= target_bytes:
-            last_report = now
-            progress(
-                f"{name}: {total / MB:6.1f}/{target_bytes / MB:.0f} MB, {documents} documents, "
-                f"{total / MB / (now - started):.1f} MB/s"
-            )
-    seconds = time.perf_counter() - started
-    meta.replace_one(
-        {"_id": name},
-        {
-            "_id": name,
-            "generator": GENERATOR_VERSION,
-            "target_bytes": target_bytes,
-            "documents": documents,
-            "bson_bytes": total,
-        },
-        upsert=True,
-    )
-    return Dataset(name, target_bytes, documents, total, False, round(seconds, 1))
 
 
 # --- the child: one backup -------------------------------------------------------------------------------------
@@ -295,7 +103,7 @@ def run_backup(target: BackupTarget) -> dict[str, Any]:
     from mongobackup.s3 import S3Storage, s3_client
     from mongobackup.tiers import Tier
 
-    oplog = _OplogTimer()
+    oplog = OplogTimer()
     monitoring.register(oplog)  # before the client exists: pymongo copies the listeners when it is created
     client = open_client(target.uri)
     storage = S3Storage(s3_client(endpoint_url=target.endpoint, region="us-east-1"), target.bucket)
@@ -343,29 +151,6 @@ def run_backup(target: BackupTarget) -> dict[str, Any]:
     }
 
 
-class _OplogTimer(monitoring.CommandListener):
-    """Sums the time of commands on local.oplog.rs: SecantusDB answers them by scanning its whole oplog
-    (seconds each), which says why the dump stage of a small database can take as long as a large one's."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._pending: set[int] = set()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        # find names the collection under its own key, getMore under "collection".
-        collection = event.command.get("collection" if event.command_name == "getMore" else event.command_name)
-        if event.database_name == "local" and collection == "oplog.rs":
-            self._pending.add(event.request_id)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        if event.request_id in self._pending:
-            self._pending.discard(event.request_id)
-            self.seconds += event.duration_micros / 1e6
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        self._pending.discard(event.request_id)
-
-
 # --- the parent: measure a child ---------------------------------------------------------------------------
 
 
@@ -407,15 +192,9 @@ def measure_backup(target: BackupTarget, *, size_mb: float, run: int = 1, interv
     The tree is the child python and its descendants (the gpg it spawns); the gpg-agent daemonizes away
     from it, and public-key encryption does not need the agent anyway.
     """
-    env = {**os.environ, **MOTO_ENV}
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        env.pop(name, None)  # the dummy moto credentials only, never a profile of the machine
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-    done = sample_tree(target.argv(), env=env, what=f"backup of {target.database}", interval_s=interval_s)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.splitlines()[-25:])
-        raise RuntimeError(f"backup child for {target.database} exited with {done.returncode}:\n{tail}")
-    report = _last_json_line(done.stdout, target.database)
+    what = f"backup child for {target.database}"
+    done = checked(sample_tree(target.argv(), env=child_env(), what=what, interval_s=interval_s), what)
+    report = last_json_line(done.stdout, what)
     return Row(
         size_mb=size_mb,
         run=run,
@@ -436,102 +215,6 @@ def measure_backup(target: BackupTarget, *, size_mb: float, run: int = 1, interv
             if k not in {"documents", "raw_bytes", "stored_bytes", "backup_s", "stage_seconds", "database"}
         },
     )
-
-
-@dataclass(frozen=True)
-class TreeRun:
-    """A child process run to its end while the RSS of its process tree was sampled (bytes, seconds)."""
-
-    returncode: int
-    wall_s: float  # the whole child process, start-up included
-    peak_tree: int  # the largest root + descendants seen in one sample
-    peak_root: int
-    peak_descendants: int
-    samples: int
-    stdout: str
-    stderr: str
-
-
-def sample_tree(
-    argv: Sequence[str],
-    *,
-    env: dict[str, str],
-    what: str,
-    cwd: Path = PROJECT_ROOT,
-    interval_s: float = SAMPLE_INTERVAL_S,
-    timeout_s: float = CHILD_TIMEOUT_S,
-    on_sample: Callable[[psutil.Process], None] | None = None,
-) -> TreeRun:
-    """Runs `argv` to its end, sampling the RSS of its process tree every `interval_s`.
-
-    `on_sample` gets the root process at every sample, for a caller that watches more than memory (the
-    comparative benchmark probes disk use there). `what` names the child in a timeout error.
-    """
-    peak_tree = peak_root = peak_other = 0
-    samples = 0
-    # Files, not pipes: nothing reads them while sampling, and a chatty child must never block on a full pipe.
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=out, stderr=err)
-        try:
-            root = psutil.Process(proc.pid)
-            # Popen returns once the child has exec'd: this is its own program (for a python child, what
-            # sys.executable resolves to), which a descendant shows only between its fork and its exec.
-            root_exe = _exe_of(root)
-            next_tick = started
-            while proc.poll() is None:
-                if time.perf_counter() - started > timeout_s:
-                    raise TimeoutError(f"{what} still running after {timeout_s:.0f} s")
-                root_rss, other_rss = _tree_rss(root, root_exe)
-                if root_rss:
-                    samples += 1
-                    peak_root = max(peak_root, root_rss)
-                    peak_other = max(peak_other, other_rss)
-                    peak_tree = max(peak_tree, root_rss + other_rss)
-                    if on_sample is not None:
-                        on_sample(root)
-                next_tick += interval_s
-                time.sleep(max(0.0, next_tick - time.perf_counter()))
-        finally:
-            if proc.poll() is None:  # our own child, by its PID: a timeout or Ctrl-C must not orphan it
-                proc.kill()
-                proc.wait()
-        wall = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    return TreeRun(proc.returncode, wall, peak_tree, peak_root, peak_other, samples, stdout, stderr)
-
-
-def _exe_of(proc: psutil.Process) -> str:
-    try:
-        return proc.exe()
-    except psutil.Error:  # already gone: the sampling loop will not run
-        return ""
-
-
-def _tree_rss(root: psutil.Process, root_exe: str) -> tuple[int, int]:
-    """(RSS of the root, summed RSS of its descendants) in bytes; (0, 0) once the root is gone."""
-    try:
-        python_rss = root.memory_info().rss
-        descendants = root.children(recursive=True)
-    except psutil.Error:  # exited (or a zombie) between poll() and here
-        return 0, 0
-    other = 0
-    for proc in descendants:
-        with contextlib.suppress(psutil.Error):  # gpg finished between listing and reading it
-            # Between fork and exec a child still shows python's pages (shared, not new memory): counting
-            # them would double the tree for one sample. Such a child still has python's executable.
-            if proc.exe() != root_exe:
-                other += proc.memory_info().rss
-    return python_rss, other
-
-
-def _last_json_line(stdout: str, database: str) -> dict[str, Any]:
-    for line in reversed(stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise RuntimeError(f"backup child for {database} printed no JSON report; its stdout:\n{stdout[-2000:]}")
 
 
 # --- report ------------------------------------------------------------------------------------------------
@@ -636,12 +319,6 @@ def write_results(rows: Sequence[Row], result: Verdict, path: Path = RESULTS_FIL
     write_json(path, document)
 
 
-def write_json(path: Path, document: dict[str, Any]) -> None:
-    """Writes a benchmark's results document as indented JSON, creating bench/results/ when needed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2) + "\n")
-
-
 # --- entry points ------------------------------------------------------------------------------------------
 
 
@@ -713,20 +390,6 @@ def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
     write_results(rows, result, datasets=[asdict(d) for d in datasets], total_seconds=round(total, 1))
     print(f"rows written to {RESULTS_FILE}; whole benchmark {total:.0f} s")
     return 0
-
-
-def parse_sizes(text: str, *, at_least: int = 2) -> list[int]:
-    """`--sizes` of the benchmarks: comma-separated whole MB, at least `at_least` of them, spanning 8x."""
-    try:
-        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--sizes: comma-separated whole MB, got {text!r}") from None
-    if len(sizes) < at_least or sizes[0] < 1 or sizes[-1] < MIN_SIZE_RATIO * sizes[0]:
-        raise argparse.ArgumentTypeError(
-            f"--sizes: at least {at_least} sizes >= 1 MB, the largest at least {MIN_SIZE_RATIO}x the smallest, "
-            f"got {text!r}"
-        )
-    return sizes
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -29,6 +29,8 @@ ENV_NAMES: dict[str, str] = {
     "prefect": "PREFECT_API_URL",
     "prefect-worker": "PREFECT_WORKER_HEALTH_URL",
     "prefect-worker-2": "PREFECT_WORKER_2_HEALTH_URL",
+    "prefect-worker-control": "PREFECT_WORKER_CONTROL_HEALTH_URL",
+    "prefect-worker-oplog": "PREFECT_WORKER_OPLOG_HEALTH_URL",
     "seaweedfs": "SEAWEEDFS_S3_URL",
 }
 

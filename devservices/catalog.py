@@ -238,10 +238,12 @@ class PrefectServerSpec(ServiceSpec):
 
 
 class PrefectWorkerSpec(ServiceSpec):
-    """A process worker polling the local work pool; its port is the worker's health-check server.
+    """A process worker polling one queue of the local work pool, as prefect.yaml's header starts them; its port
+    is the worker's health-check server.
 
-    Each worker is named after its service and runs one flow run at a time, so that with two workers started
-    a test can see the work of one run spread over both (each flow run is labelled with its worker's name).
+    Backup workers (queue `backups`) run one flow run at a time, so that with two of them started a test sees
+    the instance runs of a fan-out spread over both (each flow run is labelled with its worker's name); the
+    control worker (queue `control`) runs the parents that wait for them, the watchdog and retention.
     """
 
     binary = "prefect"
@@ -250,6 +252,10 @@ class PrefectWorkerSpec(ServiceSpec):
     stop_timeout = 10.0  # a worker whose server is gone ignores SIGTERM: do not wait long for it
     requires = ("prefect",)
 
+    def __init__(self, name: str, queue: str, limit: int | None):
+        super().__init__(name)
+        self.queue, self.limit = queue, limit
+
     def argv(self, launch: Launch) -> list[str]:
         return [
             str(launch.binary),
@@ -257,6 +263,8 @@ class PrefectWorkerSpec(ServiceSpec):
             "start",
             "--pool",
             PREFECT_WORK_POOL,
+            "--work-queue",
+            self.queue,
             "--type",
             "process",
             "--with-healthcheck",
@@ -264,8 +272,7 @@ class PrefectWorkerSpec(ServiceSpec):
             "never",
             "--name",
             self.name,
-            "--limit",
-            "1",
+            *(["--limit", str(self.limit)] if self.limit else []),
         ]
 
     def env(self, launch: Launch) -> dict[str, str]:
@@ -367,8 +374,10 @@ SPECS: dict[str, ServiceSpec] = {
         InfluxSpec("influxdb"),
         VictoriaSpec("victoria"),
         PrefectServerSpec("prefect"),
-        PrefectWorkerSpec("prefect-worker"),
-        PrefectWorkerSpec("prefect-worker-2"),
+        PrefectWorkerSpec("prefect-worker", "backups", 1),
+        PrefectWorkerSpec("prefect-worker-2", "backups", 1),
+        PrefectWorkerSpec("prefect-worker-control", "control", None),
+        PrefectWorkerSpec("prefect-worker-oplog", "oplog", None),  # the long-running oplog archivers
         SeaweedSpec("seaweedfs"),
     )
 }

@@ -112,18 +112,22 @@ def gpg_agent_pids(home: Path) -> list[int]:
 
 
 def _gpg_agents() -> list[tuple[Path, int]]:
-    """(home, PID) of every live gpg-agent on the machine started with --homedir, as gpg starts it."""
+    """(home, PID) of every live gpg-agent on the machine started with --homedir, as gpg starts it.
+
+    Cheap enough to run after every test: only a process whose `comm` says gpg-agent has its command line read.
+    """
     agents: list[tuple[Path, int]] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
             continue
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            with open(f"/proc/{pid}/comm", "rb") as comm:
+                if comm.read() != b"gpg-agent\n":
+                    continue  # a zombie keeps its comm but has an empty cmdline: it is sorted out below
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().split(b"\0")
         except OSError:
             continue  # gone meanwhile, or not ours to read
-        if not argv or Path(os.fsdecode(argv[0])).name != "gpg-agent" or b"--homedir" not in argv:
-            continue  # a zombie's cmdline is empty: it no longer serves anything
-        home_at = argv.index(b"--homedir") + 1
-        if home_at < len(argv):
-            agents.append((Path(os.fsdecode(argv[home_at])), int(entry.name)))
+        if b"--homedir" in argv and argv.index(b"--homedir") + 1 < len(argv):
+            agents.append((Path(os.fsdecode(argv[argv.index(b"--homedir") + 1])), int(pid)))
     return agents

@@ -9,8 +9,6 @@ prefix rather than resetting a server.
 from __future__ import annotations
 
 import os
-import socket
-import uuid
 from collections.abc import Iterator
 
 import boto3
@@ -27,22 +25,13 @@ from devservices import (
     stop_gpg_agents_under,
     throwaway_gpg_key,
 )
-
-#: What the `services` fixture starts. Prefect (about 10-20 s) and SeaweedFS (optional) start on demand:
-#: `services.start(["prefect"])`, or the `prefect_api_url` / `prefect` fixtures.
-SESSION_SERVICES = ("mongo-a", "mongo-b", "mongo-scratch", "moto", "influxdb", "victoria")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
+from mongobackup.s3 import S3Storage
+from tests.helpers import AWS_ENV, SESSION_SERVICES, free_port, new_bucket, storage_on
 
 #: The session's Prefect server port, fixed before anything imports prefect. Prefect's log and event workers
 #: run in threads of their own, which see the settings of import time rather than a `temporary_settings`
 #: context: without PREFECT_API_URL in the environment from the start, they would start a throwaway server.
-PREFECT_PORT = _free_port()
+PREFECT_PORT = free_port()
 os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{PREFECT_PORT}/api"
 
 
@@ -86,14 +75,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     client from the default credential chain; no profile or session token from the machine leaks in."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    values = {
-        "AWS_ACCESS_KEY_ID": S3_TEST_CREDENTIALS["aws_access_key_id"],
-        "AWS_SECRET_ACCESS_KEY": S3_TEST_CREDENTIALS["aws_secret_access_key"],
-        "AWS_DEFAULT_REGION": S3_TEST_REGION,
-    }
-    for name, value in values.items():
+    for name, value in AWS_ENV.items():
         monkeypatch.setenv(name, value)
-    return values
+    return dict(AWS_ENV)
 
 
 @pytest.fixture(scope="session")
@@ -123,9 +107,14 @@ def s3_client(services: LocalServices) -> BaseClient:
 @pytest.fixture
 def bucket(s3_client: BaseClient) -> str:
     """A fresh, empty bucket on moto, unique to this test; its name."""
-    name = f"test-{uuid.uuid4().hex[:16]}"
-    s3_client.create_bucket(Bucket=name)
-    return name
+    return new_bucket(s3_client)
+
+
+@pytest.fixture
+def storage(services: LocalServices, bucket: str) -> S3Storage:
+    """The code under test's S3Storage on this test's bucket on moto, over a client of its own (event hooks a
+    test registers on `storage.client` stay in that test), with 5 MiB parts."""
+    return storage_on(services.url("moto"), bucket)
 
 
 @pytest.fixture(scope="session")
@@ -140,6 +129,17 @@ def other_gpg_key() -> Iterator[GpgKey]:
     """A second, unrelated key pair in another home: for wrong-key and unknown-recipient tests."""
     with throwaway_gpg_key("Other Test <other@test>") as key:
         yield key
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _default_gnupg_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """$GNUPGHOME for the session, under its tmp folder: code that falls back to it (a plan without
+    `gnupghome`) never reads or writes the user's ~/.gnupg, and its gpg-agent is stopped like the others."""
+    home = tmp_path_factory.mktemp("gnupghome")
+    home.chmod(0o700)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GNUPGHOME", str(home))
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,123 @@
-"""Plain helpers shared by the test modules (fixtures live in conftest.py): import them from here, never
-from another test module."""
+"""Plain helpers shared by the test modules; the fixtures are in conftest.py. A test module imports helpers from
+here (or from tests/planfiles.py for plans and tests/dataset.py for the rich dataset), never from another test
+module, and a helper is defined once.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import json
+import socket
+import subprocess
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+import boto3
+import httpx
+from botocore.client import BaseClient
+from pymongo import MongoClient
+
+from devservices import S3_TEST_CREDENTIALS, S3_TEST_REGION, LocalServices
+from mongobackup.backup import Compression, back_up_database, tool_version
+from mongobackup.crypto import EncryptionKeys, Gpg
+from mongobackup.dump import DatabaseDump
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
+from mongobackup.s3 import S3Storage, s3_client
+from mongobackup.tiers import Tier
+from mongobackup.units import MIB
+from tests.dataset import snapshot
+
+#: What the `services` fixture starts. Prefect (about 10-20 s) and SeaweedFS start on demand.
+SESSION_SERVICES = ("mongo-a", "mongo-b", "mongo-scratch", "moto", "influxdb", "victoria")
+
+#: The dummy moto credentials as environment variables, for code that builds its own S3 client from the
+#: default credential chain (a flow, a child process).
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": S3_TEST_CREDENTIALS["aws_access_key_id"],
+    "AWS_SECRET_ACCESS_KEY": S3_TEST_CREDENTIALS["aws_secret_access_key"],
+    "AWS_DEFAULT_REGION": S3_TEST_REGION,
+}
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses (a database, an instance, a target), so tests can share the servers."""
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- S3 ------------------------------------------------------------------------------------------------------
+
+
+def own_s3_client(endpoint_url: str) -> Any:
+    """A boto3 client of the code under test (`storage.s3_client`) with the dummy credentials given explicitly,
+    and of its own: event hooks a test registers on it stay in that test."""
+    session = boto3.Session(region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
+    return s3_client(session=session, endpoint_url=endpoint_url, region=S3_TEST_REGION)
+
+
+def storage_on(endpoint_url: str, bucket: str, *, part_size: int = 5 * MIB, **options: Any) -> S3Storage:
+    """`S3Storage` for `bucket` on the S3 server at `endpoint_url`, over a client of its own; 5 MiB parts (the
+    smallest S3 allows), so a few MB already make a multipart upload; `options` as S3Storage takes them."""
+    return S3Storage(own_s3_client(endpoint_url), bucket, part_size=part_size, **options)
+
+
+def new_bucket(s3: BaseClient) -> str:
+    """A fresh, empty bucket on the server of `s3`; its name."""
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def stored_keys(s3: BaseClient, bucket: str) -> list[str]:
+    """Every key in `bucket` (one page: tests store a few), sorted."""
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def decrypt_object(s3: BaseClient, bucket: str, key: str, gnupghome: Path) -> bytes:
+    """The plain archive inside a stored object, opened with the stock gpg and zstd command-line tools."""
+    stored = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    compressed = subprocess.run(
+        ["gpg", "--homedir", str(gnupghome), "--batch", "--quiet", "--decrypt"],
+        input=stored,
+        capture_output=True,
+        check=True,
+    ).stdout
+    return subprocess.run(["zstd", "-d", "-c", "-q"], input=compressed, capture_output=True, check=True).stdout
+
+
+# --- backups -------------------------------------------------------------------------------------------------
+
+
+def make_backup(
+    client: MongoClient,
+    storage: S3Storage,
+    gpg: Gpg,
+    instance: str,
+    database: str,
+    keys: EncryptionKeys,
+    *,
+    when: datetime | None = None,
+) -> BackupManifest:
+    """A committed daily backup made by the core functions the backup flow calls (no Prefect: fast)."""
+    when = when or datetime.now(UTC)
+    location = BackupLocation("", Tier.DAILY, instance, database, when, uuid.uuid4().hex[:8])
+    return back_up_database(
+        dump=DatabaseDump(client, instance, database, tool_version=tool_version()),
+        location=location,
+        storage=storage,
+        gpg=gpg,
+        keys=keys,
+        compression=Compression(),
+    )
 
 
 def fake_manifest(
@@ -35,3 +146,74 @@ def fake_manifest(
         encryption=EncryptionRecord(method="symmetric", cipher="AES256"),
         namespaces=[],
     )
+
+
+def assert_same(source_uri: str, source_db: str, restored_uri: str, restored_db: str) -> dict:
+    """Both databases hold the same collections, options, indexes, views and documents (byte for byte)."""
+    with MongoClient(source_uri) as source, MongoClient(restored_uri) as restored:
+        expected, actual = snapshot(source, source_db), snapshot(restored, restored_db)
+    assert sorted(actual) == sorted(expected)
+    for name in expected:
+        assert actual[name] == expected[name], f"collection {name} differs after restore"
+    return actual
+
+
+def drop(uri: str, *databases: str) -> None:
+    with MongoClient(uri) as client:
+        for name in databases:
+            client.drop_database(name)
+
+
+def database_names(uri: str) -> list[str]:
+    with MongoClient(uri) as client:
+        return client.list_database_names()
+
+
+# --- events and run results ----------------------------------------------------------------------------------
+
+
+def influxql(base_url: str, query: str, *, auth: tuple[str, str] | None = None, epoch: str | None = None) -> list:
+    """The series an InfluxQL query on the `backups` database returns ([] when it matches nothing); times as
+    RFC 3339 text, or as integers in `epoch` units ("ns")."""
+    params = {"db": "backups", "q": query, **({"epoch": epoch} if epoch else {})}
+    response = httpx.get(f"{base_url}/query", params=params, auth=auth, timeout=10)
+    response.raise_for_status()
+    result = response.json()["results"][0]
+    assert "error" not in result, f"{result['error']}: {query}"
+    return result.get("series", [])
+
+
+def influx_points(services: LocalServices, measurement: str, where: str) -> list[dict[str, Any]]:
+    """The points of `measurement` matching the InfluxQL condition `where` on the session's InfluxDB, each a
+    dict of every column (None where a point has no such field or tag)."""
+    series = influxql(services.url("influxdb"), f'SELECT * FROM "{measurement}" WHERE {where}')
+    return [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
+
+
+def vm_export(base_url: str, selector: str, expected: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """VictoriaMetrics' raw samples of `selector`, waiting until `expected` series are there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        httpx.get(f"{base_url}/internal/force_flush", timeout=10).raise_for_status()
+        response = httpx.post(f"{base_url}/api/v1/export", data={"match[]": selector}, timeout=10)
+        response.raise_for_status()
+        series = [httpx.Response(200, content=line).json() for line in response.text.splitlines() if line]
+        if len(series) >= expected or time.monotonic() > deadline:
+            return series
+        time.sleep(0.2)
+
+
+def run_artifact_rows(flow_run_id: Any) -> list[dict]:
+    """The table artifact the run published, read back from the Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["table"])
+            )
+        )
+    assert len(artifacts) == 1
+    data = artifacts[0].data
+    return json.loads(data) if isinstance(data, str) else data

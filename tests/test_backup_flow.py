@@ -11,10 +11,7 @@ import io
 import json
 import os
 import shlex
-import subprocess
-import uuid
 
-import httpx
 import pytest
 from pymongo import MongoClient
 
@@ -22,39 +19,10 @@ from flows.backup import backup, main
 from mongobackup.archive import ArchiveReader
 from mongobackup.keys import manifest_key_for
 from tests.dataset import load_rich_dataset, snapshot
+from tests.helpers import decrypt_object, influx_points, run_artifact_rows, stored_keys, unique, vm_export
 from tests.planfiles import write_plan
-from tests.test_notify import vm_export
 
 pytestmark = pytest.mark.usefixtures("aws_env")  # the flow builds its S3 client from the default chain
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def influx_points(services, measurement: str, where: str) -> list[dict]:
-    reply = httpx.get(
-        f"{services.url('influxdb')}/query",
-        params={"db": "backups", "q": f'SELECT * FROM "{measurement}" WHERE {where}'},
-    ).json()
-    series = reply["results"][0].get("series", [])
-    return [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
-
-
-def open_object(s3_client, bucket: str, key: str, gnupghome) -> bytes:
-    """The archive inside a stored object, opened with the stock gpg and zstd command-line tools."""
-    stored = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    compressed = subprocess.run(
-        ["gpg", "--homedir", str(gnupghome), "--batch", "--quiet", "--decrypt"],
-        input=stored,
-        capture_output=True,
-        check=True,
-    ).stdout
-    return subprocess.run(["zstd", "-d", "-c", "-q"], input=compressed, capture_output=True, check=True).stdout
-
-
-def stored_keys(s3_client, bucket: str) -> list[str]:
-    return sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", []))
 
 
 @pytest.fixture
@@ -99,7 +67,7 @@ def test_rich_dataset_restores_identically_with_the_real_mongorestore(
     assert counts["capped_log"] == 50 and counts["even_view"] == 0
 
     archive = tmp_path / "backup.archive"
-    archive.write_bytes(open_object(s3_client, bucket, object_key, gpg_key.home))
+    archive.write_bytes(decrypt_object(s3_client, bucket, object_key, gpg_key.home))
     assert manifest["sizes"]["raw_bytes"] == archive.stat().st_size
     mongo_tools.run("mongorestore", f"--uri={services.mongo_uri('mongo-scratch')}", f"--archive={archive}", "--drop")
 
@@ -212,22 +180,6 @@ def test_events_through_the_v2_write_api_and_the_run_artifact(services, s3_clien
     assert f"/{instance}/{database}/" in rows[0]["key"] and rows[0]["key"].endswith(".archive.zst.gpg")
 
 
-def run_artifact_rows(flow_run_id) -> list[dict]:
-    """The table artifact the run published, read back from the Prefect server."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
-
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["table"])
-            )
-        )
-    assert len(artifacts) == 1
-    data = artifacts[0].data
-    return json.loads(data) if isinstance(data, str) else data
-
-
 def test_stock_mongodump_engine_feeds_the_same_pipeline(
     services, mongo_tools, s3_client, bucket, gpg_key, prefect, tmp_path, monkeypatch
 ):
@@ -263,7 +215,7 @@ def test_stock_mongodump_engine_feeds_the_same_pipeline(
     assert records["orders"]["documents"] == 300 and records["big"]["type"] == "view"
     assert {ix["name"] for ix in records["orders"]["indexes"]} == {"_id_", "n_1"}
     assert manifest["replica_set"] == "secantus"
-    reader = ArchiveReader(io.BytesIO(open_object(s3_client, bucket, object_key, gpg_key.home)))
+    reader = ArchiveReader(io.BytesIO(decrypt_object(s3_client, bucket, object_key, gpg_key.home)))
     assert reader.header.tool_version == "100.3.1"  # written by the stock tool, stored by our pipeline
 
 

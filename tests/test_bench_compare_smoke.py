@@ -12,19 +12,10 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
-from bench.compare import (
-    SUBJECTS,
-    Bench,
-    check_targets,
-    draw_chart,
-    drop_size,
-    format_table,
-    markdown_table,
-    measure_backups,
-    measure_pipeline_alone,
-    prepare_size,
-    summarize,
-)
+from bench.compare.backups import measure_backups, measure_pipeline_alone
+from bench.compare.chart import draw_chart
+from bench.compare.report import SUBJECTS, check_targets, format_table, markdown_table, summarize
+from bench.compare.workspace import Bench, drop_size, prepare_size
 from devservices import GpgKey, LocalServices
 
 SUBJECTS_HERE = ("floor", "dump_alone", "floor_instance", "ours_db", "ours_instance")

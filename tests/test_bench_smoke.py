@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from pymongo import MongoClient
 
-from bench.backup_memory import MB, BackupTarget, ensure_dataset, format_table, measure_backup, verdict, write_results
+from bench.backup_memory import BackupTarget, format_table, measure_backup, verdict, write_results
+from bench.datasets import ensure_dataset
+from bench.harness import MB
 from devservices import GpgKey, LocalServices
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 
-from devservices import S3_TEST_CREDENTIALS, S3_TEST_REGION
 from mongobackup.catalog import (
     BackupNotFound,
     UncommittedBackup,
@@ -19,43 +17,11 @@ from mongobackup.catalog import (
 )
 from mongobackup.errors import VerificationError
 from mongobackup.keys import BackupLocation
-from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
-from mongobackup.s3 import S3Storage, s3_client
+from mongobackup.s3 import S3Storage
 from mongobackup.tiers import Tier
+from tests.helpers import fake_manifest
 
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
-
-
-def storage_for_bucket(services, bucket: str) -> S3Storage:
-    session = boto3.Session(region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
-    return S3Storage(
-        s3_client(session=session, endpoint_url=services.url("moto"), region=S3_TEST_REGION), bucket, part_size=5 << 20
-    )
-
-
-def fake_manifest(location: BackupLocation, size: int = 3) -> BackupManifest:
-    """A valid manifest for `location` (the catalog reads only what it needs; nothing here is restored)."""
-    return BackupManifest(
-        archive_format="0.1",
-        tool="mongo-backup-flows",
-        tool_version="test",
-        instance=location.instance,
-        replica_set="secantus",
-        server_version="8.2.11",
-        database=location.database,
-        tier=location.tier.value,
-        object_key=location.object_key,
-        run_id=location.run_id,
-        scheduled_at=location.taken_at,
-        started_at=location.taken_at,
-        finished_at=location.taken_at + timedelta(minutes=1),
-        compression="zstd-3",
-        sizes=Sizes(raw_bytes=size, compressed_bytes=size, encrypted_bytes=size),
-        sha256="0" * 64,
-        etag="x",
-        encryption=EncryptionRecord(method="symmetric", cipher="AES256"),
-        namespaces=[],
-    )
 
 
 def put_backup(
@@ -78,11 +44,6 @@ def at(
     prefix: str = "backups/",
 ) -> BackupLocation:
     return BackupLocation(prefix, tier, instance, database, T0 + timedelta(hours=hours), run)
-
-
-@pytest.fixture
-def storage(services, bucket) -> S3Storage:
-    return storage_for_bucket(services, bucket)
 
 
 def test_newest_committed_across_tiers_skips_uncommitted_and_orphaned(storage):

@@ -16,8 +16,8 @@ import pytest
 from pymongo import MongoClient
 
 from flows.backup import backup
+from tests.helpers import influx_points, run_artifact_rows, stored_keys
 from tests.planfiles import write_plan
-from tests.test_backup_flow import influx_points, run_artifact_rows, stored_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -52,7 +52,7 @@ def wait_final(flow_run_id, timeout: float = 240.0):
 @pytest.fixture(scope="module")
 def deployed(services, prefect) -> str:
     """The project's prefect.yaml deployed to the session's server, with two process workers polling."""
-    services.start(["prefect-worker", "prefect-worker-2"])
+    services.start(["prefect-worker", "prefect-worker-2", "prefect-worker-control"])
     prefect_cli("deploy", "--all", api_url=prefect)
     return prefect
 
@@ -122,7 +122,7 @@ def test_fan_out_spreads_instances_over_two_workers(
     from prefect.client.orchestration import get_client
 
     plan, instances, _ = two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block)
-    state = backup(plan_path=str(plan), fan_out_deployment="backup/nightly", return_state=True)
+    state = backup(plan_path=str(plan), fan_out_deployment="backup/instance", return_state=True)
     assert state.is_completed(), state.message
     assert sorted({k.split("/")[1] for k in stored_keys(s3_client, bucket)}) == sorted(instances)
     tiers = {k.split("/")[0] for k in stored_keys(s3_client, bucket)}
@@ -151,6 +151,7 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
     wanted = {f"{flow_of[d['entrypoint']]}/{d['name']}" for d in spec["deployments"]}
     assert wanted == {
         "backup/nightly",
+        "backup/instance",
         "firedrill/monthly",
         "watchdog/hourly",
         "retention/apply",
@@ -178,7 +179,7 @@ def test_the_oplog_deployment_archives_until_cancelled_and_commits_what_it_read(
     from mongobackup.pitr.chain import scan_archive
     from mongobackup.s3 import S3Storage
 
-    services.start(["mongo-pitr"])
+    services.start(["mongo-pitr", "prefect-worker-oplog"])
     uri = services.mongo_uri("mongo-pitr")
     plan = write_plan(
         tmp_path / "plan.yaml",

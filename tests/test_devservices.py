@@ -31,11 +31,10 @@ from devservices import (
     ServiceError,
 )
 from devservices.catalog import SPECS, http_status
+from tests.helpers import SESSION_SERVICES
+
 
 #: What the `services` fixture in conftest.py starts.
-SESSION_SERVICES = ("mongo-a", "mongo-b", "mongo-scratch", "moto", "influxdb", "victoria")
-
-
 def _refuses_connections(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0

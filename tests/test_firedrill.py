@@ -16,9 +16,8 @@ from flows.firedrill import main as firedrill_main
 from mongobackup.catalog import list_backups, newest_by_database
 from mongobackup.plan import load_plan
 from tasks.restore import DrillNotConfigured, drill_settings
+from tests.helpers import database_names, influx_points, run_artifact_rows, storage_on, unique
 from tests.planfiles import write_plan
-from tests.test_backup_flow import influx_points, run_artifact_rows
-from tests.test_restore import database_names, storage_on, unique
 
 
 def markdown_of(flow_run_id) -> str:
@@ -96,7 +95,7 @@ def test_the_drill_restores_every_newest_backup_and_fails_on_a_stale_or_corrupt_
         assert drill_databases(scratch) == before  # every scratch database dropped again
 
         # Corrupt the newest backup of one database and make another one's newest backup stale.
-        storage = storage_on(services, bucket)
+        storage = storage_on(services.url("moto"), bucket)
         newest = newest_by_database(list_backups(storage, "", first))
         corrupt = newest[layout[first][1][1]].object_key
         stored = bytearray(s3_client.get_object(Bucket=bucket, Key=corrupt)["Body"].read())

@@ -52,3 +52,9 @@ def test_agents_of_homes_a_run_made_are_stopped(tmp_path: Path) -> None:
     assert len(agents_under(tmp_path)) == 2
     stop_gpg_agents_under(tmp_path)
     assert agents_under(tmp_path) == []
+
+
+def test_code_that_falls_back_to_gnupghome_never_uses_the_users_keyring(tmp_path_factory) -> None:
+    home = Path(os.environ["GNUPGHOME"])
+    assert home.is_relative_to(tmp_path_factory.getbasetemp())
+    assert Gpg().home == str(home)  # a plan without gnupghome: $GNUPGHOME, not ~/.gnupg

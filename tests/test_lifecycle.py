@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import uuid
 
-import boto3
 import pytest
 
-from devservices import S3_TEST_CREDENTIALS, S3_TEST_REGION
 from flows.retention import main
 from mongobackup.lifecycle import (
     LifecycleUnsupported,
@@ -23,8 +21,9 @@ from mongobackup.lifecycle import (
     lifecycle_rules,
     merge_rules,
 )
-from mongobackup.s3 import S3Storage, s3_client
+from mongobackup.s3 import S3Storage
 from mongobackup.tiers import TierPolicy
+from tests.helpers import own_s3_client, storage_on
 from tests.planfiles import write_plan
 
 
@@ -61,17 +60,6 @@ FOREIGN_RULE = {
 }
 
 POLICY = TierPolicy(timezone="Europe/London")
-
-
-def client_for(endpoint: str):
-    """A client of our own (not the shared fixture), so event hooks registered on it stay in the test."""
-    session = boto3.Session(region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
-    return s3_client(session=session, endpoint_url=endpoint, region=S3_TEST_REGION)
-
-
-@pytest.fixture
-def storage(services, bucket) -> S3Storage:
-    return S3Storage(client_for(services.url("moto")), bucket)
 
 
 def stored_rules(storage: S3Storage) -> list[dict]:
@@ -208,7 +196,7 @@ def test_versioning_and_object_lock_on_moto(storage):
 
 def test_seaweedfs_refusal_of_transitions_points_at_prune(services):
     services.start(["seaweedfs"])
-    storage = S3Storage(client_for(services.url("seaweedfs")), f"lc-{uuid.uuid4().hex[:12]}")
+    storage = storage_on(services.url("seaweedfs"), f"lc-{uuid.uuid4().hex[:12]}")
     storage.client.create_bucket(Bucket=storage.bucket)
 
     with pytest.raises(LifecycleUnsupported) as refused:
@@ -247,7 +235,7 @@ def test_cli_dry_run_then_apply_through_the_flow(services, bucket, s3_client, aw
 def test_cli_on_seaweedfs_fails_with_the_prune_hint(services, aws_env, prefect, tmp_path, capsys):
     services.start(["seaweedfs"])
     bucket = f"lc-{uuid.uuid4().hex[:12]}"
-    client_for(services.url("seaweedfs")).create_bucket(Bucket=bucket)
+    own_s3_client(services.url("seaweedfs")).create_bucket(Bucket=bucket)
     plan = write_plan(
         tmp_path / "plan.yaml",
         instances=[{"name": "rs-a", "uri": "mongodb://127.0.0.1:1"}],

@@ -10,7 +10,6 @@ are read with `/api/v1/export` after `/internal/force_flush`: that path does not
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import uuid
@@ -26,6 +25,7 @@ from devservices import LocalServices
 from mongobackup import metrics
 from mongobackup.metrics import Event, timestamp_ns, to_line_protocol
 from mongobackup.notify import InfluxV1Sink, InfluxV2Sink, NotifyError, make_sink, public_url
+from tests.helpers import free_port, influxql, unique, vm_export
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 WHEN_NS = 1767323045123456000
@@ -37,28 +37,6 @@ TOKEN = "tok-Secr3t-v2"
 INFLUX_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string"}
 
 
-def unique_instance() -> str:
-    """A replica set name no other test writes, so tests can share the session's servers."""
-    return f"rs-{uuid.uuid4().hex[:10]}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def influxql(base_url: str, query: str, *, auth: tuple[str, str] | None = None) -> list[dict[str, Any]]:
-    """The series an InfluxQL query on `backups` returns (timestamps in ns), or [] when it matches nothing."""
-    response = httpx.get(
-        f"{base_url}/query", params={"db": "backups", "q": query, "epoch": "ns"}, auth=auth, timeout=10
-    )
-    response.raise_for_status()
-    result = response.json()["results"][0]
-    assert "error" not in result, result
-    return result.get("series", [])
-
-
 def of_instance(measurement: str, instance: str, select: str = "*") -> str:
     """InfluxQL selecting the points of one instance (single quotes and backslashes escaped)."""
     quoted = instance.replace("\\", "\\\\").replace("'", "\\'")
@@ -68,23 +46,10 @@ def of_instance(measurement: str, instance: str, select: str = "*") -> str:
 def influx_rows(base_url: str, query: str) -> list[dict[str, Any]]:
     """Rows of an InfluxQL SELECT as dicts, without the columns a point does not have (None)."""
     rows = []
-    for series in influxql(base_url, query):
+    for series in influxql(base_url, query, epoch="ns"):
         for values in series["values"]:
             rows.append({k: v for k, v in zip(series["columns"], values, strict=True) if v is not None})
     return rows
-
-
-def vm_export(base_url: str, selector: str, expected: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-    """VictoriaMetrics' raw samples of `selector`, waiting until `expected` series are there."""
-    deadline = time.monotonic() + timeout
-    while True:
-        httpx.get(f"{base_url}/internal/force_flush", timeout=10).raise_for_status()
-        response = httpx.post(f"{base_url}/api/v1/export", data={"match[]": selector}, timeout=10)
-        response.raise_for_status()
-        series = [httpx.Response(200, content=line).json() for line in response.text.splitlines() if line]
-        if len(series) >= expected or time.monotonic() > deadline:
-            return series
-        time.sleep(0.2)
 
 
 def vm_by_name(series: list[dict[str, Any]]) -> dict[tuple[str, ...], dict[str, Any]]:
@@ -265,7 +230,7 @@ def influx_url(services: LocalServices) -> str:
 
 
 def test_v1_events_read_back_with_influxql(influx_url: str):
-    rs = unique_instance()
+    rs = unique("rs")
     now = datetime.now(UTC).replace(microsecond=123456)
     events = [
         metrics.backup_completed(rs, "shop", "daily", 10_485_760, 4321, 12.25, now),
@@ -316,7 +281,7 @@ def test_v1_events_read_back_with_influxql(influx_url: str):
 
 
 def test_v1_field_types_and_tag_keys_match_the_metric_specs(influx_url: str):
-    rs = unique_instance()
+    rs = unique("rs")
     now = datetime.now(UTC)
     InfluxV1Sink(influx_url, "backups").write(
         [
@@ -333,7 +298,7 @@ def test_v1_field_types_and_tag_keys_match_the_metric_specs(influx_url: str):
 
 def test_v1_grafana_panel_query_sees_the_instance_point_for_24_hours(influx_url: str):
     sink = InfluxV1Sink(influx_url, "backups")
-    stale = unique_instance()
+    stale = unique("rs")
     sink.write(
         [
             metrics.instance_completed("rs-a", datetime.now(UTC)),
@@ -474,7 +439,7 @@ def test_v1_wrong_password_is_refused_without_echoing_it(auth_servers: dict[str,
 
 def test_v1_credentials_work_as_arguments_or_in_the_url(auth_servers: dict[str, str]):
     base = auth_servers["influxdb"]
-    rs = unique_instance()
+    rs = unique("rs")
     now = datetime.now(UTC)
     by_arguments = InfluxV1Sink(base, "backups", username="admin", password=PASSWORD)
     by_arguments.write([metrics.instance_completed(rs, now)])
@@ -505,7 +470,7 @@ def victoria_url(services: LocalServices) -> str:
 
 
 def test_v2_events_read_back_from_victoriametrics(victoria_url: str):
-    rs = unique_instance()
+    rs = unique("rs")
     now = datetime.now(UTC).replace(microsecond=250000)
     InfluxV2Sink(victoria_url, "backups-org", "backups", TOKEN).write(
         [

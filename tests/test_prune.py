@@ -12,15 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import boto3
 import pytest
 
-from devservices import S3_TEST_CREDENTIALS, S3_TEST_REGION
 from mongobackup.errors import StorageError
 from mongobackup.inventory import scan
 from mongobackup.keys import BackupLocation
 from mongobackup.prune import Verdict, expires_at, prune
-from mongobackup.s3 import S3Storage, s3_client
+from mongobackup.s3 import S3Storage
 from mongobackup.tiers import Tier, TierPolicy
 
 POLICY = TierPolicy(timezone="Europe/London", weekly_day="monday")
@@ -54,13 +52,6 @@ def tier_of(day: date) -> str:
 def kept_by_policy(taken_at: datetime, tier: str, now: datetime) -> bool:
     """S3's rule: the object goes at the first midnight UTC at least `days` after it was made."""
     return now.date() <= (taken_at.astimezone(UTC).date() + timedelta(days=RETENTION[tier]))
-
-
-@pytest.fixture
-def storage(services, bucket) -> S3Storage:
-    """A client of our own (not the shared fixture), so event hooks registered on it stay in the test."""
-    session = boto3.Session(region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
-    return S3Storage(s3_client(session=session, endpoint_url=services.url("moto"), region=S3_TEST_REGION), bucket)
 
 
 def put_backup(

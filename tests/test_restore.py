@@ -7,49 +7,32 @@ archive into another server, and read what the real mongodump writes (plain and 
 
 from __future__ import annotations
 
-import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-import boto3
 import pytest
 from bson import SON
 from pymongo import MongoClient
 
-from devservices import S3_TEST_CREDENTIALS, S3_TEST_REGION, LocalServices
 from flows.backup import backup
 from flows.restore import main
-from mongobackup.backup import (
-    Compression,
-    back_up_database,
-    tool_version,
-)
 from mongobackup.catalog import load_manifest, select_backup
-from mongobackup.crypto import EncryptionKeys, Gpg
-from mongobackup.dump import DatabaseDump
-from mongobackup.keys import BackupLocation
+from mongobackup.crypto import Gpg
 from mongobackup.manifest import BackupManifest
 from mongobackup.restore import RestoreOptions, restore_backup
-from mongobackup.s3 import S3Storage, s3_client
-from mongobackup.tiers import Tier
-from tests.dataset import load_rich_dataset, snapshot
+from tests.dataset import load_rich_dataset
+from tests.helpers import (
+    AWS_ENV,
+    assert_same,
+    database_names,
+    decrypt_object,
+    drop,
+    new_bucket,
+    storage_on,
+    unique,
+)
 from tests.planfiles import write_plan
-
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": S3_TEST_CREDENTIALS["aws_access_key_id"],
-    "AWS_SECRET_ACCESS_KEY": S3_TEST_CREDENTIALS["aws_secret_access_key"],
-    "AWS_DEFAULT_REGION": S3_TEST_REGION,
-}
-
-
-# --- helpers shared by the restore and drill tests ---------------------------------------------------------------
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="module")
@@ -61,75 +44,6 @@ def module_aws_env() -> Iterator[None]:
         for name, value in AWS_ENV.items():
             patch.setenv(name, value)
         yield
-
-
-def new_bucket(s3_client_: object) -> str:
-    name = f"test-{uuid.uuid4().hex[:16]}"
-    s3_client_.create_bucket(Bucket=name)  # type: ignore[attr-defined]
-    return name
-
-
-def storage_on(services: LocalServices, bucket: str) -> S3Storage:
-    session = boto3.Session(region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
-    return S3Storage(
-        s3_client(session=session, endpoint_url=services.url("moto"), region=S3_TEST_REGION), bucket, part_size=5 << 20
-    )
-
-
-def make_backup(
-    client: MongoClient,
-    storage: S3Storage,
-    gpg: Gpg,
-    instance: str,
-    database: str,
-    keys: EncryptionKeys,
-    *,
-    when: datetime | None = None,
-) -> BackupManifest:
-    """A committed backup made by the core functions the backup flow calls (no Prefect: fast)."""
-    when = when or datetime.now(UTC)
-    location = BackupLocation("", Tier.DAILY, instance, database, when, uuid.uuid4().hex[:8])
-    return back_up_database(
-        dump=DatabaseDump(client, instance, database, tool_version=tool_version()),
-        location=location,
-        storage=storage,
-        gpg=gpg,
-        keys=keys,
-        compression=Compression(),
-    )
-
-
-def database_names(uri: str) -> list[str]:
-    with MongoClient(uri) as client:
-        return client.list_database_names()
-
-
-def assert_same(source_uri: str, source_db: str, restored_uri: str, restored_db: str) -> dict:
-    """Both databases hold the same collections, options, indexes, views and documents (byte for byte)."""
-    with MongoClient(source_uri) as source, MongoClient(restored_uri) as restored:
-        expected, actual = snapshot(source, source_db), snapshot(restored, restored_db)
-    assert sorted(actual) == sorted(expected)
-    for name in expected:
-        assert actual[name] == expected[name], f"collection {name} differs after restore"
-    return actual
-
-
-def drop(uri: str, *databases: str) -> None:
-    with MongoClient(uri) as client:
-        for name in databases:
-            client.drop_database(name)
-
-
-def decrypt_object(s3: object, bucket: str, key: str, gnupghome: Path) -> bytes:
-    """The plain archive inside a stored object, opened with the stock gpg and zstd command-line tools."""
-    stored = s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[attr-defined]
-    compressed = subprocess.run(
-        ["gpg", "--homedir", str(gnupghome), "--batch", "--quiet", "--decrypt"],
-        input=stored,
-        capture_output=True,
-        check=True,
-    ).stdout
-    return subprocess.run(["zstd", "-d", "-c", "-q"], input=compressed, capture_output=True, check=True).stdout
 
 
 # --- one backup by the flow, for the whole module -------------------------------------------------------------
@@ -170,7 +84,7 @@ def flow_backup(services, s3_client, gpg_key, prefect, module_aws_env, tmp_path_
     try:
         state = backup(plan_path=str(plan), return_state=True)
         assert state.is_completed(), state.message
-        storage = storage_on(services, bucket)
+        storage = storage_on(services.url("moto"), bucket)
         found = select_backup(storage, "", instance, database)
         yield FlowBackup(
             plan, instance, database, source_uri, bucket, found.object_key, load_manifest(storage, found), gpg_key.home
@@ -249,7 +163,7 @@ def test_our_restore_and_the_real_mongorestore_agree(flow_backup, services, s3_c
             f"--nsTo={name}.*",
             timeout=300,
         )
-        storage = storage_on(services, flow_backup.bucket)
+        storage = storage_on(services.url("moto"), flow_backup.bucket)
         with MongoClient(ours) as client:
             result = restore_backup(
                 storage,

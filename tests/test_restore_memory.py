@@ -35,7 +35,7 @@ from mongobackup.keys import BackupLocation
 from mongobackup.manifest import DocumentDigest, IndexRecord, NamespaceRecord
 from mongobackup.s3 import S3Storage
 from mongobackup.tiers import Tier
-from tests.test_restore import AWS_ENV, new_bucket, storage_on
+from tests.helpers import AWS_ENV, new_bucket, storage_on
 
 MB = 1 << 20
 SIZES_MB = (4, 32)
@@ -174,7 +174,7 @@ def restore_in_child(services: LocalServices, bucket: str, key: str, gpg_key: Gp
 
 
 def test_restore_peak_memory_does_not_grow_with_the_backup(services, s3_client, gpg_key):
-    storage = storage_on(services, new_bucket(s3_client))
+    storage = storage_on(services.url("moto"), new_bucket(s3_client))
     rows = {
         size: restore_in_child(services, storage.bucket, store_generated(storage, gpg_key, size), gpg_key)
         for size in SIZES_MB

@@ -18,7 +18,7 @@ from pymongo import ASCENDING, MongoClient
 
 from mongobackup.oplog_replay import OplogReplayer, OplogReplayError, diff_to_updates, update_operations
 from tests.dataset import snapshot
-from tests.test_restore import unique
+from tests.helpers import unique
 
 RAW = CodecOptions(document_class=RawBSONDocument)
 

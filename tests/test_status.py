@@ -11,7 +11,6 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from pymongo import MongoClient
 
@@ -20,20 +19,15 @@ from flows.status import main as status_main
 from flows.watchdog import watchdog
 from mongobackup.inventory import build_inventory
 from mongobackup.keys import BackupLocation
-from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
+from mongobackup.manifest import BackupManifest
 from mongobackup.plan import BackupPlan
-from mongobackup.s3 import S3Storage
-from mongobackup.s3 import s3_client as make_client
 from mongobackup.status import Health, judge, read_status, stale_events
 from mongobackup.storage import ObjectInfo
 from mongobackup.tiers import Tier
+from tests.helpers import fake_manifest, influx_points, unique
 from tests.planfiles import write_plan
 
 NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 def plan_of(instances: list[dict], max_age_h: float | None = None) -> BackupPlan:
@@ -46,30 +40,6 @@ def plan_of(instances: list[dict], max_age_h: float | None = None) -> BackupPlan
     if max_age_h is not None:
         data["status"] = {"max_age_h": max_age_h}
     return BackupPlan.model_validate(data)
-
-
-def fake_manifest(location: BackupLocation, finished_at: datetime, size: int = 1234) -> BackupManifest:
-    return BackupManifest(
-        archive_format="0.1",
-        tool="mongo-backup-flows",
-        tool_version="test",
-        instance=location.instance,
-        replica_set="rs",
-        server_version="8.0",
-        database=location.database,
-        tier=location.tier.value,
-        object_key=location.object_key,
-        run_id=location.run_id,
-        scheduled_at=location.taken_at,
-        started_at=location.taken_at,
-        finished_at=finished_at,
-        compression="zstd-3",
-        sizes=Sizes(raw_bytes=size * 3, compressed_bytes=size, encrypted_bytes=size),
-        sha256="0" * 64,
-        etag="x",
-        encryption=EncryptionRecord(method="symmetric", cipher="AES256"),
-        namespaces=[],
-    )
 
 
 class Bucket:
@@ -96,7 +66,9 @@ class Bucket:
             self.listing.append(ObjectInfo(location.object_key, 1234, "etag", {}))
         if manifest:
             self.listing.append(ObjectInfo(location.manifest_key, 900, "etag", {}))
-            self.manifests[location.manifest_key] = broken or fake_manifest(location, NOW - timedelta(hours=hours_ago))
+            self.manifests[location.manifest_key] = broken or fake_manifest(
+                location, finished_at=NOW - timedelta(hours=hours_ago), size=1234, raw_bytes=3 * 1234
+            )
         return location
 
     def read(self, backup) -> BackupManifest:
@@ -171,18 +143,10 @@ def test_a_broken_newest_commit_is_red_and_named():
     assert found[("rs", "lost")].reason == f"newest manifest {lost.manifest_key} has no object beside it"
 
 
-def influx_points(services, query: str) -> list[dict]:
-    reply = httpx.get(f"{services.url('influxdb')}/query", params={"db": "backups", "q": query}, timeout=10).json()
-    series = reply["results"][0].get("series", [])
-    return [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
-
-
 def stale_points(services, instance: str) -> list[dict]:
     # Points of the watchdog may lie in the future (an injected `at`): ask for a range around now.
     return influx_points(
-        services,
-        f'SELECT * FROM "instance_backup_stale" WHERE "instance" = \'{instance}\' '
-        "AND time > now() - 7d AND time < now() + 7d",
+        services, "instance_backup_stale", f"\"instance\" = '{instance}' AND time > now() - 7d AND time < now() + 7d"
     )
 
 
@@ -277,16 +241,18 @@ def test_status_cli_refuses_a_non_positive_threshold(tmp_path, max_age):
 
 
 def test_a_manifest_in_the_bucket_that_is_not_json_or_describes_another_object_is_red(
-    services, bucket, s3_client, aws_env
+    services, bucket, storage, s3_client, aws_env
 ):
-    storage = S3Storage(make_client(endpoint_url=services.url("moto"), region="us-east-1"), bucket)
     plan = plan_of([{"name": "rs", "uri": "mongodb://h", "databases": ["garbled", "swapped"]}])
     garbled = BackupLocation("", Tier.DAILY, "rs", "garbled", NOW - timedelta(hours=2), "aaaa1111")
     swapped = BackupLocation("", Tier.DAILY, "rs", "swapped", NOW - timedelta(hours=2), "bbbb2222")
     for location in (garbled, swapped):
         s3_client.put_object(Bucket=bucket, Key=location.object_key, Body=b"x")
     s3_client.put_object(Bucket=bucket, Key=garbled.manifest_key, Body=b"{not json")
-    storage.put_json(swapped.manifest_key, fake_manifest(garbled, NOW - timedelta(hours=1)).to_json_dict())
+    storage.put_json(
+        swapped.manifest_key,
+        fake_manifest(garbled, finished_at=NOW - timedelta(hours=1), size=1234, raw_bytes=3 * 1234).to_json_dict(),
+    )
 
     found = rows(read_status(storage, plan, NOW))
     assert found[("rs", "garbled")].health is Health.RED and "not valid JSON" in found[("rs", "garbled")].reason

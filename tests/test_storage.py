@@ -21,11 +21,6 @@ from mongobackup.s3_errors import is_transient, storage_error
 from mongobackup.units import MIB
 
 
-@pytest.fixture
-def storage(services, bucket, aws_env) -> S3Storage:
-    return S3Storage(s3_client(endpoint_url=services.url("moto"), region="us-east-1"), bucket, part_size=5 * MIB)
-
-
 def test_part_sizes_cover_the_largest_s3_object_in_10000_parts():
     base = 8 * MIB
     covered = sum(part_size_for(n, base) for n in range(1, MAX_PARTS + 1))

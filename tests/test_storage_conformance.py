@@ -8,25 +8,22 @@ from __future__ import annotations
 import os
 import uuid
 
-import boto3
 import pytest
 
-from devservices import S3_TEST_CREDENTIALS, S3_TEST_REGION
 from mongobackup.errors import StorageError
-from mongobackup.s3 import S3Storage, s3_client
+from mongobackup.s3 import S3Storage
 from mongobackup.units import MIB
+from tests.helpers import storage_on
 
 SERVERS = ("moto", "seaweedfs")
 
 
-def storage_on(services, server: str, bucket: str | None = None, **options) -> S3Storage:
-    """An S3Storage on `server` with the test credentials; a fresh bucket unless one is named."""
+def storage_on_server(services, server: str, bucket: str | None = None, **options) -> S3Storage:
+    """`storage_on` the named server, started on first use; a fresh bucket unless one is named."""
     services.start([server])  # SeaweedFS starts on first use; moto is already up for the session
-    session = boto3.Session(region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
-    client = s3_client(session=session, endpoint_url=services.url(server), region=S3_TEST_REGION)
-    storage = S3Storage(client, bucket or f"conf-{uuid.uuid4().hex[:12]}", part_size=5 * MIB, **options)
+    storage = storage_on(services.url(server), bucket or f"conf-{uuid.uuid4().hex[:12]}", **options)
     if bucket is None:
-        client.create_bucket(Bucket=storage.bucket)
+        storage.client.create_bucket(Bucket=storage.bucket)
     return storage
 
 
@@ -37,7 +34,7 @@ def server(request) -> str:
 
 @pytest.fixture
 def storage(services, server) -> S3Storage:
-    return storage_on(services, server)
+    return storage_on_server(services, server)
 
 
 def test_upload_is_visible_only_after_complete(storage):
@@ -79,7 +76,7 @@ def test_head_of_a_missing_key_is_none(storage):
 
 
 def test_listing_pages_through_every_key_in_order(services, server):
-    storage = storage_on(services, server, list_page_size=2)
+    storage = storage_on_server(services, server, list_page_size=2)
     keys = [f"ls/{n:02d}-ü.json" for n in range(5)]
     for key in reversed(keys):
         storage.put_json(key, {"k": key})
@@ -110,7 +107,7 @@ def test_errors_name_bucket_and_key_and_a_missing_key_is_permanent(storage):
 
 def test_a_missing_bucket_is_permanent_and_named(services, server):
     # Only reads: SeaweedFS creates a missing bucket on the first write by an admin identity.
-    storage = storage_on(services, server, bucket=f"absent-{uuid.uuid4().hex[:10]}")
+    storage = storage_on_server(services, server, bucket=f"absent-{uuid.uuid4().hex[:10]}")
     with pytest.raises(StorageError) as checked:
         storage.check_bucket()
     assert f"{storage.where()}: bucket does not exist" in str(checked.value)

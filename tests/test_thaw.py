@@ -21,8 +21,8 @@ from flows.restore import main
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.manifest import BackupManifest
 from tests.faults.proxy import FaultyS3Proxy
+from tests.helpers import assert_same, database_names, decrypt_object, drop, make_backup, storage_on, unique
 from tests.planfiles import write_plan
-from tests.test_restore import assert_same, database_names, decrypt_object, drop, make_backup, storage_on, unique
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def cold_backup(services, s3_client, gpg_key) -> Iterator[ColdBackup]:
         client[database].accounts.insert_many([{"_id": f"acct-{i}", "open": i % 2 == 0} for i in range(40)])
         manifest = make_backup(
             client,
-            storage_on(services, bucket),
+            storage_on(services.url("moto"), bucket),
             Gpg(gpg_key.home),
             instance,
             database,

@@ -29,8 +29,8 @@ from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest
 from mongobackup.restore import RestoreFailed, RestoreOptions, RestoreProgress, restore_backup
 from mongobackup.s3 import S3Storage
+from tests.helpers import database_names, decrypt_object, make_backup, new_bucket, storage_on, unique
 from tests.planfiles import write_plan
-from tests.test_restore import database_names, decrypt_object, make_backup, new_bucket, storage_on, unique
 
 PASSPHRASE = "correct horse battery staple"
 PAYLOAD_BYTES = 24 * 1024
@@ -65,7 +65,7 @@ def backups(services, s3_client, gpg_key, tmp_path_factory) -> Backups:
                     for n in range(DOCS_PER_COLLECTION)
                 ]
             )
-        storage = storage_on(services, new_bucket(s3_client))
+        storage = storage_on(services.url("moto"), new_bucket(s3_client))
         public = make_backup(
             client, storage, Gpg(gpg_key.home), instance, database, EncryptionKeys((gpg_key.fingerprint,))
         )

@@ -1,0 +1,59 @@
+"""The comparative benchmark's command line: `python -m bench.compare [--sizes 8,24,64] [--runs 3] [--keep-data]`;
+`--child KIND --params JSON` is how the benchmark starts a measured child of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import bench.compare
+from bench.compare.children import CHILDREN
+from bench.compare.settings import DEFAULT_RUNS, DEFAULT_SIZES, KEEP_RUN_DIR, MIN_SIZES
+from bench.harness import PROJECT_ROOT, parse_sizes
+
+
+def _sizes(text: str) -> list[int]:
+    return parse_sizes(text, at_least=MIN_SIZES)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.compare", description=(bench.compare.__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=list(DEFAULT_SIZES),
+        help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 8,24,64)",
+    )
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="runs per figure (default: 3)")
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help=f"keep the services' state in {KEEP_RUN_DIR.relative_to(PROJECT_ROOT)} and reuse the databases an "
+        "earlier run generated",
+    )
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--params", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs: at least 1")
+    if args.child and not args.params:
+        parser.error("--child needs --params")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        print(json.dumps(CHILDREN[args.child](json.loads(args.params))), flush=True)
+        return 0
+    from bench.compare.run import run_benchmark  # not for a child: it needs none of it
+
+    return run_benchmark(args.sizes, args.runs, args.keep_data)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""The comparative benchmark's children: each runs in a process of its own, measured by the parent, and
+prints one JSON line (`python -m bench.compare --child KIND --params JSON`). Our one-database child is
+bench.backup_memory's."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import monitoring
+
+from bench.compare.settings import ZSTD_LEVEL, ZSTD_THREADS
+from bench.datasets import COLLECTION, SEED, make_document
+from bench.harness import MOTO_ENV, CommandTimer, OplogTimer
+
+
+def child_argv(kind: str, params: dict[str, Any]) -> list[str]:
+    """The command line of the child `kind` with its parameters."""
+    return [sys.executable, "-m", "bench.compare", "--child", kind, "--params", json.dumps(params)]
+
+
+def _child_instance(params: dict[str, Any]) -> dict[str, Any]:
+    """Backs up the instance's databases one after another as the flow does per instance (max_parallel 1):
+    transfer, verify and manifest commit per database, minus Prefect."""
+    from mongobackup.backup import (
+        Compression,
+        back_up_database,
+        tool_version,
+    )
+    from mongobackup.crypto import EncryptionKeys, Gpg
+    from mongobackup.dump import DatabaseDump, open_client
+    from mongobackup.keys import BackupLocation
+    from mongobackup.s3 import S3Storage, s3_client
+    from mongobackup.tiers import Tier
+
+    oplog, stats = OplogTimer(), CommandTimer("collStats")
+    monitoring.register(oplog)  # before the client exists: pymongo copies the listeners when it is created
+    monitoring.register(stats)
+    client = open_client(params["uri"])
+    storage = S3Storage(
+        s3_client(endpoint_url=params["endpoint"], region=MOTO_ENV["AWS_DEFAULT_REGION"]), params["bucket"]
+    )
+    gpg = Gpg(params["gnupghome"])
+    keys = EncryptionKeys((params["fingerprint"],))
+    taken_at = datetime.now(UTC)
+    run_id = uuid.uuid4().hex[:8]
+    totals = {"documents": 0, "raw_bytes": 0, "stored_bytes": 0}
+    stages: dict[str, float] = {}
+    started = time.perf_counter()
+    try:
+        for database in params["databases"]:
+            location = BackupLocation(
+                prefix=params["prefix"],
+                tier=Tier.DAILY,
+                instance="bench",
+                database=database,
+                taken_at=taken_at,
+                run_id=run_id,
+            )
+            dump = DatabaseDump(client, location.instance, database, tool_version=tool_version())
+            manifest = back_up_database(
+                dump=dump,
+                location=location,
+                storage=storage,
+                gpg=gpg,
+                keys=keys,
+                compression=Compression(level=ZSTD_LEVEL, threads=ZSTD_THREADS),
+            )
+            totals["documents"] += manifest.documents
+            totals["raw_bytes"] += manifest.sizes.raw_bytes
+            totals["stored_bytes"] += manifest.sizes.encrypted_bytes
+            for stage, seconds in manifest.stage_seconds.items():
+                stages[stage] = round(stages.get(stage, 0.0) + seconds, 3)
+        seconds = time.perf_counter() - started
+    finally:
+        client.close()
+    return {
+        **totals,
+        "backup_s": round(seconds, 3),
+        "stage_seconds": stages,
+        "oplog_query_s": round(oplog.seconds, 3),
+        "collstats_s": round(stats.seconds, 3),
+    }
+
+
+class _GeneratedArchive:
+    """An ArchiveSource over documents held in memory: the archive a dump of them would stream, no MongoDB."""
+
+    def __init__(self, documents: Sequence[bytes], database: str):
+        from mongobackup.dump import DumpSummary
+
+        self.documents = documents
+        self.database = database
+        self.summary = DumpSummary(server_version="generated")
+
+    def chunks(self) -> Iterator[bytes]:
+        from mongobackup.archive import ARCHIVE_VERSION, ArchiveHeader, ArchiveWriter, NamespaceMetadata
+
+        writer = ArchiveWriter(
+            ArchiveHeader(
+                concurrent_collections=1, version=ARCHIVE_VERSION, server_version="generated", tool_version="bench"
+            )
+        )
+        yield writer.prelude([NamespaceMetadata(self.database, COLLECTION, "", 0, "collection")])
+        yield from writer.documents(self.database, COLLECTION, self.documents)
+        yield writer.end_namespace(self.database, COLLECTION)
+        yield writer.finish()
+        self.summary.complete = True
+
+
+def _child_pipeline(params: dict[str, Any]) -> dict[str, Any]:
+    """Our zstd -> gpg -> S3 multipart path alone: transfer_database over generated documents held in memory
+    (generated before the clock starts), `runs` times."""
+    from mongobackup.backup import Compression, transfer_database
+    from mongobackup.crypto import EncryptionKeys, Gpg
+    from mongobackup.keys import BackupLocation
+    from mongobackup.s3 import S3Storage, s3_client
+    from mongobackup.tiers import Tier
+
+    rng = random.Random(f"{SEED}-pipeline-{params['size_bytes']}")
+    documents: list[bytes] = []
+    total = 0
+    while total < params["size_bytes"]:
+        documents.append(make_document(rng, len(documents)))
+        total += len(documents[-1])
+    storage = S3Storage(
+        s3_client(endpoint_url=params["endpoint"], region=MOTO_ENV["AWS_DEFAULT_REGION"]), params["bucket"]
+    )
+    gpg = Gpg(params["gnupghome"])
+    keys = EncryptionKeys((params["fingerprint"],))
+    runs = []
+    for _ in range(params["runs"]):
+        location = BackupLocation(
+            prefix=params["prefix"],
+            tier=Tier.DAILY,
+            instance="generated",
+            database="generated",
+            taken_at=datetime.now(UTC),
+            run_id=uuid.uuid4().hex[:8],
+        )
+        started = time.perf_counter()
+        outcome = transfer_database(
+            dump=_GeneratedArchive(documents, "generated"),
+            location=location,
+            storage=storage,
+            gpg=gpg,
+            keys=keys,
+            compression=Compression(level=ZSTD_LEVEL, threads=ZSTD_THREADS),
+        )
+        seconds = time.perf_counter() - started
+        storage.delete(outcome.receipt.key)  # moto keeps objects in memory
+        runs.append(
+            {
+                "seconds": round(seconds, 3),
+                "raw_bytes": outcome.raw_bytes,
+                "stored_bytes": outcome.receipt.size,
+                "stage_seconds": outcome.stage_seconds,
+            }
+        )
+    return {"documents": len(documents), "bson_bytes": total, "runs": runs}
+
+
+def _child_restore(params: dict[str, Any]) -> dict[str, Any]:
+    """One restore_backup of a committed backup into a fresh database, timed around the call."""
+    from mongobackup.crypto import Gpg
+    from mongobackup.dump import open_client
+    from mongobackup.manifest import BackupManifest
+    from mongobackup.restore import RestoreOptions, restore_backup
+    from mongobackup.s3 import S3Storage, s3_client
+
+    storage = S3Storage(
+        s3_client(endpoint_url=params["endpoint"], region=MOTO_ENV["AWS_DEFAULT_REGION"]), params["bucket"]
+    )
+    manifest = BackupManifest.from_json_dict(storage.get_json(params["manifest_key"]), key=params["manifest_key"])
+    client = open_client(params["uri"])
+    try:
+        started = time.perf_counter()
+        result = restore_backup(
+            storage,
+            params["key"],
+            Gpg(params["gnupghome"]),
+            client,
+            RestoreOptions(target_database=params["target_database"], verify=params["verify"]),
+            manifest=manifest,
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        client.close()
+    return {
+        "restore_s": round(seconds, 3),
+        "documents": result.documents,
+        "archive_bytes": result.archive_bytes,
+        "object_bytes": result.object_bytes,
+        "verdict": result.verdict.summary(),
+        "ok": result.verdict.ok,
+    }
+
+
+CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "instance": _child_instance,
+    "pipeline": _child_pipeline,
+    "restore": _child_restore,
+}

@@ -1,0 +1,224 @@
+"""One whole comparative benchmark: services up, data generated, every subject measured round-robin over
+sizes and runs, services down, then the table, targets, JSON, chart and RESULTS.md written."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from pymongo import MongoClient
+
+from bench.compare.backups import measure_backups, measure_flow, measure_pipeline_alone
+from bench.compare.chart import draw_chart
+from bench.compare.report import (
+    Measure,
+    check_targets,
+    progress_line,
+    results_document,
+    results_markdown,
+    results_text,
+    summarize,
+)
+from bench.compare.restores import measure_restores, prepare_restore_source
+from bench.compare.settings import (
+    BUCKET,
+    KEEP_RUN_DIR,
+    OPLOG_MAX_ENTRIES,
+    PUBLISHED_MD,
+    PUBLISHED_PNG,
+    RESULTS_JSON,
+    RESULTS_PNG,
+    ZSTD_LEVEL,
+    ZSTD_THREADS,
+)
+from bench.compare.workspace import Bench, delete_prefix, prepare_size
+from bench.harness import PROJECT_ROOT, write_json
+from devservices import MongoTools
+
+
+def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
+    from devservices import LocalServices, create_gpg_key, remove_gpg_home
+
+    began = time.perf_counter()
+    tempfile.gettempdir()  # fixed now: the children's TMPDIR must not become ours
+    machine = machine_info()
+    run_dir = KEEP_RUN_DIR if keep_data else Path(tempfile.mkdtemp(prefix="bench-compare-"))
+    services = LocalServices(run_dir)
+    for name in ("mongo-a", "mongo-b"):  # read by secantusd-py from its working folder, the state folder
+        services.state_dir(name).mkdir(parents=True, exist_ok=True)
+        (services.state_dir(name) / "secantusd.toml").write_text(f"[oplog]\nmax_entries = {OPLOG_MAX_ENTRIES}\n")
+    gpg_home = Path(tempfile.mkdtemp(prefix="gpg-cmp-", dir="/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="bench-compare-work-"))
+    tools = MongoTools(run_dir / "wine")
+    measures: list[Measure] = []
+    phases: dict[str, float] = {}
+    try:
+        key = create_gpg_key("Backup Compare <compare@localhost>", home=gpg_home)
+        print(f"services under {run_dir}: starting mongo-a, mongo-b, moto", flush=True)
+        services.start(["mongo-a", "mongo-b", "moto"])
+        bench = Bench(
+            source_uri=services.mongo_uri("mongo-a"),
+            restore_uri=services.mongo_uri("mongo-b"),
+            endpoint=services.url("moto"),
+            bucket=BUCKET,
+            key=key,
+            work=work,
+            tools=tools,
+        )
+        with contextlib.suppress(Exception):  # already there from an earlier --keep-data run
+            bench.s3().create_bucket(Bucket=BUCKET)
+        tools.prepare()
+        machine["wine_startup_s"] = _wine_startup(tools)
+        client: MongoClient = MongoClient(bench.source_uri)
+        try:
+            clock = time.perf_counter()
+            data = [
+                prepare_size(client, size, reuse=keep_data, progress=lambda line: print(line, flush=True))
+                for size in sizes
+            ]
+            phases["generate"] = time.perf_counter() - clock
+        finally:
+            client.close()
+
+        clock = time.perf_counter()
+        for run in range(1, runs + 1):  # round-robin: every subject and size sees the same background load
+            for size_data in data:
+                measures += measure_backups(bench, size_data, run=run, progress=_print)
+        phases["backups"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        for size in sizes:
+            for measure in measure_pipeline_alone(bench, size, runs=runs):
+                _print(progress_line(measure))
+                measures.append(measure)
+        phases["pipeline_alone"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        sources = [prepare_restore_source(bench, d.single, d.size_mb) for d in data]
+        for run in range(1, runs + 1):
+            for source in sources:
+                measures += measure_restores(bench, source, run=run, progress=_print)
+        for source in sources:
+            delete_prefix(bench, source.key.rsplit("/", 1)[0] + "/")
+        phases["restores"] = time.perf_counter() - clock
+
+        # Prefect only now, and stopped right after: its server would load the CPU under every other row.
+        clock = time.perf_counter()
+        print("starting a Prefect server for the flow runs", flush=True)
+        services.start(["prefect"])
+        bench.prefect_url = services.url("prefect")
+        try:
+            for size_data in data:
+                measure = measure_flow(bench, size_data)
+                _print(progress_line(measure))
+                measures.append(measure)
+        finally:
+            services.stop(["prefect"])
+        phases["flow"] = time.perf_counter() - clock
+    finally:
+        services.stop()
+        tools.shutdown()
+        remove_gpg_home(gpg_home)
+        shutil.rmtree(work, ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    total = time.perf_counter() - began
+    machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    machine["git_at_end"] = machine_info().get("git")  # the work tree is shared: did the code change meanwhile?
+    summaries = summarize(measures)
+    targets = check_targets(summaries)
+    print(results_text(summaries, targets, machine, sizes, runs, total))
+    finished_at = datetime.now(UTC)
+    datasets = [d for size_data in data for d in (size_data.single, *size_data.parts)]
+    document = results_document(
+        measures,
+        summaries,
+        targets,
+        machine=machine,
+        sizes=sizes,
+        runs=runs,
+        total=total,
+        phases=phases,
+        datasets=datasets,
+        finished_at=finished_at,
+    )
+    write_json(RESULTS_JSON, document)
+    draw_chart(summaries, RESULTS_PNG, title=f"bench.compare on {machine['cpu_model']} x{machine['nproc']}")
+    PUBLISHED_MD.write_text(results_markdown(summaries, targets, machine, sizes, runs, total, finished_at))
+    shutil.copyfile(RESULTS_PNG, PUBLISHED_PNG)
+    print(
+        f"\nwritten: {_rel(RESULTS_JSON)}, {_rel(RESULTS_PNG)}; published: {_rel(PUBLISHED_MD)}, "
+        f"{_rel(PUBLISHED_PNG)}; whole benchmark {total:.0f} s"
+    )
+    return 0
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(PROJECT_ROOT))
+
+
+def _wine_startup(tools: MongoTools) -> float:
+    """The median wall of `mongodump --version`: what wine adds to each stock-tool row."""
+    walls = []
+    for _ in range(3):
+        started = time.perf_counter()
+        tools.run("mongodump", "--version", stdout=subprocess.DEVNULL, timeout=120)
+        walls.append(time.perf_counter() - started)
+    return round(statistics.median(walls), 3)
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on, and what else ran: the table's header."""
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    info: dict[str, Any] = {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "oplog_max_entries": OPLOG_MAX_ENTRIES,
+        "zstd": f"level {ZSTD_LEVEL}, {ZSTD_THREADS} threads",
+    }
+    with contextlib.suppress(Exception):
+        info["gpg"] = subprocess.run(
+            ["gpg", "--version"], capture_output=True, text=True, check=False, timeout=30
+        ).stdout.splitlines()[0]
+    with contextlib.suppress(Exception):
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        ).stdout.split()
+        info["git"] = head + (" + uncommitted changes to " + ", ".join(dirty[1::2]) if dirty else "")
+    return info
