@@ -6,7 +6,7 @@
             entries at exactly that time (a transaction's share one) are skipped, being archived already.
             If it does not come first, the oplog rolled over while nobody archived it: a gap marker, an
             `instance_oplog_gap` report, and a new chain from the oldest entry still there.
-    tail    entries gather raw in memory (a segment is at most `segment_mib`); a segment is cut once its
+    tail    (tail.py) entries gather raw in memory (a segment is at most `segment_mib`); a segment is cut once its
             first entry is `segment_s` old, or when the next entry would pass `segment_mib`, and never
             between two entries with the same timestamp (the resume rule above relies on that).
     cut     raw entries -> zstd -> gpg -> S3, verified, then the manifest (see segment.py). An S3 outage is
@@ -29,9 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bson import Timestamp
-from bson.codec_options import CodecOptions
-from bson.raw_bson import RawBSONDocument
-from pymongo import CursorType, MongoClient
+from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
 from mongobackup.crypto import EncryptionKeys, Gpg
@@ -41,9 +39,9 @@ from mongobackup.pitr.chain import chain_head, scan_archive
 from mongobackup.pitr.keys import SegmentLocation, format_ts, gap_key, instance_prefix, ts_datetime, ts_pair
 from mongobackup.pitr.segment import SegmentManifest, write_segment
 from mongobackup.pitr.settings import PitrPlan
+from mongobackup.pitr.tail import OplogTail
 from mongobackup.storage import Storage
 
-RAW = CodecOptions(document_class=RawBSONDocument)
 #: How long one getMore waits for new entries: also how quickly a stop or a due cut is noticed when idle.
 AWAIT_MS = 1000
 #: Backoff between attempts to store a segment while S3 fails: doubling from the first to the last.
@@ -168,23 +166,20 @@ class OplogArchiver:
         self._cut(stop)  # a cursor always starts at the committed head, so nothing is read twice
         if self._replica_set is None:
             self._replica_set = self.client.admin.command("hello").get("setName")
-        oplog = self.client.get_database("local", codec_options=RAW).get_collection("oplog.rs")
         start = self.head
         if start is None:
-            oldest = oplog.find_one({}, projection={"ts": 1}, sort=[("$natural", 1)])
+            oldest = self.client.local["oplog.rs"].find_one({}, projection={"ts": 1}, sort=[("$natural", 1)])
             if oldest is None:
                 stop.wait(AWAIT_MS / 1000)  # an empty oplog: nothing to archive yet
                 return
             start = oldest["ts"]
-        cursor = oplog.find(
-            {"ts": {"$gte": start}}, cursor_type=CursorType.TAILABLE_AWAIT, oplog_replay=True, batch_size=1000
-        ).max_await_time_ms(AWAIT_MS)
+        tail = OplogTail(self.client, start, await_ms=AWAIT_MS)
         skip = self.head  # entries at the head's time are archived already
         checked = self.head is None
         try:
-            while cursor.alive and not stop.is_set():
-                for document in cursor:
-                    ts: Timestamp = document["ts"]
+            for batch in tail.batches():
+                for entry in batch:
+                    ts: Timestamp = entry["ts"]
                     if not checked:
                         checked = True
                         if ts != skip:
@@ -192,14 +187,15 @@ class OplogArchiver:
                             skip = None
                     if skip is not None and ts == skip:
                         continue
-                    self._take(document.raw, ts, stop)
-                    if stop.is_set():
-                        return
+                    self._take(entry.raw, ts, stop)
+                if stop.is_set():
+                    return
                 # Caught up (an empty batch): every entry visible now is read, so a due segment is whole.
-                if self._due():
+                if not batch and self._due():
                     self._cut(stop)
         finally:
-            cursor.close()
+            tail.close()
+        stop.wait(AWAIT_MS / 1000)  # the server ended the cursor: open the next one after a pause
 
     def _take(self, raw: bytes, ts: Timestamp, stop: threading.Event) -> None:
         segment = self._segment

@@ -11,14 +11,14 @@ from mongobackup.crypto import Gpg
 from mongobackup.pitr.chain import check_chain
 from mongobackup.pitr.keys import instance_prefix
 from mongobackup.pitr.segment import load_segment_manifest
-from tests.pitr.conftest import (
+from tests.helpers import unique
+from tests.pitr.helpers import (
     INSTANCE,
     ThreadedArchiver,
     archive_of,
     archived_entries,
     last_write,
     server_entries,
-    unique,
     wait_archived,
 )
 

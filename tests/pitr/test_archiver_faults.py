@@ -15,7 +15,8 @@ from pymongo import MongoClient
 from mongobackup.pitr.chain import check_chain
 from mongobackup.pitr.keys import OPLOG_PREFIX, instance_prefix
 from tests.faults.proxy import FaultyS3Proxy
-from tests.pitr.conftest import (
+from tests.helpers import influx_points, unique
+from tests.pitr.helpers import (
     INSTANCE,
     ThreadedArchiver,
     archive_of,
@@ -23,10 +24,8 @@ from tests.pitr.conftest import (
     last_write,
     pitr_plan,
     server_entries,
-    unique,
     wait_archived,
 )
-from tests.test_backup_flow import influx_points
 
 
 class Writer:
@@ -60,12 +59,24 @@ class Writer:
         self.client.close()
 
 
+def describe_difference(archived: list, expected: list) -> str:
+    """Where the archive and the oplog part ways, by timestamp: what is missing and what is doubled."""
+    got, want = Counter(e["ts"] for e in archived), Counter(e["ts"] for e in expected)
+    missing = sorted((want - got).elements())
+    doubled = sorted((got - want).elements())
+    first = next((i for i, (a, b) in enumerate(zip(archived, expected, strict=False)) if a.raw != b.raw), None)
+    return (
+        f"archive ({len(archived)} entries) and oplog ({len(expected)}) differ from index {first}: "
+        f"missing {missing[:10]}, doubled or extra {doubled[:10]}"
+    )
+
+
 def assert_nothing_lost_or_doubled(uri: str, storage, gpg_key, writer: Writer) -> None:
     """The archive equals the server's oplog over its range; every known insert is in it exactly once."""
     entries = archived_entries(storage, gpg_key)
     with MongoClient(uri) as client:
         expected = server_entries(client, entries[0]["ts"], entries[-1]["ts"])
-    assert [e.raw for e in entries] == [e.raw for e in expected], "archive and oplog differ"
+    assert [e.raw for e in entries] == [e.raw for e in expected], describe_difference(entries, expected)
     inserted = Counter(e["o"]["_id"] for e in entries if e["ns"] == f"{writer.database}.known" and e["op"] == "i")
     assert sorted(inserted) == list(range(writer.written)), "a known write is missing"
     assert set(inserted.values()) == {1}, "a known write is archived twice"
@@ -203,3 +214,29 @@ def test_an_oplog_rolled_over_while_stopped_is_a_reported_gap_and_a_new_chain(
     assert points and points[-1]["gap_s"] > 0
     assert influx_points(services, "instance_oplog_archived", since)
     assert storage.open_uploads(instance_prefix("", INSTANCE)) == []
+
+
+def test_a_mongodb_restart_under_the_archiver_resumes_the_chain_without_loss(
+    pitr_mongo, services, plan_path, storage, gpg_key
+):
+    """The server goes away under the tailing cursor and comes back (same data folder, same port)."""
+    database = unique("restart")
+    with ThreadedArchiver(plan_path) as running:
+        with MongoClient(pitr_mongo) as client:
+            client[database].before.insert_many([{"_id": n} for n in range(50)])
+            wait_archived(storage, last_write(client), running)
+        services.stop(["mongo-pitr"])
+        services.start(["mongo-pitr"])
+        with MongoClient(pitr_mongo) as client:
+            client[database].after.insert_many([{"_id": n} for n in range(50)])
+            wait_archived(storage, last_write(client), running)
+    assert any("reading the oplog failed" in line for line in running.lines), running.lines
+    entries = archived_entries(storage, gpg_key)
+    with MongoClient(pitr_mongo) as client:
+        expected = server_entries(client, entries[0]["ts"], entries[-1]["ts"])
+        client.drop_database(database)
+    assert [e.raw for e in entries] == [e.raw for e in expected]
+    ours = Counter((e["ns"], e["o"]["_id"]) for e in entries if e["ns"].startswith(f"{database}.") and e["op"] == "i")
+    assert len(ours) == 100 and set(ours.values()) == {1}
+    archive = archive_of(storage)
+    assert archive.gaps == () and len(archive.chains()) == 1

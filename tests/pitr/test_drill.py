@@ -4,21 +4,16 @@ checked segment by segment, the replay checked for stability; a damaged segment 
 from __future__ import annotations
 
 import random
-import uuid
-from datetime import UTC, datetime
 
 from bson import Timestamp
 from pymongo import MongoClient
 
-from mongobackup.backup import Compression, back_up_database, tool_version
 from mongobackup.crypto import Gpg
-from mongobackup.dump import DatabaseDump
-from mongobackup.keys import BackupLocation
 from mongobackup.pitr.drill import drill_point
 from mongobackup.plan import load_plan
-from mongobackup.tiers import Tier
 from tasks.resources import encryption_for
-from tests.pitr.conftest import INSTANCE, ThreadedArchiver, archive_of, last_write, unique, wait_archived
+from tests.helpers import make_backup, unique
+from tests.pitr.helpers import INSTANCE, ThreadedArchiver, archive_of, last_write, wait_archived
 
 
 def test_a_random_point_restores_and_checks_and_a_damaged_segment_fails_the_drill(
@@ -30,15 +25,7 @@ def test_a_random_point_restores_and_checks_and_a_damaged_segment_fails_the_dril
             with ThreadedArchiver(plan_path) as running:
                 source[database].items.insert_many([{"_id": n, "v": 0} for n in range(20)])
                 gpg, keys = encryption_for(load_plan(plan_path))
-                location = BackupLocation("", Tier.DAILY, INSTANCE, database, datetime.now(UTC), uuid.uuid4().hex[:8])
-                back_up_database(
-                    dump=DatabaseDump(source, INSTANCE, database, tool_version=tool_version()),
-                    location=location,
-                    storage=storage,
-                    gpg=gpg,
-                    keys=keys,
-                    compression=Compression(),
-                )
+                make_backup(source, storage, gpg, INSTANCE, database, keys)
                 for n in range(20):
                     source[database].items.update_one({"_id": n}, {"$inc": {"v": 1}, "$push": {"seen": n}})
                     source[database].items.delete_one({"_id": 19 - n}) if n % 5 == 0 else None

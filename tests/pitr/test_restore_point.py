@@ -6,35 +6,23 @@ window are refused with the window printed."""
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime
 
 from bson import Timestamp
 from pymongo import ASCENDING, MongoClient
 
 from flows.restore import main as restore_main
-from mongobackup.backup import Compression, back_up_database, tool_version
-from mongobackup.dump import DatabaseDump
-from mongobackup.keys import BackupLocation
 from mongobackup.plan import load_plan
-from mongobackup.tiers import Tier
 from tasks.resources import encryption_for
 from tests.dataset import snapshot
-from tests.pitr.conftest import INSTANCE, ThreadedArchiver, archive_of, last_write, unique, wait_archived
+from tests.helpers import make_backup, unique
+from tests.pitr.helpers import INSTANCE, ThreadedArchiver, archive_of, last_write, wait_archived
 
 
 def base_backup(client: MongoClient, plan_path, storage, database: str) -> None:
     """A committed backup of `database`, made by the functions the backup flow calls."""
     gpg, keys = encryption_for(load_plan(plan_path))
-    location = BackupLocation("", Tier.DAILY, INSTANCE, database, datetime.now(UTC), uuid.uuid4().hex[:8])
-    back_up_database(
-        dump=DatabaseDump(client, INSTANCE, database, tool_version=tool_version()),
-        location=location,
-        storage=storage,
-        gpg=gpg,
-        keys=keys,
-        compression=Compression(),
-    )
+    make_backup(client, storage, gpg, INSTANCE, database, keys)
 
 
 def next_second(after: Timestamp) -> None:

@@ -3,16 +3,12 @@ which never deletes a segment the newest base backup of a database needs."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from bson import Timestamp
 from pymongo import MongoClient
 
-from mongobackup.backup import Compression, back_up_database, tool_version
-from mongobackup.dump import DatabaseDump
 from mongobackup.inventory import scan
-from mongobackup.keys import BackupLocation
 from mongobackup.lifecycle import apply_lifecycle, read_rules
 from mongobackup.pitr.chain import build_archive, segments_between
 from mongobackup.pitr.keys import SegmentLocation, gap_key
@@ -22,7 +18,8 @@ from mongobackup.plan import load_plan
 from mongobackup.storage import ObjectInfo
 from mongobackup.tiers import Tier, TierPolicy
 from tasks.resources import encryption_for
-from tests.pitr.conftest import INSTANCE, ThreadedArchiver, archive_of, last_write, unique, wait_archived
+from tests.helpers import make_backup, unique
+from tests.pitr.helpers import INSTANCE, ThreadedArchiver, archive_of, last_write, wait_archived
 
 DAY = 86400
 T0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp())
@@ -76,11 +73,7 @@ def test_prune_and_lifecycle_on_a_real_bucket_keep_the_window_of_the_newest_base
                 client[database].c.insert_many([{"_id": n} for n in range(10)])
                 wait_archived(storage, last_write(client), running)
                 gpg, keys = encryption_for(plan)
-                location = BackupLocation("", Tier.DAILY, INSTANCE, database, datetime.now(UTC), uuid.uuid4().hex[:8])
-                dump = DatabaseDump(client, INSTANCE, database, tool_version=tool_version())
-                manifest = back_up_database(
-                    dump=dump, location=location, storage=storage, gpg=gpg, keys=keys, compression=Compression()
-                )
+                manifest = make_backup(client, storage, gpg, INSTANCE, database, keys)
                 client[database].c.insert_one({"_id": "after the base"})
                 wait_archived(storage, Timestamp(last_write(client).time + 1, 0), running)
         finally:

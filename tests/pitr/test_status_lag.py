@@ -18,7 +18,8 @@ from mongobackup.pitr.settings import PitrPlan
 from mongobackup.plan import load_plan
 from mongobackup.status import read_status, stale_events
 from mongobackup.storage import ObjectInfo
-from tests.pitr.conftest import INSTANCE, ThreadedArchiver, last_write, unique, wait_archived
+from tests.helpers import unique
+from tests.pitr.helpers import INSTANCE, ThreadedArchiver, last_write, wait_archived
 
 T0 = int(datetime(2026, 12, 2, 9, 0, tzinfo=UTC).timestamp())
 SETTINGS = PitrPlan(segment_s=30, max_lag_s=120)
