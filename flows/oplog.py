@@ -6,9 +6,10 @@ runs the archiver in a terminal until SIGTERM or Ctrl-C, which cut and commit th
 exits 0 (1 when that commit failed or the archiver stopped on an error that cannot heal). Logs go to stderr.
 The deployment `oplog/archiver` runs the same code as a long-running Prefect flow, one run per instance
 (the instance is a parameter); its concurrency limit of one keeps two archivers off one instance. A
-cancelled run commits the open segment too. The archiver's own loop waits out S3 and MongoDB outages;
-Prefect retries the run only when it stopped on an error (whatever it read is still in the oplog, and
-the next run resumes after the newest committed segment).
+cancelled run commits the open segment too. The archiver's own loop waits out S3 and MongoDB outages; it
+stops only on an error that cannot heal (access denied, an unknown key), and that run ends Failed (the
+failure automation of `flows.setup` notifies). Whatever it had read is still in the oplog: the next run,
+started once the cause is fixed, resumes after the newest committed segment.
 """
 
 from __future__ import annotations

@@ -129,7 +129,17 @@ class OplogArchiver:
 
     def run(self, stop: threading.Event) -> None:
         """Archives until `stop` is set, then commits the open segment. Raises on an error that cannot heal."""
-        self._start()
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                self._start()
+                break
+            except BackupError as exc:  # S3 down at start: the same patience as for a segment
+                if not exc.transient or stop.is_set():
+                    raise
+                self.log(f"reading the archive failed, again in {delay:.0f} s: {exc}")
+                stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
         delay = RETRY_FIRST_S
         while not stop.is_set():
             try:

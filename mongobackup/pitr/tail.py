@@ -1,13 +1,15 @@
 """The oplog as a stream: every entry from a timestamp on, in oplog order, through a tailable await cursor.
 
-The cursor is driven by explicit `find` / `getMore` commands rather than a driver cursor, so that the first
-batch and the ones after it can be told apart: a server may answer the `find` from one read of the oplog and
-start the cursor's tail from a later one (SecantusDB does), losing the entries committed in between. So once
-the first later batch arrives, the entries between the first batch's last and that batch's first are read
-again with a plain query (the bridge) and handed out before it. On a server without that gap (MongoDB) the
-bridge finds nothing new; either way it runs once per cursor.
+Only what a tailable cursor's `getMore` returns is trusted as it comes: a server hands those out up to the point
+below which every write has committed (its visibility point), so an entry never arrives after a later one. The
+first batch and a plain query are not so bounded on every server: SecantusDB answers them from one read of the
+oplog, which may hold a later entry while an earlier one is still committing, and it starts the cursor's tail
+from a second read, losing what committed in between. So the cursor is driven by explicit `find` / `getMore`
+commands, its first batch is dropped, and once the first later batch arrives, everything from the start up to
+that batch's first entry is read with a plain query: by then every one of those entries has committed, and
+none after them is included. On MongoDB this reads again what the first batch held; it runs once per cursor.
 
-`$gte` rather than `$gt` on `ts` everywhere: some servers answer an exclusive lower bound very slowly.
+`$gte` rather than `$gt` on `ts`: some servers answer an exclusive lower bound very slowly.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ class OplogTail:
         self._cursor_id = 0
 
     def batches(self) -> Iterator[list[RawBSONDocument]]:
-        """Until the server ends the cursor (or the caller stops iterating and closes it)."""
-        reply = self._command(
+        """Until the server ends the cursor (or the caller stops iterating and closes it). An empty batch: the
+        wait for new entries ended with none (or the catch-up has not begun yet)."""
+        self._command(
             SON(
                 [
                     ("find", "oplog.rs"),
@@ -47,11 +50,8 @@ class OplogTail:
                 ]
             )
         )
-        first = list(reply["firstBatch"])
-        yield first
-        # Exclusive after the first batch's last entry (its whole timestamp group came in one read), else
-        # inclusive from the start (the caller skips what it has).
-        bridge_from, inclusive = (first[-1]["ts"], False) if first else (self.start, True)
+        yield []
+        caught_up = False
         while self._cursor_id:
             reply = self._command(
                 SON(
@@ -64,15 +64,22 @@ class OplogTail:
                 )
             )
             batch = list(reply["nextBatch"])
-            if batch and bridge_from is not None:
-                batch = self._bridge(bridge_from, inclusive, batch[0]["ts"]) + batch
-                bridge_from = None
+            if batch and not caught_up:
+                caught_up = True
+                yield from self._before(batch[0]["ts"])
             yield batch
 
-    def _bridge(self, after: Timestamp, inclusive: bool, before: Timestamp) -> list[RawBSONDocument]:
-        """Entries the cursor's tail may have skipped: after the first batch, before its first later entry."""
-        found = self._local["oplog.rs"].find({"ts": {"$gte": after, "$lt": before}}).sort("$natural", 1)
-        return [entry for entry in found if inclusive or entry["ts"] > after]
+    def _before(self, first_tailed: Timestamp) -> Iterator[list[RawBSONDocument]]:
+        """Every entry from the start up to (not including) the cursor's first tailed one, in batches."""
+        found = self._local["oplog.rs"].find({"ts": {"$gte": self.start, "$lt": first_tailed}}).sort("$natural", 1)
+        batch: list[RawBSONDocument] = []
+        for entry in found.batch_size(BATCH_ENTRIES):
+            batch.append(entry)
+            if len(batch) == BATCH_ENTRIES:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     def _command(self, command: SON) -> RawBSONDocument:
         reply = self._local.command(command, codec_options=RAW)["cursor"]
