@@ -7,7 +7,13 @@ folder, and stops them by recorded PID. `MongoTools` runs the real mongodump/mon
 its gpg-agent at the end of a `with` block). `python -m devservices --help` is the CLI.
 """
 
-from devservices.catalog import INFLUX_DATABASE, PREFECT_WORK_POOL, S3_TEST_CREDENTIALS, S3_TEST_REGION
+from devservices.catalog import (
+    INFLUX_DATABASE,
+    PREFECT_WORK_POOL,
+    S3_READ_ONLY_CREDENTIALS,
+    S3_TEST_CREDENTIALS,
+    S3_TEST_REGION,
+)
 from devservices.gpgkeys import (
     GpgKey,
     create_gpg_key,
@@ -30,6 +36,7 @@ __all__ = [
     "DEMO_PORTS",
     "INFLUX_DATABASE",
     "PREFECT_WORK_POOL",
+    "S3_READ_ONLY_CREDENTIALS",
     "S3_TEST_CREDENTIALS",
     "S3_TEST_REGION",
     "SERVICE_NAMES",

@@ -20,6 +20,8 @@ from pathlib import Path
 
 #: Dummy credentials every local S3 stand-in (moto, SeaweedFS) accepts.
 S3_TEST_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+#: An identity SeaweedFS allows to read and list only: its writes are refused with 403 AccessDenied.
+S3_READ_ONLY_CREDENTIALS = {"aws_access_key_id": "reader", "aws_secret_access_key": "reader-secret"}
 S3_TEST_REGION = "us-east-1"
 
 #: The database the InfluxDB 1.6 stand-in is created with, where backup events are written.
@@ -320,7 +322,17 @@ class SeaweedSpec(ServiceSpec):
             ],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }
-        s3_config.write_text(json.dumps({"identities": [identity]}, indent=2))
+        reader = {
+            "name": "reader",
+            "credentials": [
+                {
+                    "accessKey": S3_READ_ONLY_CREDENTIALS["aws_access_key_id"],
+                    "secretKey": S3_READ_ONLY_CREDENTIALS["aws_secret_access_key"],
+                }
+            ],
+            "actions": ["Read", "List"],
+        }
+        s3_config.write_text(json.dumps({"identities": [identity, reader]}, indent=2))
         ports = dict(
             zip(
                 (

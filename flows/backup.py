@@ -108,10 +108,14 @@ def backup(
             plan, on_failure=[t.failure_event_hook(plan, name, None, tier.value, "preflight") for name in wanted]
         )
     )(plan)
+    # Uploads left open by a killed run: a failed sweep is logged, it does not stop the backups.
+    swept = t.abort_stale_uploads.with_options(**retrying(plan))(plan, return_state=True)
+    if not swept.is_completed():
+        logger.warning("stale open uploads not aborted: %s", _message(swept))
     listings = {
         name: t.list_instance_databases.with_options(
             **retrying(plan, on_failure=[t.failure_event_hook(plan, name, None, tier.value, "list")])
-        ).submit(plan, name)
+        ).submit(plan, name, run_id)
         for name in wanted
     }
     rows: list[BackupRow] = []

@@ -30,19 +30,19 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import pendulum
+from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
-from mongobackup.catalog import age_hours, list_backups, load_manifest, select_backup
 from mongobackup.dump import open_client
-from mongobackup.errors import BackupError
+from mongobackup.errors import BackupError, first_line
 from mongobackup.glacier import RETRIEVALS
-from mongobackup.inventory import StoredBackup
+from mongobackup.inventory import StoredBackup, age_hours, list_backups, load_manifest, select_backup
 from mongobackup.manifest import BackupManifest
 from mongobackup.pitr.chain import describe_chains, scan_archive
 from mongobackup.pitr.point import bases, describe_windows, plan_point_restore, restore_to_point, windows
 from mongobackup.plan import BackupPlan, PlanError, load_plan
-from mongobackup.redact import redact_text
+from mongobackup.redact import redact_text, redact_uri
 from mongobackup.restore import (
     DEFAULT_PARALLEL,
     RestoreOptions,
@@ -52,6 +52,7 @@ from mongobackup.restore import (
     restore_backup,
     restore_stream,
 )
+from mongobackup.staging import report_lines
 from mongobackup.storage import Storage
 from mongobackup.thaw import ThawSettings, ensure_thawed, object_thaw_state, request_thaw
 from mongobackup.units import human_size
@@ -223,7 +224,7 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
         key=args.key,
         uncommitted=args.uncommitted,
     )
-    manifest = load_manifest(storage, backup) if backup.committed else None
+    manifest = load_manifest(storage, backup.location, object_size=backup.object_size) if backup.committed else None
     gpg, passphrase = decryption_for(plan, args.gnupghome)
     about = describe_backup(backup, manifest)
     settings = ThawSettings.from_plan(plan.restore, args.retrieval)
@@ -327,8 +328,8 @@ def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
     storage = storage_for(plan)
     backups = list_backups(storage, plan.storage.prefix, instance, database)
     lines = [
-        f"{'committed' if b.committed else 'UNCOMMITTED':<11} {b.location.tier.value:<9} "
-        f"{b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} "
+        f"{'committed' if b.committed else 'ORPHANED' if b.orphaned else 'UNCOMMITTED':<11} "
+        f"{b.location.tier.value:<9} {b.location.taken_at:%Y-%m-%dT%H:%M:%SZ} {b.object_size or 0:>12} "
         f"{object_thaw_state(storage, b.object_key).describe() if b.object_size is not None else '-':<34} "
         f"{b.object_key}"
         for b in backups
@@ -339,6 +340,20 @@ def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
         found = windows(archive, bases(storage, plan.storage.prefix, instance, database))
         lines.append(f"point-in-time windows: {describe_windows(found)} (oplog archive: {describe_chains(archive)})")
     return lines
+
+
+def leftover_lines(plan: BackupPlan, args: argparse.Namespace) -> list[str]:
+    """What killed restores left in the target database (staging collections), as `--list` reports it."""
+    index, instance = plan.instance(args.instance)
+    uri = args.to or instance_uri(instance, index)
+    database = args.as_name or args.database
+    try:
+        with open_client(uri, timeout_s=5) as client:
+            lines = report_lines(client, database)
+    except (BackupError, PyMongoError) as exc:
+        problem = redact_text(first_line(exc))
+        return [f"could not look for restore leftovers in {redact_uri(uri)} database {database}: {problem}"]
+    return [f"leftover: {line} (the next restore into it sweeps a dead run's)" for line in lines]
 
 
 def thaw_only(plan: BackupPlan, args: argparse.Namespace) -> str:
@@ -370,9 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if plan is not None and (args.list or args.thaw_only):
         try:
-            print(
-                thaw_only(plan, args) if args.thaw_only else "\n".join(list_lines(plan, args.instance, args.database))
-            )
+            if args.thaw_only:
+                print(thaw_only(plan, args))
+            else:
+                print("\n".join(list_lines(plan, args.instance, args.database) + leftover_lines(plan, args)))
         except (BackupError, ValueError) as exc:
             print(f"restore: FAILED: {exc}", file=sys.stderr)
             return 1

@@ -7,9 +7,10 @@ Without --prune: merges one lifecycle rule per tier into the bucket's configurat
 ours are kept; ours are replaced by ID; nothing is written when nothing changes), and optionally turns on
 versioning and a default Object Lock retention. With --prune: deletes the backups the same policy expires,
 manifest first, never the newest committed backup of any (instance, database); for stores that do not
-enforce lifecycle rules. --dry-run shows the diff, or the backups that would go, and changes nothing; for
-the lifecycle it also prints the tier policy's cost lint (Glacier's minimum billing) and what each tier
-holds now with its monthly storage cost.
+enforce lifecycle rules. Either way, open uploads of ours older than storage.abort_uploads_after_h (left by
+a killed backup) are aborted. --dry-run shows the diff, or the backups and uploads that would go, and
+changes nothing; for the lifecycle it also prints the tier policy's cost lint (Glacier's minimum billing)
+and what each tier holds now with its monthly storage cost.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +40,7 @@ from mongobackup.pitr.retention import oplog_rules, prune_plan_segments
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.prune import prune
 from mongobackup.tiercost import cost_lines, lint_lines, stored_by_tier
+from mongobackup.uploads import abort_stale_uploads
 from tasks import retention as t
 from tasks.retries import retrying
 
@@ -81,13 +83,19 @@ def retention(
     `at` (prune only): judge expiry as of this ISO-8601 time instead of now.
     """
     plan = load_plan(plan_path)
+    aborted = t.abort_stale_uploads.with_options(**retrying(plan))(plan, dry_run)  # both modes: killed runs'
     if prune:
-        return _prune(plan, parse_at(at), dry_run)
-    return _lifecycle(plan, dry_run, versioning, object_lock_days, object_lock_mode)
+        return _prune(plan, parse_at(at), dry_run, aborted)
+    return _lifecycle(plan, dry_run, versioning, object_lock_days, object_lock_mode, aborted)
 
 
 def _lifecycle(
-    plan: BackupPlan, dry_run: bool, versioning: bool, object_lock_days: int | None, object_lock_mode: LockMode
+    plan: BackupPlan,
+    dry_run: bool,
+    versioning: bool,
+    object_lock_days: int | None,
+    object_lock_mode: LockMode,
+    aborted: list[str],
 ) -> State:
     settings = t.bucket_settings.with_options(**retrying(plan))(
         plan, versioning, object_lock_days, object_lock_mode, dry_run
@@ -97,7 +105,7 @@ def _lifecycle(
     except LifecycleUnsupported as exc:
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc))
-    lines = [line for setting in settings for line in setting.lines()] + diff.lines()
+    lines = [line for setting in settings for line in setting.lines()] + diff.lines() + aborted
     lines += ["", *lint_lines(plan.tiers, plan.prices)]
     _publish("retention-lifecycle", lines, f"Lifecycle of s3://{plan.storage.bucket}" + (" (dry run)" * dry_run))
     changed = diff.changed or any(s.changed for s in settings)
@@ -109,10 +117,10 @@ def _lifecycle(
     return Completed(message=f"lifecycle of s3://{plan.storage.bucket}: {verb}")
 
 
-def _prune(plan: BackupPlan, now: datetime, dry_run: bool) -> State:
+def _prune(plan: BackupPlan, now: datetime, dry_run: bool, aborted: list[str]) -> State:
     report = t.prune_expired.with_options(**retrying(plan))(plan, now, dry_run)
     oplog = t.prune_oplog.with_options(**retrying(plan))(plan, now, dry_run)
-    lines = report.lines() + (oplog.lines() if oplog else [])
+    lines = report.lines() + (oplog.lines() if oplog else []) + aborted
     _publish("retention-prune", lines, f"Prune of s3://{plan.storage.bucket}" + (" (dry run)" * dry_run))
     return Completed(message=lines[0])
 
@@ -133,16 +141,20 @@ def dry_run_lines(
     from tasks.resources import storage_for
 
     storage = storage_for(plan)
+    aborted: list[str] = []
+    after = timedelta(hours=plan.storage.abort_uploads_after_h)
+    abort_stale_uploads(storage, plan.storage.prefix, datetime.now(UTC), after, dry_run=True, log=aborted.append)
     if prune_at is not None:
         inventory = scan(storage, plan.storage.prefix)
         oplog = prune_plan_segments(storage, inventory, plan, prune_at, dry_run=True)
-        return prune(storage, inventory, plan.tiers, prune_at, dry_run=True).lines() + (oplog.lines() if oplog else [])
+        pruned = prune(storage, inventory, plan.tiers, prune_at, dry_run=True).lines()
+        return pruned + (oplog.lines() if oplog else []) + aborted
     lines: list[str] = []
     if versioning or object_lock_days is not None:
         lines += versioning_setting(storage).lines()
     if object_lock_days is not None:
         lines += object_lock_setting(storage, plan.tiers, object_lock_days, object_lock_mode).lines()
-    lines += diff_lifecycle(storage, plan.tiers, plan.storage.prefix, oplog_rules(plan)).lines()
+    lines += diff_lifecycle(storage, plan.tiers, plan.storage.prefix, oplog_rules(plan)).lines() + aborted
     lines += ["", *lint_lines(plan.tiers, plan.prices), ""]
     where = storage.where(plan.storage.prefix)
     return lines + cost_lines(stored_by_tier(storage, plan.storage.prefix), plan.prices, where)

@@ -24,8 +24,10 @@ from mongobackup.errors import (
     EncryptionError,
     PipelineError,
     SourceError,
+    StageTable,
     StorageError,
     VerificationError,
+    stage_of,
 )
 from mongobackup.keys import BackupLocation, manifest_key_for
 from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
@@ -122,7 +124,7 @@ def transfer_database(
                 raise SourceError(location.instance, location.database, "the dump stream ended before its end")
             receipt = upload.complete()
     except BackupError as exc:
-        raise PipelineError(_stage_of(exc), target, exc) from exc
+        raise PipelineError(stage_of(exc, TRANSFER_STAGES, "transfer"), target, exc) from exc
     except zstandard.ZstdError as exc:
         raise PipelineError("compress", target, exc) from exc
     except OSError as exc:  # a broken pipe to gpg: it died mid-stream
@@ -210,14 +212,8 @@ def commit_manifest(storage: Storage, manifest: BackupManifest) -> str:
     return manifest_key
 
 
-def _stage_of(exc: BackupError) -> str:
-    if isinstance(exc, SourceError):
-        return "dump"
-    if isinstance(exc, StorageError):
-        return "upload"
-    if isinstance(exc, EncryptionError):
-        return "encrypt"
-    return "transfer"
+#: The transfer's stages, by the error that stopped it.
+TRANSFER_STAGES: StageTable = ((SourceError, "dump"), (StorageError, "upload"), (EncryptionError, "encrypt"))
 
 
 def back_up_database(

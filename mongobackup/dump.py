@@ -9,13 +9,12 @@ collections brings the backup to the single point in time at which the dump ende
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from bson import SON, decode, json_util
+from bson import SON, decode
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from bson.timestamp import Timestamp
@@ -164,10 +163,7 @@ class DatabaseDump:
                     bytes=digest.bytes,
                     crc=writer.crc(self.database, info["name"]),
                     digest=digest.hexdigest,
-                    indexes=[
-                        IndexRecord(name=ix["name"], key=jsonable(ix["key"]), unique=bool(ix.get("unique")))
-                        for ix in info["indexes"]
-                    ],
+                    indexes=[IndexRecord.from_spec(ix) for ix in info["indexes"]],
                 )
             )
 
@@ -283,8 +279,3 @@ def _uuid_bytes(uuid: Any) -> bytes | None:
     if hasattr(uuid, "bytes"):
         return uuid.bytes
     return bytes(uuid)
-
-
-def jsonable(value: Any) -> dict[str, Any]:
-    """A BSON value (an index key spec) as plain JSON types, as the manifest stores it."""
-    return json.loads(json_util.dumps(value))

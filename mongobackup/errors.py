@@ -7,11 +7,27 @@ URIs through `redact_uri` before they reach an error.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (drivers attach long diagnostics), or its type's name."""
     text = str(exc)
     return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+#: (exception types, stage name) pairs, most specific first: how one direction of the pipeline names its stages.
+StageTable = Sequence[tuple[type[BaseException] | tuple[type[BaseException], ...], str]]
+
+
+def stage_of(exc: BaseException, stages: StageTable, default: str) -> str:
+    """The pipeline stage an exception is reported under: the first entry of `stages` it is an instance of,
+    else its own `stage` attribute (a PipelineError's), else `default`. Backup and restore each pass their
+    table (an S3 failure is "upload" in one and "download" in the other)."""
+    for types, stage in stages:
+        if isinstance(exc, types):
+            return stage
+    return getattr(exc, "stage", None) or default
 
 
 class BackupError(Exception):

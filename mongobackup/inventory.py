@@ -1,21 +1,32 @@
-"""What the bucket holds: every backup object and manifest under a plan's prefix, paired by backup.
+"""What the bucket holds, and which of it is a backup: the one module that lists backups and decides "committed".
 
-Retention (`prune`) and `status` both start here. A listing is the whole truth they need: the key names
-the tier, instance, database and scheduled time, the listing gives the object's size, and a manifest key's
-presence is the commit (a backup exists if and only if its manifest exists). No manifest body is read, so
-a scan of a bucket with years of backups costs one LIST request per 1,000 keys and nothing else.
+A backup is **committed** when its manifest AND its object are both in the bucket; where the manifest is read
+(`load_manifest`), the object must also have the size the manifest records. A manifest alone (its object
+deleted or lost) is an *orphan*: never a backup, and a fault that status reports RED. An object alone is an
+upload that never committed (failed, or still running). Status, the watchdog, prune, restore and the drill
+all pick backups through this module, so they cannot disagree on which backup is the newest.
 
-Only the tier prefixes are listed (`<prefix>daily/`, ...), so other data under the plan's prefix is never
-looked at, let alone deleted. Keys under a tier prefix that do not parse as ours are kept apart in
-`Inventory.foreign` for the caller to report.
+Two listings, both of the tier prefixes only (`<prefix>daily/`, ...), so other data under the plan's prefix
+is never looked at, let alone deleted:
+- `scan`: everything, for retention and status; one LIST request per 1,000 keys, no manifest body read.
+- `list_backups`: one instance (and database), `<prefix><tier>/<instance>/<database>/` per tier, so finding
+  the backup to restore costs one LIST per tier however many other backups the bucket holds.
+Keys under a tier prefix that do not parse as the kind listed are kept apart in `Inventory.foreign`.
+
+Everything here takes a `StoredKind` (keys.py), so a sibling kind of stored thing with the same layout and
+a manifest beside each object (a key/value store snapshot) reuses the listing, pairing and committed rule.
+Times compared with `--at` are the scheduled times spelled in the keys: what an operator sees in a listing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from mongobackup.keys import MANIFEST_SUFFIX, OBJECT_SUFFIX, BackupLocation
+from mongobackup.errors import BackupError, VerificationError
+from mongobackup.keys import MONGODB_ARCHIVE, BackupLocation, StoredKind
+from mongobackup.manifest import BackupManifest
 from mongobackup.storage import ObjectInfo, Storage
 from mongobackup.tiers import Tier, prefix_for
 
@@ -23,15 +34,33 @@ from mongobackup.tiers import Tier, prefix_for
 Pair = tuple[str, str]
 
 
+class BackupNotFound(BackupError):
+    """No backup matches what was asked for; the message says where it looked."""
+
+
+class UncommittedBackup(BackupNotFound):
+    """The named object has no manifest: it is not a committed backup."""
+
+
 @dataclass(frozen=True)
 class StoredBackup:
-    """StoredBackup is one backup as the bucket shows it: its location and which of its two keys exist."""
+    """StoredBackup is one backup as a listing shows it: its location and which of its two keys exist."""
 
     location: BackupLocation
-    #: Size of the encrypted object in bytes; None when there is no object (a manifest left alone).
+    #: Size of the encrypted object in bytes; None when there is no object.
     object_size: int | None
-    #: Whether its manifest exists: the backup is committed.
-    committed: bool
+    #: Whether its manifest exists.
+    has_manifest: bool
+
+    @property
+    def committed(self) -> bool:
+        """Manifest and object both present: the rule every reader of the bucket applies."""
+        return self.has_manifest and self.object_size is not None
+
+    @property
+    def orphaned(self) -> bool:
+        """A manifest whose object is gone: it promises a backup that is not there."""
+        return self.has_manifest and self.object_size is None
 
     @property
     def pair(self) -> Pair:
@@ -63,9 +92,13 @@ class Inventory:
     def committed(self) -> list[StoredBackup]:
         return [b for b in self.backups if b.committed]
 
+    def orphans(self) -> list[StoredBackup]:
+        """Manifests whose object is gone, oldest first."""
+        return [b for b in self.backups if b.orphaned]
+
     def pairs(self) -> set[Pair]:
-        """Every (instance, database) with at least one committed backup."""
-        return {b.pair for b in self.backups if b.committed}
+        """Every (instance, database) with a manifest in the bucket (committed, or orphaned: both matter)."""
+        return {b.pair for b in self.backups if b.has_manifest}
 
     def newest_committed(self) -> dict[Pair, StoredBackup]:
         """The newest committed backup of each (instance, database), across all tiers."""
@@ -77,20 +110,20 @@ class Inventory:
         return newest
 
 
-def build_inventory(listing: Iterable[ObjectInfo], prefix: str) -> Inventory:
+def build_inventory(listing: Iterable[ObjectInfo], prefix: str, kind: StoredKind = MONGODB_ARCHIVE) -> Inventory:
     """The inventory of a key listing (pure: no storage access); objects and manifests are paired by stem."""
     objects: dict[BackupLocation, int] = {}
     manifests: set[BackupLocation] = set()
     foreign: list[str] = []
     for info in listing:
         try:
-            location = BackupLocation.parse(info.key, prefix)
+            location = BackupLocation.parse(info.key, prefix, kind)
         except ValueError:
             foreign.append(info.key)
             continue
-        if info.key.endswith(OBJECT_SUFFIX):
+        if info.key == location.object_key:
             objects[location] = info.size
-        elif info.key.endswith(MANIFEST_SUFFIX):
+        else:
             manifests.add(location)
     backups = [
         StoredBackup(location, objects.get(location), location in manifests) for location in set(objects) | manifests
@@ -99,11 +132,143 @@ def build_inventory(listing: Iterable[ObjectInfo], prefix: str) -> Inventory:
     return Inventory(prefix, tuple(backups), tuple(sorted(foreign)))
 
 
-def scan(storage: Storage, prefix: str) -> Inventory:
+def scan(storage: Storage, prefix: str, kind: StoredKind = MONGODB_ARCHIVE) -> Inventory:
     """Lists every tier prefix under `prefix` in the bucket; StorageError (naming the prefix) if listing fails."""
-    return build_inventory(_list_tiers(storage, prefix), prefix)
+    return build_inventory(_listing(storage, prefix, "", tuple(Tier)), prefix, kind)
 
 
-def _list_tiers(storage: Storage, prefix: str) -> Iterable[ObjectInfo]:
-    for tier in Tier:
-        yield from storage.list_keys(prefix + prefix_for(tier))
+def list_backups(
+    storage: Storage,
+    prefix: str,
+    instance: str,
+    database: str | None = None,
+    tiers: Iterable[Tier] = tuple(Tier),
+    kind: StoredKind = MONGODB_ARCHIVE,
+) -> list[StoredBackup]:
+    """Every backup (committed or not) of `instance` (and `database`), oldest first, across the given tiers."""
+    below = f"{instance}/" + (f"{database}/" if database is not None else "")
+    backups = build_inventory(_listing(storage, prefix, below, tiers), prefix, kind).backups
+    # The trailing slash of each listed prefix already pins instance and database; this guards a foreign key.
+    return sorted(
+        (
+            b
+            for b in backups
+            if b.location.instance == instance and (database is None or b.location.database == database)
+        ),
+        key=lambda b: b.order,
+    )
+
+
+def _listing(storage: Storage, prefix: str, below: str, tiers: Iterable[Tier]) -> Iterator[ObjectInfo]:
+    for tier in tiers:
+        yield from storage.list_keys(prefix + prefix_for(tier) + below)
+
+
+def newest_committed(backups: Sequence[StoredBackup], at: datetime | None = None) -> StoredBackup | None:
+    """The newest committed backup, at or before `at` when given; None if there is none."""
+    candidates = [b for b in backups if b.committed and (at is None or b.location.taken_at <= at)]
+    return max(candidates, key=lambda b: b.order, default=None)
+
+
+def newest_by_database(backups: Sequence[StoredBackup]) -> dict[str, StoredBackup]:
+    """The newest committed backup of each database in `backups` (one instance's listing)."""
+    newest: dict[str, StoredBackup] = {}
+    for database in sorted({b.location.database for b in backups}):
+        found = newest_committed([b for b in backups if b.location.database == database])
+        if found is not None:
+            newest[database] = found
+    return newest
+
+
+def select_backup(
+    storage: Storage,
+    prefix: str,
+    instance: str,
+    database: str,
+    *,
+    at: datetime | None = None,
+    key: str | None = None,
+    uncommitted: bool = False,
+) -> StoredBackup:
+    """The backup a restore asks for: by `key`, else the newest committed at or before `at`, else the newest.
+
+    `uncommitted` allows a named object without a manifest; it is refused without a key, so that "the newest"
+    can never silently mean an upload that never completed.
+    """
+    if key is not None:
+        return _by_key(storage, prefix, instance, database, key, uncommitted)
+    if uncommitted:
+        raise BackupNotFound("an uncommitted backup is only restored when named by its key (--key)")
+    if at is not None and at.tzinfo is None:
+        raise ValueError(f"--at {at.isoformat()}: give a time with a zone")
+    backups = list_backups(storage, prefix, instance, database)
+    found = newest_committed(backups, at.astimezone(UTC) if at else None)
+    if found is None:
+        where = storage.where(f"{prefix}<tier>/{instance}/{database}/")
+        when = f" at or before {at.astimezone(UTC).isoformat()}" if at else ""
+        raise BackupNotFound(
+            f"no committed backup of instance {instance}, database {database}{when} under {where}"
+            f"{_what_is_there(backups)}"
+        )
+    return found
+
+
+def _what_is_there(backups: Sequence[StoredBackup]) -> str:
+    if not backups:
+        return ""
+    committed = [b for b in backups if b.committed]
+    oldest = f", the oldest taken {committed[0].location.taken_at.isoformat()}" if committed else ""
+    return f" ({len(backups)} backups there, {len(committed)} committed{oldest})"
+
+
+def _by_key(storage: Storage, prefix: str, instance: str, database: str, key: str, uncommitted: bool) -> StoredBackup:
+    key = key.removeprefix(storage.where() + "/")  # an s3://bucket/key address as printed by our messages
+    try:
+        location = BackupLocation.parse(key, prefix)  # a manifest key names the same backup
+    except ValueError as exc:
+        raise BackupNotFound(str(exc)) from None
+    if (location.instance, location.database) != (instance, database):
+        raise BackupNotFound(
+            f"{storage.where(key)} is a backup of instance {location.instance}, database "
+            f"{location.database}, not of instance {instance}, database {database}"
+        )
+    info = storage.head(location.object_key)
+    if info is None:
+        raise BackupNotFound(f"{storage.where(location.object_key)}: no such backup object")
+    has_manifest = storage.head(location.manifest_key) is not None
+    if not has_manifest and not uncommitted:
+        raise UncommittedBackup(
+            f"{storage.where(location.object_key)} has no manifest ({location.manifest_key}): it is not a "
+            "committed backup (its upload or verification did not finish). Pass --uncommitted to restore it "
+            "anyway, unverified against a manifest"
+        )
+    return StoredBackup(location, info.size, has_manifest)
+
+
+def load_manifest(storage: Storage, location: BackupLocation, *, object_size: int | None = None) -> BackupManifest:
+    """The manifest of the backup at `location`, checked to describe that very object.
+
+    With `object_size` (the object's size from a listing or HEAD) it is also checked against the size the
+    manifest recorded: an object replaced or truncated since its commit is no committed backup.
+    VerificationError names the manifest key; StorageError when it cannot be read.
+    """
+    key = location.manifest_key
+    try:
+        manifest = BackupManifest.from_json_dict(storage.get_json(key), key=storage.where(key))
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+        raise VerificationError(f"{storage.where(key)}: not a valid manifest: {exc}") from exc
+    found = (manifest.object_key, manifest.instance, manifest.database)
+    wanted = (location.object_key, location.instance, location.database)
+    if found != wanted:
+        raise VerificationError(f"{storage.where(key)} describes {found}, not the backup {wanted} beside it")
+    if object_size is not None and object_size != manifest.sizes.encrypted_bytes:
+        raise VerificationError(
+            f"{storage.where(location.object_key)} is {object_size} bytes, its manifest {key} says "
+            f"{manifest.sizes.encrypted_bytes}: the object was truncated or replaced since its commit"
+        )
+    return manifest
+
+
+def age_hours(manifest: BackupManifest, now: datetime) -> float:
+    """How old the data of a backup is: hours since its dump finished."""
+    return (now - manifest.finished_at).total_seconds() / 3600

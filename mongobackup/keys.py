@@ -5,6 +5,13 @@
 
 The tier comes first so that S3 lifecycle rules can expire each tier by prefix; the timestamp sorts
 lexicographically so the newest backup is the last key of a listing.
+
+The suffixes belong to a `StoredKind`: a MongoDB backup is one kind (`MONGODB_ARCHIVE`); a sibling kind of
+stored thing (a key/value store snapshot, `<prefix><tier>/<source>/snapshot/<stamp>.snap.gpg`) reuses the
+same layout, pairing and committed rule (`mongobackup.inventory`) with suffixes of its own. Each kind's
+manifest suffix must be one no other kind's key parses under (`.snap.manifest.json` does not parse as a
+MongoDB manifest: its stem holds a dot), so that a manifest whose object is gone is still told apart by its
+key alone.
 """
 
 from __future__ import annotations
@@ -15,11 +22,28 @@ from datetime import UTC, datetime
 
 from mongobackup.tiers import Tier, prefix_for
 
-OBJECT_SUFFIX = ".archive.zst.gpg"
-MANIFEST_SUFFIX = ".manifest.json"
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
 _STEM = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)-(?P<run>[0-9A-Za-z]+)$")
+
+
+@dataclass(frozen=True)
+class StoredKind:
+    """A kind of stored thing: the suffixes of its encrypted object and of the manifest that commits it."""
+
+    name: str
+    object_suffix: str
+    manifest_suffix: str
+
+    def suffix_of(self, key: str) -> str | None:
+        """The suffix of this kind that `key` ends with, or None."""
+        return next((s for s in (self.object_suffix, self.manifest_suffix) if key.endswith(s)), None)
+
+
+#: A MongoDB backup: an OpenPGP message of a zstd frame of a mongodump archive, and its JSON manifest.
+MONGODB_ARCHIVE = StoredKind("mongodb", ".archive.zst.gpg", ".manifest.json")
+OBJECT_SUFFIX = MONGODB_ARCHIVE.object_suffix
+MANIFEST_SUFFIX = MONGODB_ARCHIVE.manifest_suffix
 
 
 @dataclass(frozen=True)
@@ -32,6 +56,7 @@ class BackupLocation:
     database: str
     taken_at: datetime
     run_id: str
+    kind: StoredKind = MONGODB_ARCHIVE
 
     @property
     def stem(self) -> str:
@@ -40,24 +65,21 @@ class BackupLocation:
 
     @property
     def object_key(self) -> str:
-        return self.stem + OBJECT_SUFFIX
+        return self.stem + self.kind.object_suffix
 
     @property
     def manifest_key(self) -> str:
-        return self.stem + MANIFEST_SUFFIX
+        return self.stem + self.kind.manifest_suffix
 
     @classmethod
-    def parse(cls, key: str, prefix: str = "") -> BackupLocation:
-        """The location an object or manifest key names; ValueError (naming the key) if it is not ours."""
+    def parse(cls, key: str, prefix: str = "", kind: StoredKind = MONGODB_ARCHIVE) -> BackupLocation:
+        """The location an object or manifest key of `kind` names; ValueError (naming the key) if it is not."""
         if not key.startswith(prefix):
             raise ValueError(f"object key {key!r} is outside the prefix {prefix!r}")
-        rest = key[len(prefix) :]
-        for suffix in (OBJECT_SUFFIX, MANIFEST_SUFFIX):
-            if rest.endswith(suffix):
-                rest = rest[: -len(suffix)]
-                break
-        else:
+        suffix = kind.suffix_of(key)
+        if suffix is None:
             raise ValueError(f"object key {key!r} is neither a backup object nor a manifest")
+        rest = key[len(prefix) : -len(suffix)]
         parts = rest.split("/")
         if len(parts) != 4:
             raise ValueError(f"object key {key!r} does not follow <tier>/<instance>/<database>/<stamp>")
@@ -70,14 +92,14 @@ class BackupLocation:
         except ValueError:
             raise ValueError(f"object key {key!r} names an unknown tier {tier_name!r}") from None
         taken_at = datetime.strptime(match["ts"], TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-        return cls(prefix, tier, instance, database, taken_at, match["run"])
+        return cls(prefix, tier, instance, database, taken_at, match["run"], kind)
 
 
-def manifest_key_for(object_key: str) -> str:
+def manifest_key_for(object_key: str, kind: StoredKind = MONGODB_ARCHIVE) -> str:
     """The manifest key that commits a backup object."""
-    if not object_key.endswith(OBJECT_SUFFIX):
-        raise ValueError(f"object key {object_key!r} does not end with {OBJECT_SUFFIX}")
-    return object_key[: -len(OBJECT_SUFFIX)] + MANIFEST_SUFFIX
+    if not object_key.endswith(kind.object_suffix):
+        raise ValueError(f"object key {object_key!r} does not end with {kind.object_suffix}")
+    return object_key[: -len(kind.object_suffix)] + kind.manifest_suffix
 
 
 def short_run_id(run_id: str) -> str:

@@ -9,9 +9,12 @@ before reading any other field. The format is written down in docs/FORMAT.md.
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
+from bson import json_util
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 MANIFEST_VERSION = 1
@@ -50,6 +53,16 @@ class IndexRecord(_Model):
     name: str
     key: dict[str, Any]
     unique: bool = False
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> IndexRecord:
+        """The record of an index spec as listIndexes, an archive's metadata or mongodump give it."""
+        return cls(name=str(spec["name"]), key=jsonable(spec["key"]), unique=bool(spec.get("unique")))
+
+
+def jsonable(value: Any) -> dict[str, Any]:
+    """A BSON value (an index key spec) as plain JSON types, as the manifest stores it."""
+    return json.loads(json_util.dumps(value))
 
 
 class NamespaceRecord(_Model):

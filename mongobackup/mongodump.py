@@ -22,7 +22,7 @@ from mongobackup.archive import (
     NamespaceEndEvent,
     parse_collection_metadata,
 )
-from mongobackup.dump import DumpSummary, jsonable
+from mongobackup.dump import DumpSummary
 from mongobackup.errors import SourceError
 from mongobackup.manifest import DocumentDigest, IndexRecord, NamespaceRecord
 from mongobackup.redact import redact_text, redact_uri
@@ -140,10 +140,7 @@ class MongodumpDump:
         options = meta.get("options", {})
         if "viewOn" in options:
             return NamespaceRecord(collection=end.collection, type="view", view_on=options["viewOn"])
-        indexes = [
-            IndexRecord(name=ix["name"], key=jsonable(ix["key"]), unique=bool(ix.get("unique")))
-            for ix in meta.get("indexes", [])
-        ]
+        indexes = [IndexRecord.from_spec(ix) for ix in meta.get("indexes", [])]
         return NamespaceRecord(
             collection=end.collection,
             type=meta.get("type", "collection"),

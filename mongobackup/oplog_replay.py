@@ -114,8 +114,10 @@ class OplogReplayer:
     """Applies oplog entries of the archive's databases to their restored copies.
 
     `databases` maps each source database to its target; entries of other databases are skipped, and so are
-    namespaces `wants` refuses (those left out of the restore). `on_create` learns of each collection the
-    replay creates, so a failed restore drops those too.
+    namespaces `wants` refuses (those left out of the restore). `collection_name(database, collection)` is the
+    name a target collection has on the server while the restore runs (a staging name; default: its own).
+    `on_create` learns of each collection the replay creates, so a failed restore drops those too; `on_view`,
+    when given, receives each view the slice creates instead of it being created (views come after the swap).
     """
 
     def __init__(
@@ -125,11 +127,15 @@ class OplogReplayer:
         *,
         wants: Callable[[str], bool],
         on_create: Callable[[str, str], None],
+        collection_name: Callable[[str, str], str] = lambda database, collection: collection,
+        on_view: Callable[[str, str, dict[str, Any]], None] | None = None,
     ):
         self.client = client
         self.databases = dict(databases)
         self.wants = wants
         self.on_create = on_create
+        self.name = collection_name
+        self.on_view = on_view
         self._known: dict[str, set[str]] = {}
         self.applied = 0
         self.skipped = 0
@@ -181,6 +187,7 @@ class OplogReplayer:
 
     def _collection(self, source_db: str, name: str) -> Any:
         database = self.databases[source_db]
+        name = self.name(database, name)
         self._note(database, name)
         return self.client[database][name]
 
@@ -221,7 +228,10 @@ class OplogReplayer:
         self.applied += 1
 
     def _create(self, database: str, command: dict[str, Any]) -> None:
-        name = command["create"]
+        if "viewOn" in command and self.on_view is not None:
+            self.on_view(database, command["create"], {k: v for k, v in command.items() if k != "create"})
+            return
+        name = self.name(database, command["create"])
         if name in self.client[database].list_collection_names():
             return  # already restored from the data, or replayed before
         options = SON([("create", name)])
@@ -230,11 +240,11 @@ class OplogReplayer:
         self.client[database].command(options)
 
     def _drop(self, database: str, command: dict[str, Any]) -> None:
-        self.client[database].drop_collection(command["drop"])
+        self.client[database].drop_collection(self.name(database, command["drop"]))
 
     def _create_indexes(self, database: str, command: dict[str, Any]) -> None:
         verb = next(iter(command))
-        name = command[verb]
+        name = self.name(database, command[verb])
         specs = command.get("indexes") or [{k: v for k, v in command.items() if k != verb}]
         cleaned = [{k: v for k, v in spec.items() if k not in ("ns", "entryFormat")} for spec in specs]
         self._note(database, name)
@@ -243,7 +253,8 @@ class OplogReplayer:
     def _drop_indexes(self, database: str, command: dict[str, Any]) -> None:
         verb = next(iter(command))
         try:
-            self.client[database].command(SON([("dropIndexes", command[verb]), ("index", command["index"])]))
+            name = self.name(database, command[verb])
+            self.client[database].command(SON([("dropIndexes", name), ("index", command["index"])]))
         except OperationFailure as exc:
             if exc.code not in (_INDEX_NOT_FOUND, _NAMESPACE_NOT_FOUND):
                 raise
@@ -253,6 +264,7 @@ class OplogReplayer:
         to_db, _, new = str(command["to"]).partition(".")
         if to_db != source_db:
             raise ValueError(f"a rename across databases ({source_db} -> {to_db}) cannot be replayed")
+        old, new = self.name(database, old), self.name(database, new)
         names = self.client[database].list_collection_names()
         if old not in names and new in names:
             return  # replayed before
@@ -264,6 +276,8 @@ class OplogReplayer:
         )
 
     def _coll_mod(self, database: str, command: dict[str, Any]) -> None:
+        command = dict(command)
+        command["collMod"] = self.name(database, command["collMod"])
         self.client[database].command(SON(command))
 
 

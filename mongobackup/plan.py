@@ -246,6 +246,9 @@ class StoragePlan(_Section):
     credentials_block: str | None = None
     #: Multipart part size; grown at run time when 10,000 parts would not cover an object. S3's minimum is 5.
     part_size_mib: int = Field(default=8, ge=5, le=5120)
+    #: Open multipart uploads of ours older than this are aborted by the next backup run and by retention
+    #: (an upload outlives its process only when the process was killed; a run lasts hours at most).
+    abort_uploads_after_h: float = Field(default=24, gt=0)
 
     @field_validator("bucket")
     @classmethod

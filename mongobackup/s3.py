@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mongobackup.errors import StorageError
 from mongobackup.s3_errors import NOT_FOUND_CODES, error_code, storage_error
-from mongobackup.storage import ObjectInfo, OpenUpload, UploadReceipt
+from mongobackup.storage import ObjectInfo, OpenUpload, UploadReceipt, decode_metadata, encode_metadata
 from mongobackup.units import MIB
 
 MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
@@ -79,9 +79,11 @@ class S3Storage:
             self.client.head_bucket(Bucket=self.bucket)
 
     def open_upload(self, key: str, metadata: Mapping[str, str] | None = None) -> MultipartUpload:
+        # S3 sends metadata as HTTP headers, which must be ASCII: values go percent-encoded (head decodes).
+        encoded = {name: encode_metadata(value) for name, value in (metadata or {}).items()}
         with self._errors("start upload", key):
             reply = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, Metadata=dict(metadata or {}), ContentType="application/pgp-encrypted"
+                Bucket=self.bucket, Key=key, Metadata=encoded, ContentType="application/pgp-encrypted"
             )
         return MultipartUpload(self, key, reply["UploadId"])
 
@@ -94,11 +96,12 @@ class S3Storage:
             raise self._error(exc, "head", key) from exc
         except BotoCoreError as exc:
             raise self._error(exc, "head", key) from exc
+        metadata = {name: decode_metadata(value) for name, value in reply.get("Metadata", {}).items()}
         return ObjectInfo(
             key,
             reply["ContentLength"],
             reply["ETag"].strip('"'),
-            reply.get("Metadata", {}),
+            metadata,
             reply.get("StorageClass") or "STANDARD",
             reply.get("Restore"),
         )

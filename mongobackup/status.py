@@ -2,38 +2,44 @@
 
 Nothing but the bucket is asked: not MongoDB (status must work when an instance is down, which is exactly
 when it matters), not Prefect (a dead scheduler is one of the failures status exists to catch), not
-InfluxDB (events can be lost). A database is GREEN when its newest committed backup finished at most
-`max_age_h` hours ago, RED when it is older or there is none.
+InfluxDB (events can be lost). A database is GREEN when its newest committed backup (manifest and object,
+of the size the manifest records: `inventory`'s rule) finished at most `max_age_h` hours ago, RED when it is
+older, when there is none, or when any of its manifests has lost its object (an orphan: a backup the bucket
+promises and cannot deliver; the row names its key).
 
 Which databases are expected (the bucket cannot say what is missing on its own):
 - an instance with a list of databases: exactly those (one dropped from the list stops being watched,
   even while its old backups remain);
-- an instance with `databases: all`: every database of that instance that has a committed backup in the
-  bucket and is not excluded by the plan's `exclude` patterns or a system database, since status must not
-  ask MongoDB. A database dropped on purpose stays RED until it is added to `exclude` (or its backups
-  expire); one that has never been backed up is not seen, so an instance with no backup at all is one RED
-  row with database `*`.
+- an instance with `databases: all`: every database of that instance's roster (what the last backup run
+  found there, `mongobackup.roster`) plus every database with a committed backup in the bucket, minus the
+  plan's `exclude` patterns and system databases, since status must not ask MongoDB. A database whose
+  backups were all lost is RED by name (the roster still lists it); one dropped on purpose leaves the roster
+  at the next run, and stays RED through its old backups until it is added to `exclude` (or they expire).
+  An instance with nothing expected is one RED row with database `*`; so is one whose roster is unreadable.
 - instances not in the plan are not reported, whatever the bucket holds.
+
+Open multipart uploads of ours (a backup process killed mid-upload) are a warning: count, bytes, oldest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from mongobackup import metrics
-from mongobackup.catalog import age_hours, load_manifest
-from mongobackup.errors import StorageError, VerificationError
-from mongobackup.inventory import Inventory, StoredBackup, scan
+from mongobackup.errors import StorageError, VerificationError, first_line
+from mongobackup.inventory import Inventory, StoredBackup, age_hours, load_manifest, scan
 from mongobackup.manifest import BackupManifest
 from mongobackup.metrics import Event
 from mongobackup.pitr.lag import LagRow, judge_lag, lag_events, lag_table, read_archives
 from mongobackup.plan import SYSTEM_DATABASES, BackupPlan, InstancePlan
+from mongobackup.roster import read_roster
 from mongobackup.storage import Storage
 from mongobackup.units import human_size
+from mongobackup.uploads import UploadSummary, our_open_uploads
 
 #: The database shown for an instance with `databases: all` and no backup of any database.
 ANY_DATABASE = "*"
@@ -75,9 +81,19 @@ class StatusReport:
     max_age_h: float
     bucket: str
     rows: tuple[StatusRow, ...]
+    #: Open multipart uploads of ours; None when they were not looked at.
+    open_uploads: UploadSummary | None = None
     #: Each instance's recovery point lag, when the plan archives the oplog (`pitr:`); see mongobackup.pitr.lag.
     pitr: tuple[LagRow, ...] = ()
     max_lag_s: float | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """What is not RED but wants a look: open uploads left by a killed backup."""
+        if self.open_uploads is None:
+            return []
+        line = self.open_uploads.warning(lambda key: f"s3://{self.bucket}/{key}")
+        return [line] if line else []
 
     @property
     def red(self) -> list[StatusRow]:
@@ -100,6 +116,8 @@ class StatusReport:
             "red": len(self.red),
             "rows": [row.to_json_dict() for row in self.rows],
             "pitr": [row.to_json_dict() for row in self.pitr],
+            "open_uploads": _uploads_json(self.open_uploads),
+            "warnings": self.warnings,
         }
 
     def table(self) -> str:
@@ -124,10 +142,25 @@ class StatusReport:
             for line in (header, *body)
         ]
         verdict = "all GREEN" if not self.red else f"{len(self.red)} of {len(self.rows)} RED"
-        lines.append(f"s3://{self.bucket} at {self.now.isoformat()}, max age {self.max_age_h:g} h: {verdict}")
+        lines += [
+            f"s3://{self.bucket} at {self.now.isoformat()}, max age {self.max_age_h:g} h: {verdict}",
+            *(f"WARNING: {warning}" for warning in self.warnings),
+        ]
         if self.max_lag_s is not None:
             lines += ["", lag_table(self.pitr, self.max_lag_s)]
         return "\n".join(lines)
+
+
+def _uploads_json(summary: UploadSummary | None) -> dict[str, Any] | None:
+    if summary is None:
+        return None
+    oldest = summary.oldest
+    return {
+        "count": summary.count,
+        "bytes": summary.bytes,
+        "oldest_key": oldest.key if oldest else None,
+        "oldest_started": oldest.initiated.isoformat() if oldest else None,
+    }
 
 
 def _fmt_age(age_h: float | None) -> str:
@@ -139,15 +172,21 @@ def _watched(instance: InstancePlan, database: str) -> bool:
     return database not in SYSTEM_DATABASES and not instance.is_excluded(database)
 
 
-def expected_pairs(plan: BackupPlan, inventory: Inventory) -> list[tuple[str, str]]:
-    """The (instance, database) rows status reports, in plan order; see the module docstring for the rules."""
+def expected_pairs(
+    plan: BackupPlan, inventory: Inventory, rosters: Mapping[str, Collection[str]] | None = None
+) -> list[tuple[str, str]]:
+    """The (instance, database) rows status reports, in plan order; see the module docstring for the rules.
+
+    `rosters`: per instance, the databases the last backup run found there (instances without one: none).
+    """
     found = inventory.pairs()
     expected: list[tuple[str, str]] = []
     for instance in plan.instances:
         if isinstance(instance.databases, list):
             expected += [(instance.name, name) for name in instance.databases]
             continue
-        mine = sorted(db for inst, db in found if inst == instance.name and _watched(instance, db))
+        seen = {db for inst, db in found if inst == instance.name} | set((rosters or {}).get(instance.name, ()))
+        mine = sorted(db for db in seen if _watched(instance, db))
         expected += [(instance.name, db) for db in mine] or [(instance.name, ANY_DATABASE)]
     return expected
 
@@ -164,20 +203,50 @@ def judge(
     max_age_h: float | None = None,
     *,
     bucket: str = "",
+    rosters: Mapping[str, Collection[str]] | None = None,
+    roster_problems: Mapping[str, str] | None = None,
+    open_uploads: UploadSummary | None = None,
 ) -> StatusReport:
     """The status of every expected (instance, database) at the aware instant `now`.
 
     `read_manifest(backup)` is asked only for the newest committed backup of each expected pair.
+    `roster_problems`: per instance, why its roster could not be read (the instance is RED: what it should
+    hold is unknown).
     """
     if now.tzinfo is None:
         raise ValueError(f"status needs an aware `now`, got naive {now.isoformat()}")
     limit = plan.status.max_age_h if max_age_h is None else max_age_h
     newest = inventory.newest_committed()
+    problems = roster_problems or {}
+    orphans: dict[tuple[str, str], list[StoredBackup]] = {}
+    for orphan in inventory.orphans():
+        orphans.setdefault(orphan.pair, []).append(orphan)
     rows = [
-        _row(instance, database, newest.get((instance, database)), read_manifest, now, limit)
-        for instance, database in expected_pairs(plan, inventory)
+        _with_orphans(
+            _row(instance, database, newest.get((instance, database)), read_manifest, now, limit),
+            orphans.get((instance, database), []),
+            newest.get((instance, database)),
+        )
+        for instance, database in expected_pairs(plan, inventory, rosters)
+        if not (database == ANY_DATABASE and instance in problems)  # the problem row says more
     ]
-    return StatusReport(now, limit, bucket, tuple(rows))
+    rows += [StatusRow(instance, ANY_DATABASE, Health.RED, problem) for instance, problem in problems.items()]
+    return StatusReport(now, limit, bucket, tuple(rows), open_uploads)
+
+
+def _with_orphans(row: StatusRow, orphans: list[StoredBackup], newest: StoredBackup | None) -> StatusRow:
+    """RED, naming the newest orphaned manifest: a backup whose object is gone is data lost, whatever else is
+    there. The fix is to find out what deleted the object, then delete the manifest (or restore the object)."""
+    if not orphans:
+        return row
+    orphan = orphans[-1]
+    newer = newest is None or orphan.order > newest.order
+    reason = f"{'newest ' if newer else ''}manifest {orphan.manifest_key} has no object beside it"
+    if len(orphans) > 1:
+        reason += f" (and {len(orphans) - 1} older manifests without their object)"
+    if row.reason and row.health is Health.RED and newest is not None:
+        reason += f"; {row.reason}"
+    return replace(row, health=Health.RED, reason=reason)
 
 
 def _row(
@@ -202,12 +271,10 @@ def _row(
         object_key=backup.object_key,
         size_bytes=backup.object_size,
     )
-    if backup.object_size is None:
-        return replace(base, reason=f"newest manifest {backup.manifest_key} has no object beside it")
     try:
         manifest = read_manifest(backup)
     except ValueError as exc:  # an unreadable commit marker is no commit (pydantic's errors are ValueErrors too)
-        return replace(base, reason=f"newest manifest is unreadable: {str(exc).splitlines()[0]}")
+        return replace(base, reason=f"newest backup fails its manifest check: {str(exc).splitlines()[0]}")
     age_h = round(age_hours(manifest, now), 2)
     fresh = age_h <= limit
     return replace(
@@ -221,8 +288,8 @@ def _row(
 
 
 def manifest_reader(storage: Storage) -> ManifestReader:
-    """A ManifestReader over the bucket: `catalog.load_manifest`, which also checks that the manifest describes
-    the object beside it (as restore does).
+    """A ManifestReader over the bucket: `inventory.load_manifest`, which also checks that the manifest describes
+    the object beside it and records its size (as restore does).
 
     A permanent failure (not JSON, not a manifest of ours, describes another object, gone since the listing)
     reads as ValueError, so that the row turns RED naming the manifest; a transient one (network, throttling)
@@ -231,7 +298,7 @@ def manifest_reader(storage: Storage) -> ManifestReader:
 
     def read(backup: StoredBackup) -> BackupManifest:
         try:
-            return load_manifest(storage, backup)
+            return load_manifest(storage, backup.location, object_size=backup.object_size)
         except VerificationError as exc:
             raise ValueError(str(exc)) from exc
         except StorageError as exc:
@@ -243,12 +310,39 @@ def manifest_reader(storage: Storage) -> ManifestReader:
 
 
 def read_status(storage: Storage, plan: BackupPlan, now: datetime, max_age_h: float | None = None) -> StatusReport:
-    """The status of the plan's backups in its bucket at `now`: one listing plus one manifest per database."""
-    inventory = scan(storage, plan.storage.prefix)
-    report = judge(plan, inventory, manifest_reader(storage), now, max_age_h, bucket=storage.bucket)
+    """The status of the plan's backups in its bucket at `now`: one listing, one manifest per database, the
+    rosters of instances with `databases: all`, and the open uploads."""
+    prefix = plan.storage.prefix
+    inventory = scan(storage, prefix)
+    rosters: dict[str, Collection[str]] = {}
+    problems: dict[str, str] = {}
+    for instance in plan.instances:
+        if isinstance(instance.databases, list):
+            continue
+        try:
+            roster = read_roster(storage, prefix, instance.name)
+        except (ValueError, StorageError) as exc:
+            if getattr(exc, "transient", False):
+                raise
+            problems[instance.name] = f"roster unreadable, expected databases unknown: {first_line(exc)}"
+            continue
+        if roster is not None:
+            rosters[instance.name] = roster.databases
+    uploads = UploadSummary.of(our_open_uploads(storage, prefix))
+    report = judge(
+        plan,
+        inventory,
+        manifest_reader(storage),
+        now,
+        max_age_h,
+        bucket=storage.bucket,
+        rosters=rosters,
+        roster_problems=problems,
+        open_uploads=uploads,
+    )
     if plan.pitr is None:
         return report
-    archives = read_archives(storage, plan.storage.prefix, plan.instance_names)
+    archives = read_archives(storage, prefix, plan.instance_names)
     finished = {name: [r.finished_at for r in report.rows if r.instance == name] for name in plan.instance_names}
     rows = judge_lag(plan.pitr, archives, finished, now)
     return replace(report, pitr=tuple(rows), max_lag_s=plan.pitr.max_lag_s)

@@ -5,8 +5,9 @@ implementation is `mongobackup.s3.S3Storage` (AWS S3 and S3-compatible stores); 
 `tests/test_storage_conformance.py` hold every store the project runs against to the contract below.
 
 The contract every method keeps:
-- Keys are UTF-8 strings (`café-ünï/日本.archive` is a valid key); metadata values are ASCII (S3 sends them
-  as HTTP headers): `encode_metadata` / `decode_metadata` carry any text through them.
+- Keys are UTF-8 strings (`café-ünï/日本.archive` is a valid key). Metadata values may be any text: the
+  store keeps them percent-encoded (`encode_metadata`, UTF-8, RFC 3986; S3 sends metadata as HTTP headers,
+  which must be ASCII) and `head` returns them decoded.
 - Failures raise `StorageError` naming the action, the bucket and the key (`s3://bucket/key`). `transient`
   is True only for causes a retry can heal (5xx, throttling, timeouts, a dropped connection); everything
   else, and anything not recognised, is permanent and never retried. `code` is the store's error code.
@@ -96,7 +97,7 @@ class Storage(Protocol):
         """Returns when the bucket exists and is ours to use; StorageError naming it otherwise."""
 
     def open_upload(self, key: str, metadata: Mapping[str, str] | None = None) -> Upload:
-        """Starts a streamed upload to `key`; metadata values must be ASCII (see `encode_metadata`)."""
+        """Starts a streamed upload to `key`, with user metadata (any text; stored percent-encoded)."""
         ...
 
     def head(self, key: str) -> ObjectInfo | None:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
@@ -102,26 +102,40 @@ class IteratorReader(io.RawIOBase):
 
 
 class CountingReader(io.RawIOBase):
-    """Counts the bytes that pass through a readable stream and books the time under a stage name."""
+    """Counts the bytes that pass through a readable stream, optionally hashes them, and books the time under
+    a stage name.
 
-    def __init__(self, inner: BinaryIO, *, clock: StageClock | None = None, stage: str = "read"):
+    `digest` (a hashlib object) sees every byte read. A read failure of the inner stream is kept in `error`
+    before it is raised: a consumer thread that swallows it (python-gnupg's copy thread) would otherwise only
+    show a short stream downstream, and the caller could not say that the source broke.
+    """
+
+    def __init__(self, inner: BinaryIO, *, clock: StageClock | None = None, stage: str = "read", digest: Any = None):
         super().__init__()
         self._inner = inner
         self._clock = clock
         self._stage = stage
+        self.digest = digest
         self.bytes_read = 0
+        self.error: BaseException | None = None
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        if self._clock is None:
-            data = self._inner.read(len(buffer))
-        else:
-            with self._clock.measure(self._stage):
+        try:
+            if self._clock is None:
                 data = self._inner.read(len(buffer))
+            else:
+                with self._clock.measure(self._stage):
+                    data = self._inner.read(len(buffer))
+        except Exception as exc:
+            self.error = exc
+            raise
         n = len(data)
         buffer[:n] = data
+        if self.digest is not None:
+            self.digest.update(data)
         self.bytes_read += n
         return n
 

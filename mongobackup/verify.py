@@ -23,7 +23,6 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from mongobackup.dump import jsonable
 from mongobackup.errors import VerificationError
 from mongobackup.manifest import BackupManifest, DocumentDigest, IndexRecord, NamespaceRecord
 
@@ -76,11 +75,6 @@ class Verdict:
     def raise_if_failed(self) -> None:
         if not self.ok:
             raise VerificationError(f"{self.subject}: {self.summary()}")
-
-
-def index_record(spec: Mapping[str, Any]) -> IndexRecord:
-    """The manifest's record of an index (as the dump builds it), from listIndexes or an archive's metadata."""
-    return IndexRecord(name=str(spec["name"]), key=jsonable(spec["key"]), unique=bool(spec.get("unique")))
 
 
 def compare_stream(expected: NamespaceRecord, found: NamespaceRecord, ns: str) -> list[Mismatch]:
@@ -157,7 +151,7 @@ def read_namespace(client: MongoClient, database: str, info: Mapping[str, Any]) 
         documents=digest.count,
         bytes=digest.bytes,
         digest=digest.hexdigest,
-        indexes=[index_record(ix) for ix in collection.list_indexes()],
+        indexes=[IndexRecord.from_spec(ix) for ix in collection.list_indexes()],
     )
 
 
@@ -168,15 +162,21 @@ def verify_database(
     *,
     subject: str,
     reference: str = "the manifest",
+    names: Mapping[str, str] | None = None,
 ) -> Verdict:
-    """Reads back each expected collection and view of `database` and compares it (oplog records skipped)."""
+    """Reads back each expected collection and view of `database` and compares it (oplog records skipped).
+
+    `names` maps a record's collection to the name it has on the server now (a restore's staging name);
+    mismatches always name the record's collection.
+    """
+    names = names or {}
     infos = {str(info["name"]): info for info in client.get_database(database).list_collections()}
     verdict = Verdict(subject, reference=reference)
     for record in expected:
         if record.type == "oplog":
             continue
         ns = f"{database}.{record.collection}"
-        info = infos.get(record.collection)
+        info = infos.get(names.get(record.collection, record.collection))
         found = read_namespace(client, database, info) if info is not None else None
         verdict.checked.append(ns)
         verdict.mismatches.extend(compare_database(record, found, ns))

@@ -8,13 +8,13 @@ fail at once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 
-from mongobackup import metrics
+from mongobackup import metrics, uploads
 from mongobackup.backup import (
     Compression,
     TransferOutcome,
@@ -29,6 +29,7 @@ from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest
 from mongobackup.plan import BackupPlan
 from mongobackup.redact import redact_text
+from mongobackup.roster import record_roster
 from tasks.resources import archive_source, encryption_for, event_sink, mongo_client, storage_for
 
 
@@ -74,12 +75,17 @@ def error_of(state: State) -> BaseException:
 
 
 @task(name="list-databases", cache_policy=NO_CACHE)
-def list_instance_databases(plan: BackupPlan, instance: str) -> tuple[list[str], list[str]]:
+def list_instance_databases(plan: BackupPlan, instance: str, run_id: str) -> tuple[list[str], list[str]]:
     """(found, missing): the databases of `instance` the plan selects (admin/local/config only when listed),
-    and those the plan lists by name that the instance does not have (a typo must not back up nothing)."""
+    and those the plan lists by name that the instance does not have (a typo must not back up nothing).
+
+    With `databases: all`, what the instance has is recorded as its roster in the bucket, so that status
+    expects each database even when all of its backups are lost."""
     _, instance_plan = plan.instance(instance)
     with mongo_client(plan, instance) as client:
         available = list_databases(client, instance)
+    if instance_plan.databases == "all":  # a listed instance's plan says what to expect; no roster needed
+        record_roster(storage_for(plan), plan.storage.prefix, instance, available, datetime.now(UTC), run_id)
     selected = plan.select_databases(instance_plan, available)
     found = [name for name in selected if name in available]
     missing = [name for name in selected if name not in available]
@@ -93,6 +99,20 @@ def preflight(plan: BackupPlan) -> None:
     an unknown GPG recipient, a missing secret."""
     storage_for(plan).check_bucket()
     encryption_for(plan)
+
+
+@task(name="abort-stale-uploads", cache_policy=NO_CACHE)
+def abort_stale_uploads(plan: BackupPlan) -> int:
+    """Aborts open uploads of ours older than storage.abort_uploads_after_h (left by a killed run); how many."""
+    logger = get_run_logger()
+    aborted = uploads.abort_stale_uploads(
+        storage_for(plan),
+        plan.storage.prefix,
+        datetime.now(UTC),
+        timedelta(hours=plan.storage.abort_uploads_after_h),
+        log=logger.warning,
+    )
+    return len(aborted)
 
 
 @task(name="transfer", cache_policy=NO_CACHE)

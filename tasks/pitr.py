@@ -14,6 +14,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mongobackup import metrics
+from mongobackup.drill import scratch_database_name
 from mongobackup.dump import open_client
 from mongobackup.inventory import scan
 from mongobackup.metrics import Event
@@ -21,7 +22,6 @@ from mongobackup.pitr.chain import scan_archive
 from mongobackup.pitr.drill import PointDrill, drill_point
 from mongobackup.pitr.point import bases, windows
 from mongobackup.plan import BackupPlan
-from mongobackup.restore import scratch_database_name
 from tasks.resources import event_sink, storage_for
 from tasks.restore import decryption_for, scratch_uri
 

@@ -16,15 +16,14 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mongobackup import metrics
-from mongobackup.catalog import load_manifest
 from mongobackup.crypto import Gpg
+from mongobackup.drill import drill_restore, scratch_database_name
 from mongobackup.dump import open_client
 from mongobackup.errors import BackupError
-from mongobackup.inventory import StoredBackup
+from mongobackup.inventory import load_manifest
 from mongobackup.keys import BackupLocation
 from mongobackup.metrics import Event
 from mongobackup.plan import BackupPlan, DrillPlan
-from mongobackup.restore import drill_restore, scratch_database_name
 from mongobackup.status import StatusRow, read_status
 from tasks.resources import event_sink, secret_value, storage_for
 
@@ -119,7 +118,7 @@ def drill_database(plan: BackupPlan, object_key: str, run_id: str) -> DrillRow:
     logger = get_run_logger()
     storage = storage_for(plan)
     location = BackupLocation.parse(object_key, plan.storage.prefix)
-    manifest = load_manifest(storage, StoredBackup(location, None, True))
+    manifest = load_manifest(storage, location)
     scratch = scratch_database_name(location.database, run_id)
     gpg, passphrase = decryption_for(plan)
     logger.info("drill: %s -> scratch database %s", storage.where(object_key), scratch)

@@ -1,17 +1,18 @@
 """Prefect tasks of the retention flow: the bucket's lifecycle rules and settings, and prune.
 
-Each body calls plain functions of `mongobackup.lifecycle`, `mongobackup.prune` and
-`mongobackup.pitr.retention`. Retries (transient faults only) are safe: applying reads and merges again, and
-a retried prune scans again and deletes what is left.
+Each body calls plain functions of `mongobackup.lifecycle`, `mongobackup.prune`, `mongobackup.uploads` and
+`mongobackup.pitr.retention`. Retries (transient faults only) are safe: applying reads and merges again, and a
+retried prune or sweep scans again and deletes what is left.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from mongobackup import uploads
 from mongobackup.inventory import scan
 from mongobackup.lifecycle import (
     BucketSetting,
@@ -53,6 +54,23 @@ def lifecycle(plan: BackupPlan, dry_run: bool) -> LifecycleDiff:
     for line in diff.lines():
         get_run_logger().info("%s", line)
     return diff
+
+
+@task(name="abort-stale-uploads", cache_policy=NO_CACHE)
+def abort_stale_uploads(plan: BackupPlan, dry_run: bool) -> list[str]:
+    """Aborts (or, in a dry run, lists) open uploads of ours older than storage.abort_uploads_after_h."""
+    lines: list[str] = []
+    uploads.abort_stale_uploads(
+        storage_for(plan),
+        plan.storage.prefix,
+        datetime.now(UTC),
+        timedelta(hours=plan.storage.abort_uploads_after_h),
+        dry_run=dry_run,
+        log=lines.append,
+    )
+    for line in lines:
+        get_run_logger().info("%s", line)
+    return lines
 
 
 @task(name="prune", cache_policy=NO_CACHE)

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mongobackup.catalog import (
+from mongobackup.errors import VerificationError
+from mongobackup.inventory import (
     BackupNotFound,
     UncommittedBackup,
     list_backups,
@@ -15,7 +16,6 @@ from mongobackup.catalog import (
     newest_by_database,
     select_backup,
 )
-from mongobackup.errors import VerificationError
 from mongobackup.keys import BackupLocation
 from mongobackup.s3 import S3Storage
 from mongobackup.tiers import Tier
@@ -122,12 +122,12 @@ def test_nothing_there_says_where_it_looked(storage):
 def test_a_manifest_must_describe_the_object_beside_it(storage):
     location = put_backup(storage, at(0))
     backup = select_backup(storage, "backups/", "rs-a", "shop")
-    assert load_manifest(storage, backup).object_key == location.object_key
+    assert load_manifest(storage, backup.location).object_key == location.object_key
 
     other = at(1)
     storage.put_json(location.manifest_key, fake_manifest(other).to_json_dict())  # copied from another backup
     with pytest.raises(VerificationError, match=rf"{location.manifest_key} describes .*{other.object_key}"):
-        load_manifest(storage, backup)
+        load_manifest(storage, backup.location)
     storage.put_json(location.manifest_key, {"format_version": 99})
     with pytest.raises(VerificationError, match="not a valid manifest: .*format_version 99"):
-        load_manifest(storage, backup)
+        load_manifest(storage, backup.location)

@@ -13,7 +13,7 @@ from pymongo import MongoClient
 from flows.backup import backup
 from flows.firedrill import firedrill
 from flows.firedrill import main as firedrill_main
-from mongobackup.catalog import list_backups, newest_by_database
+from mongobackup.inventory import list_backups, newest_by_database
 from mongobackup.plan import load_plan
 from tasks.restore import DrillNotConfigured, drill_settings
 from tests.helpers import database_names, influx_points, run_artifact_rows, storage_on, unique

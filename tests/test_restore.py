@@ -17,8 +17,8 @@ from pymongo import MongoClient
 
 from flows.backup import backup
 from flows.restore import main
-from mongobackup.catalog import load_manifest, select_backup
 from mongobackup.crypto import Gpg
+from mongobackup.inventory import load_manifest, select_backup
 from mongobackup.manifest import BackupManifest
 from mongobackup.restore import RestoreOptions, restore_backup
 from tests.dataset import load_rich_dataset
@@ -87,7 +87,14 @@ def flow_backup(services, s3_client, gpg_key, prefect, module_aws_env, tmp_path_
         storage = storage_on(services.url("moto"), bucket)
         found = select_backup(storage, "", instance, database)
         yield FlowBackup(
-            plan, instance, database, source_uri, bucket, found.object_key, load_manifest(storage, found), gpg_key.home
+            plan,
+            instance,
+            database,
+            source_uri,
+            bucket,
+            found.object_key,
+            load_manifest(storage, found.location),
+            gpg_key.home,
         )
     finally:
         drop(source_uri, database)

@@ -110,12 +110,12 @@ def store_generated(storage: S3Storage, gpg_key: GpgKey, megabytes: int) -> str:
 CHILD = """
 import json, sys, threading
 import boto3, psutil
-from mongobackup.catalog import load_manifest
+from mongobackup.inventory import load_manifest
 from mongobackup.crypto import Gpg
 from mongobackup.dump import open_client
 from mongobackup.inventory import StoredBackup
 from mongobackup.keys import BackupLocation
-from mongobackup.restore import drill_restore
+from mongobackup.drill import drill_restore
 from mongobackup.s3 import S3Storage, s3_client
 
 args = json.loads(sys.argv[1])
@@ -138,7 +138,7 @@ def sample():
 storage = S3Storage(s3_client(session=boto3.Session(), endpoint_url=args["moto"], region="us-east-1"),
                     args["bucket"], part_size=5 << 20)
 location = BackupLocation.parse(args["key"])
-manifest = load_manifest(storage, StoredBackup(location, None, True))
+manifest = load_manifest(storage, location)
 before = psutil.Process().memory_info().rss / 2**20
 threading.Thread(target=sample, daemon=True).start()
 with open_client(args["scratch"]) as client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 
@@ -73,3 +74,23 @@ def test_damaged_zstd_frame_is_an_error():
     damaged = frame[:50] + bytes([frame[50] ^ 0xFF]) + frame[51:]
     with pytest.raises(zstandard.ZstdError):
         zstd_decompressing_reader(io.BytesIO(damaged)).read(1 << 20)
+
+
+def test_counting_reader_hashes_what_passes_and_keeps_the_read_error():
+    data = os.urandom(300_000)
+    reader = CountingReader(io.BytesIO(data), digest=hashlib.sha256())
+    while reader.read(65536):
+        pass
+    assert reader.bytes_read == len(data) and reader.digest.hexdigest() == hashlib.sha256(data).hexdigest()
+
+    class Broken(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer):  # type: ignore[override]
+            raise ConnectionError("connection reset by the store")
+
+    broken = CountingReader(Broken())  # type: ignore[arg-type]
+    with pytest.raises(ConnectionError):
+        broken.read(10)
+    assert isinstance(broken.error, ConnectionError)  # kept for a consumer thread that swallows it

@@ -23,9 +23,8 @@ from bson import Timestamp
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from mongobackup.catalog import list_backups, load_manifest
 from mongobackup.crypto import Gpg
-from mongobackup.inventory import StoredBackup
+from mongobackup.inventory import StoredBackup, list_backups, load_manifest
 from mongobackup.manifest import BackupManifest
 from mongobackup.pitr.chain import OplogArchive, OutsideWindow, chain_at, scan_archive, segments_between
 from mongobackup.pitr.keys import ts_datetime
@@ -80,8 +79,8 @@ def bases(storage: Storage, prefix: str, instance: str, database: str) -> list[B
     """The committed backups of a database that carry an oplog window, oldest first (reads their manifests)."""
     found = []
     for backup in list_backups(storage, prefix, instance, database):
-        if backup.committed and backup.object_size is not None:
-            manifest = load_manifest(storage, backup)
+        if backup.committed:
+            manifest = load_manifest(storage, backup.location, object_size=backup.object_size)
             if manifest.oplog is not None:  # a dump without its oplog slice has no one consistent point
                 found.append(Base(backup, manifest))
     return found

@@ -23,8 +23,7 @@ from datetime import datetime
 
 from bson import Timestamp
 
-from mongobackup.catalog import load_manifest
-from mongobackup.inventory import Inventory
+from mongobackup.inventory import Inventory, load_manifest
 from mongobackup.lifecycle import ABORT_INCOMPLETE_MULTIPART_DAYS, RULE_ID_PREFIX, Rule
 from mongobackup.pitr.chain import OplogArchive, StoredSegment, scan_archive
 from mongobackup.pitr.keys import OPLOG_PREFIX, gap_key, ts_datetime
@@ -77,7 +76,7 @@ def needed_from(storage: Storage, inventory: Inventory, instance: str) -> Timest
     for (owner, _database), backup in inventory.newest_committed().items():
         if owner != instance:
             continue
-        manifest = load_manifest(storage, backup)
+        manifest = load_manifest(storage, backup.location, object_size=backup.object_size)
         if manifest.oplog is not None:
             points.append(Timestamp(*manifest.oplog.end))
     return min(points, default=None)

@@ -22,13 +22,14 @@ from bson import Binary
 from pymongo import MongoClient
 
 from flows.restore import main
-from mongobackup.catalog import UncommittedBackup, select_backup
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.errors import VerificationError
+from mongobackup.inventory import UncommittedBackup, select_backup
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest
 from mongobackup.restore import RestoreFailed, RestoreOptions, RestoreProgress, restore_backup
 from mongobackup.s3 import S3Storage
+from mongobackup.staging import is_lease
 from tests.helpers import database_names, decrypt_object, make_backup, new_bucket, storage_on, unique
 from tests.planfiles import write_plan
 
@@ -139,7 +140,9 @@ def restore(
         def on_progress(progress: RestoreProgress) -> None:
             if seen is not None and target is not None:
                 time.sleep(0.05)  # lets the insert threads catch up with the reader
-                seen.append(sum(client[target][name].count_documents({}) for name in ("a", "b", "c")))
+                # Documents written into the target database: under staging names until the swap.
+                names = [n for n in client[target].list_collection_names() if not is_lease(n)]
+                seen.append(sum(client[target][name].count_documents({}) for name in names))
 
         options = RestoreOptions(target_database=target, batch_bytes=128 * 1024)
         restore_backup(

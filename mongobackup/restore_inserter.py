@@ -1,0 +1,103 @@
+"""Insert threads of a restore: batches of raw documents written by a few threads, each with a bounded queue.
+
+A namespace always goes to the same thread, so its documents keep their order (capped collections care). Our
+archives hold one namespace after another: the threads then overlap inserting one with reading the next;
+mongodump interleaves namespaces: then several are inserted at once. The reader blocks when a thread's queue
+is full, which in turn holds back gpg and S3: memory stays flat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from typing import Any
+
+from bson.raw_bson import RawBSONDocument
+
+from mongobackup.errors import BackupError, first_line
+
+#: Batches waiting per insert thread; the reader blocks beyond that, which in turn holds back gpg and S3.
+QUEUE_BATCHES = 2
+
+
+class Inserter:
+    """Inserts batches on `parallel` threads; a namespace always goes to the same thread (its order is kept)."""
+
+    def __init__(self, parallel: int, queue_batches: int = QUEUE_BATCHES):
+        self._lanes: list[queue.Queue[tuple[Any, list[bytes], bool, str] | None]] = [
+            queue.Queue(maxsize=queue_batches) for _ in range(max(1, parallel))
+        ]
+        self._lane_of: dict[str, int] = {}
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self.inserted = 0
+        self._threads = [
+            threading.Thread(target=self._work, args=(lane,), name=f"restore-insert-{n}", daemon=True)
+            for n, lane in enumerate(self._lanes)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, collection: Any, documents: list[bytes], ordered: bool, label: str = "") -> None:
+        """Queues a batch for `collection`; `label` names it in errors (the final namespace of a staging one)."""
+        lane = self._lane_of.setdefault(collection.full_name, len(self._lane_of) % len(self._lanes))
+        self._put(self._lanes[lane], (collection, documents, ordered, label or collection.full_name))
+
+    def finish(self) -> None:
+        """Waits until every queued batch is inserted; raises the first insert failure."""
+        for lane in self._lanes:
+            self._put(lane, None)
+        for thread in self._threads:
+            thread.join()
+        self._raise_if_failed()
+
+    def abort(self) -> None:
+        """Stops: queued batches are dropped, threads end. Never raises."""
+        with self._lock:
+            if self._error is None:
+                self._error = RuntimeError("restore aborted")
+        for lane in self._lanes:
+            with contextlib.suppress(queue.Full):
+                lane.put(None, timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _put(self, lane: queue.Queue, item: Any) -> None:
+        # Waits in slices: a dead insert thread would otherwise leave a full queue blocking the reader forever.
+        while True:
+            self._raise_if_failed()
+            try:
+                lane.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _work(self, lane: queue.Queue) -> None:
+        while (item := lane.get()) is not None:
+            if self._error is not None:
+                continue  # draining after a failure
+            collection, documents, ordered, label = item
+            try:
+                # bypass_document_validation: documents were valid when written; a validator added later (or
+                # validationLevel moderate) must not reject them now. mongorestore does the same.
+                collection.insert_many(
+                    [RawBSONDocument(doc) for doc in documents], ordered=ordered, bypass_document_validation=True
+                )
+            except BaseException as exc:
+                with self._lock:
+                    if self._error is None:
+                        self._error = InsertFailed(label, exc)
+                continue
+            with self._lock:
+                self.inserted += len(documents)
+
+
+class InsertFailed(BackupError):
+    def __init__(self, ns: str, cause: BaseException):
+        super().__init__(f"insert into {ns} failed: {first_line(cause)}")
+        self.transient = False
