@@ -19,10 +19,10 @@ from tests.helpers import make_backup, unique
 from tests.pitr.helpers import INSTANCE, ThreadedArchiver, archive_of, last_write, wait_archived
 
 
-def base_backup(client: MongoClient, plan_path, storage, database: str) -> None:
-    """A committed backup of `database`, made by the functions the backup flow calls."""
+def base_backup(client: MongoClient, plan_path, storage, database: str) -> Timestamp:
+    """A committed backup of `database`, made by the functions the backup flow calls; where it is consistent."""
     gpg, keys = encryption_for(load_plan(plan_path))
-    make_backup(client, storage, gpg, INSTANCE, database, keys)
+    return Timestamp(*make_backup(client, storage, gpg, INSTANCE, database, keys).oplog.end)
 
 
 def next_second(after: Timestamp) -> None:
@@ -62,8 +62,7 @@ def test_restores_at_several_points_equal_the_source_at_those_points(
         try:
             with ThreadedArchiver(plan_path) as running:
                 phase(source, database, 1)
-                base_backup(source, plan_path, storage, database)
-                first_base_end = last_write(source)
+                first_base_end = base_backup(source, plan_path, storage, database)
                 next_second(first_base_end)
                 for n in range(2, 7):
                     phase(source, database, n)
@@ -100,3 +99,44 @@ def test_restores_at_several_points_equal_the_source_at_those_points(
             err = capsys.readouterr().err
             assert code == 1 and "outside the restorable window" in err and iso(first_base_end) in err, err
             assert f"{database}_out" not in scratch.list_database_names()
+
+
+def test_a_point_restore_that_fails_in_the_archived_oplog_leaves_the_target_as_it_was(
+    pitr_mongo, plan_path, storage, services, gpg_key, capsys
+):
+    """A damaged segment after the base: the restore fails in the replay, after the base was staged, and the
+    target's own documents are still there, with no staging collection left beside them."""
+    database = unique("safe")
+    with MongoClient(pitr_mongo) as source:
+        try:
+            with ThreadedArchiver(plan_path) as running:
+                source[database].items.insert_many([{"_id": n} for n in range(10)])
+                base_backup(source, plan_path, storage, database)
+                source[database].items.insert_many([{"_id": n} for n in range(10, 20)])
+                point = last_write(source)
+                wait_archived(storage, Timestamp(point.time + 2, 0), running)
+        finally:
+            source.drop_database(database)
+    damaged = next(s for s in archive_of(storage).segments if s.last >= point).location.object_key
+    body = bytearray(storage.open_read(damaged).read())
+    body[-10] ^= 0xFF
+    storage.client.put_object(Bucket=storage.bucket, Key=damaged, Body=bytes(body))
+
+    target = f"{database}_target"
+    with MongoClient(services.mongo_uri("mongo-scratch")) as scratch:
+        scratch[target].items.insert_many([{"_id": f"mine-{n}", "n": n} for n in range(3)])
+        before = snapshot(scratch, target)
+        try:
+            code = restore_main(
+                [
+                    *("--plan", str(plan_path), "--instance", INSTANCE, "--database", database),
+                    *("--to", services.mongo_uri("mongo-scratch"), "--gnupghome", str(gpg_key.home), "--quiet"),
+                    *("--as", target, "--drop", "--point-in-time", iso(point)),
+                ]
+            )
+            err = capsys.readouterr().err
+            assert code == 1 and damaged in err, err
+            assert snapshot(scratch, target) == before
+            assert scratch[target].list_collection_names() == ["items"]
+        finally:
+            scratch.drop_database(target)
