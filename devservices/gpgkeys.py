@@ -55,31 +55,41 @@ def _gpg(home: Path, *args: str) -> str:
     return done.stdout
 
 
-def create_gpg_key(uid: str = "Backup Test <backup@test>", *, home: Path | None = None) -> GpgKey:
+#: `create_gpg_key(expired=True)` makes the key at this (faked) time, valid for one day.
+EXPIRED_KEY_CREATED = "20200101T000000"
+
+
+def create_gpg_key(
+    uid: str = "Backup Test <backup@test>", *, home: Path | None = None, expired: bool = False
+) -> GpgKey:
     """Make a GnuPG home holding an ed25519 certify key with a cv25519 encryption subkey, no passphrase.
 
     Curve keys take milliseconds, where RSA generation can take seconds of entropy on a busy machine.
+    expired: the key and its subkey are made on 2020-01-01 (gpg's faked system time) and expired one day
+    later, at 2020-01-02T00:00:00Z, as a key nobody renewed.
     """
+    when = ["--faked-system-time", f"{EXPIRED_KEY_CREATED}!"] if expired else []
+    expiry = "1d" if expired else "never"
     if home is None:
         home = Path(tempfile.mkdtemp(prefix="gpg-", dir="/tmp"))
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(home, 0o700)  # gpg warns about, and may refuse, a home others can read
-    _gpg(home, "--quick-gen-key", uid, "ed25519", "cert", "never")
+    _gpg(home, *when, "--quick-gen-key", uid, "ed25519", "cert", expiry)
     fingerprint = next(
         line.split(":")[9]
         for line in _gpg(home, "--with-colons", "--list-keys", uid).splitlines()
         if line.startswith("fpr:")
     )
-    _gpg(home, "--quick-add-key", fingerprint, "cv25519", "encr", "never")
+    _gpg(home, *when, "--quick-add-key", fingerprint, "cv25519", "encr", expiry)
     public_key_file = home / "public-key.asc"
     public_key_file.write_text(_gpg(home, "--armor", "--export", fingerprint))
     return GpgKey(home=home, fingerprint=fingerprint, public_key_file=public_key_file, uid=uid)
 
 
 @contextmanager
-def throwaway_gpg_key(uid: str, *, home: Path | None = None) -> Iterator[GpgKey]:
+def throwaway_gpg_key(uid: str, *, home: Path | None = None, expired: bool = False) -> Iterator[GpgKey]:
     """`create_gpg_key` for the length of a `with` block; the home and its gpg-agent go at its end."""
-    key = create_gpg_key(uid, home=home)
+    key = create_gpg_key(uid, home=home, expired=expired)
     try:
         yield key
     finally:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pendulum
 from prefect import flow, get_run_logger, runtime, tags
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
@@ -25,10 +24,11 @@ from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import allow_failure
 
 from flows.cli import load_plan_or_report, run_flow
-from mongobackup.errors import first_line
+from flows.resources import RunResources
 from mongobackup.keys import BackupLocation, short_run_id
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.tiers import Tier
+from mongobackup.times import parse_at
 from tasks import backup as t
 from tasks.retries import retrying
 
@@ -63,10 +63,7 @@ def planned_locations(
 def scheduled_time(at: str | None) -> datetime:
     """The time the run's tier is decided from: --at, else the flow run's scheduled start (kept by retries)."""
     if at:
-        parsed = pendulum.parse(at)
-        if not isinstance(parsed, datetime) or parsed.tzinfo is None:
-            raise ValueError(f"--at {at!r}: give a full ISO-8601 time with a zone, e.g. 2026-01-01T02:00:00Z")
-        return parsed.astimezone(UTC)
+        return parse_at(at)
     return runtime.flow_run.scheduled_start_time.astimezone(UTC)
 
 
@@ -102,20 +99,26 @@ def backup(
     logger.info("run %s: tier %s for %s (%s)", run_id, tier.value, when.isoformat(), plan.tiers.timezone)
     if fan_out_deployment:
         return _fan_out(fan_out_deployment, plan_path, when, wanted)
+    with RunResources(plan) as resources:
+        return _back_up(resources, wanted, when, tier, run_id)
 
+
+def _back_up(resources: RunResources, wanted: list[str], when: datetime, tier: Tier, run_id: str) -> State:
+    """The run's task chains, sharing `resources` (one storage, one key import, one client per instance)."""
+    plan = resources.plan
     t.preflight.with_options(
         **retrying(
-            plan, on_failure=[t.failure_event_hook(plan, name, None, tier.value, "preflight") for name in wanted]
+            plan, on_failure=[t.failure_event_hook(resources, name, None, tier.value, "preflight") for name in wanted]
         )
-    )(plan)
+    )(resources)
     # Uploads left open by a killed run: a failed sweep is logged, it does not stop the backups.
-    swept = t.abort_stale_uploads.with_options(**retrying(plan))(plan, return_state=True)
+    swept = t.abort_stale_uploads.with_options(**retrying(plan))(resources, return_state=True)
     if not swept.is_completed():
-        logger.warning("stale open uploads not aborted: %s", _message(swept))
+        get_run_logger().warning("stale open uploads not aborted: %s", t.failure_message(swept))
     listings = {
         name: t.list_instance_databases.with_options(
-            **retrying(plan, on_failure=[t.failure_event_hook(plan, name, None, tier.value, "list")])
-        ).submit(plan, name, run_id)
+            **retrying(plan, on_failure=[t.failure_event_hook(resources, name, None, tier.value, "list")])
+        ).submit(resources, name, run_id)
         for name in wanted
     }
     rows: list[BackupRow] = []
@@ -123,19 +126,21 @@ def backup(
     for instance, listing in listings.items():
         listing.wait()
         if not listing.state.is_completed():
-            rows.append(BackupRow(instance, "*", tier.value, "", state="Failed", error=_message(listing.state)))
+            rows.append(
+                BackupRow(instance, "*", tier.value, "", state="Failed", error=t.failure_message(listing.state))
+            )
             continue
         found, missing = listing.result()
         for database in missing:
             error = f"instance {instance}: database {database} not found (listed in the plan)"
-            t.record_failure(plan, instance, database, tier.value, "list", error)
+            t.record_failure(resources, instance, database, tier.value, "list", error)
             rows.append(BackupRow(instance, database, tier.value, "", state="Failed", error=error))
         # Each lane runs its databases one after another: max_parallel lanes per instance at most.
         lanes: list[PrefectFuture | None] = [None] * plan.instance(instance)[1].max_parallel
         for n, location in enumerate(planned_locations(plan, {instance: found}, when, run_id)):
             row = BackupRow(instance, location.database, tier.value, location.object_key)
             rows.append(row)
-            committed, notified = _submit_chain(plan, location, run_id, when, after=lanes[n % len(lanes)])
+            committed, notified = _submit_chain(resources, location, run_id, when, after=lanes[n % len(lanes)])
             lanes[n % len(lanes)] = notified
             chains.append((row, committed, notified))
 
@@ -144,7 +149,7 @@ def backup(
         mine = [r for r in rows if r.instance == instance]
         if mine and all(r.state == "Completed" for r in mine):
             try:
-                t.notify_instance(plan, instance)
+                t.notify_instance(resources, instance)
             except Exception as exc:
                 for r in mine:
                     r.state, r.error = "Completed (notify failed)", str(exc)
@@ -189,22 +194,22 @@ def _fan_out(deployment: str, plan_path: str, when: datetime, instances: list[st
 
 
 def _submit_chain(
-    plan: BackupPlan, location: BackupLocation, run_id: str, when: datetime, after: PrefectFuture | None
+    resources: RunResources, location: BackupLocation, run_id: str, when: datetime, after: PrefectFuture | None
 ) -> tuple[PrefectFuture, PrefectFuture]:
-    hook = t.failure_event_hook
+    plan, hook = resources.plan, t.failure_event_hook
     instance, database, tier = location.instance, location.database, location.tier.value
     wait_for = [allow_failure(after)] if after is not None else []
     with tags(f"mongo-instance:{instance}"):
         stored = t.transfer.with_options(
-            **retrying(plan, on_failure=[hook(plan, instance, database, tier, "transfer")])
-        ).submit(plan, location, wait_for=wait_for)
+            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "transfer")])
+        ).submit(resources, location, wait_for=wait_for)
         verified = t.verify.with_options(
-            **retrying(plan, on_failure=[hook(plan, instance, database, tier, "verify")])
-        ).submit(plan, stored)
+            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "verify")])
+        ).submit(resources, stored)
         committed = t.commit.with_options(
-            **retrying(plan, on_failure=[hook(plan, instance, database, tier, "commit")])
-        ).submit(plan, verified, run_id, when)
-        notified = t.notify_database.with_options(**retrying(plan)).submit(plan, committed)
+            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "commit")])
+        ).submit(resources, verified, run_id, when)
+        notified = t.notify_database.with_options(**retrying(plan)).submit(resources, committed)
     return committed, notified
 
 
@@ -218,13 +223,9 @@ def _collect(chains: list[tuple[BackupRow, PrefectFuture, PrefectFuture]]) -> No
             row.state = "Completed"
             notified.wait()
             if not notified.state.is_completed():
-                row.state, row.error = "Completed (notify failed)", _message(notified.state)
+                row.state, row.error = "Completed (notify failed)", t.failure_message(notified.state)
         else:
-            row.state, row.error = "Failed", _message(committed.state)
-
-
-def _message(state: State) -> str:
-    return first_line(t.error_of(state))
+            row.state, row.error = "Failed", t.failure_message(committed.state)
 
 
 def _publish(rows: list[BackupRow], tier: Tier, run_id: str) -> None:
@@ -281,17 +282,16 @@ def dry_run_lines(plan: BackupPlan, when: datetime, instances: Sequence[str] | N
     not known yet, so keys show `dryrun` in its place.
     """
     from mongobackup.dump import list_databases
-    from tasks.resources import mongo_client
 
     databases: dict[str, list[str]] = {}
-    for name in selected_instances(plan, instances):
-        instance = plan.instance(name)[1]
-        if isinstance(instance.databases, list):
-            available = list(instance.databases)
-        else:
-            with mongo_client(plan, instance.name) as client:
-                available = list_databases(client, instance.name)
-        databases[instance.name] = plan.select_databases(instance, available)
+    with RunResources(plan) as resources:
+        for name in selected_instances(plan, instances):
+            instance = plan.instance(name)[1]
+            if isinstance(instance.databases, list):
+                available = list(instance.databases)
+            else:
+                available = list_databases(resources.mongo_client(name), name)
+            databases[name] = plan.select_databases(instance, available)
     return [
         f"{loc.tier.value} {loc.instance} {loc.database} {loc.object_key}"
         for loc in planned_locations(plan, databases, when, "dryrun")

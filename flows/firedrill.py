@@ -3,7 +3,8 @@
     python -m flows.firedrill --plan PLAN.yaml [--instance NAME ...]
 
 For each database the plan expects (the watchdog's rules: listed databases, or every database with a backup
-for `databases: all`), the newest committed backup is restored into a fresh database on the plan's scratch
+for `databases: all`; and every key/value snapshot source, see `mongobackup.snapshots.drill`), the newest
+committed backup is restored into a fresh database on the plan's scratch
 MongoDB (`drill_<database>_<run id>`), verified against its manifest and dropped again, whatever happened.
 Drills run one after another: the scratch server is shared and a restore is CPU-bound there.
 
@@ -31,13 +32,16 @@ from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import allow_failure
 
 from flows.cli import load_plan_or_report, run_flow
+from flows.resources import RunResources
 from mongobackup.keys import short_run_id
 from mongobackup.pitr.drill import PointDrill
-from mongobackup.plan import BackupPlan, load_plan
+from mongobackup.plan import load_plan
 from mongobackup.status import StatusRow
+from tasks import drill as t
 from tasks import pitr as t_pitr
-from tasks import restore as t
-from tasks.restore import DrillRow
+from tasks import snapshot as snapshot_tasks
+from tasks.backup import failure_message
+from tasks.drill import DrillRow
 from tasks.retries import retrying
 
 
@@ -48,12 +52,16 @@ def _run_name() -> str:
 @flow(name="firedrill", flow_run_name=_run_name, log_prints=False)
 def firedrill(plan_path: str, instances: list[str] | None = None) -> State:
     """Drills the newest committed backup of every expected database; Failed when any drill failed."""
+    with RunResources(load_plan(plan_path)) as resources:
+        return _drill(resources, instances)
+
+
+def _drill(resources: RunResources, instances: list[str] | None) -> State:
     logger = get_run_logger()
-    plan = load_plan(plan_path)
-    settings = t.drill_settings(plan)
+    plan, settings = resources.plan, resources.drill
     now = datetime.now(UTC)
     run_id = short_run_id(str(runtime.flow_run.id or "local"))
-    targets = t.drill_targets.with_options(**retrying(plan))(plan, now, instances)
+    targets = t.drill_targets.with_options(**retrying(plan))(resources, now, instances)
     logger.info("run %s: %d databases to drill, max backup age %g h", run_id, len(targets), settings.max_age_h)
 
     rows: list[DrillRow] = []
@@ -65,13 +73,13 @@ def firedrill(plan_path: str, instances: list[str] | None = None) -> State:
         if target.age_h is None:  # nothing restorable: no backup, or an unreadable manifest
             continue
         wait_for = [allow_failure(previous)] if previous is not None else []
-        previous = t.drill_database.with_options(**retrying(plan)).submit(
-            plan, target.object_key, run_id, wait_for=wait_for
-        )
+        # A snapshot source's row (etcd: restored into a scratch etcd; Consul: restored to a file and checked).
+        drill = snapshot_tasks.drill if snapshot_tasks.is_snapshot_source(plan, target.instance) else t.drill_database
+        previous = drill.with_options(**retrying(plan)).submit(resources, target.object_key, run_id, wait_for=wait_for)
         drills.append((row, previous))
     _collect(drills)
-    point = _point_in_time(plan, run_id, instances, now) if plan.pitr is not None else None
-    notified = _notify(plan, rows, now)
+    point = _point_in_time(resources, run_id, instances, now) if plan.pitr is not None else None
+    notified = _notify(resources, rows, now)
     _publish(rows, run_id, settings.max_age_h)
     state = _final_state(rows, notified)
     if point is None or point.passed:
@@ -80,15 +88,17 @@ def firedrill(plan_path: str, instances: list[str] | None = None) -> State:
     return Failed(message=f"{state.message}; {failed}" if state.is_failed() else failed)
 
 
-def _point_in_time(plan: BackupPlan, run_id: str, instances: list[str] | None, now: datetime) -> PointDrill:
+def _point_in_time(resources: RunResources, run_id: str, instances: list[str] | None, now: datetime) -> PointDrill:
     """The point-in-time drill of one database; its failure is reported, never raised over the other drills."""
+    plan = resources.plan
     try:
-        point = t_pitr.drill_point_in_time.with_options(**retrying(plan))(plan, run_id, instances, now.toordinal())
+        drill_task = t_pitr.drill_point_in_time.with_options(**retrying(plan))
+        point = drill_task(resources, run_id, instances, now.toordinal())
     except Exception as exc:
         point = PointDrill("*", "*", problems=[" ".join(str(exc).split())[:500] or type(exc).__name__])
     create_markdown_artifact(markdown=point.describe(), key="restore-drill-pitr", description=f"Point-in-time {run_id}")
     try:
-        t_pitr.notify_point_drill.with_options(**retrying(plan))(plan, point, now)
+        t_pitr.notify_point_drill.with_options(**retrying(plan))(resources, point, now)
     except Exception as exc:  # the result stands; the event is only its echo
         get_run_logger().error("could not write the point-in-time drill event: %s", exc)
     return point
@@ -113,28 +123,20 @@ def _collect(drills: list[tuple[DrillRow, PrefectFuture]]) -> None:
             row.duration_s, row.restore_mb_s = done.duration_s, done.restore_mb_s
             row.state = "Passed"
         else:
-            row.state, row.verdict, row.error = "Failed", "restore failed", _message(future.state)
+            row.state, row.verdict, row.error = "Failed", "restore failed", failure_message(future.state)
         if row.stale:
             row.state = "Failed"
             stale = f"stale: the newest backup is {row.age_h:.1f} h old"
             row.error = f"{stale}; {row.error}" if row.error else stale
 
 
-def _notify(plan: BackupPlan, rows: list[DrillRow], when: datetime) -> bool:
+def _notify(resources: RunResources, rows: list[DrillRow], when: datetime) -> bool:
     try:
-        t.notify_drill.with_options(**retrying(plan))(plan, rows, when)
+        t.notify_drill.with_options(**retrying(resources.plan))(resources, rows, when)
     except Exception as exc:  # the drill results stand; the run still fails below, naming the gap
         get_run_logger().error("could not write the drill events: %s", exc)
         return False
     return True
-
-
-def _message(state: State) -> str:
-    try:
-        state.result(raise_on_failure=True)
-    except BaseException as exc:
-        return " ".join(str(exc).split())[:500] if str(exc) else type(exc).__name__
-    return state.message or state.name or ""
 
 
 def _publish(rows: list[DrillRow], run_id: str, max_age_h: float) -> None:

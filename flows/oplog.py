@@ -25,22 +25,22 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger, runtime
 
 from flows.cli import load_plan_or_report
-from mongobackup.errors import BackupError, first_line
+from flows.resources import RunResources
+from mongobackup.errors import BackupError, one_line
 from mongobackup.metrics import Event, oplog_archived, oplog_gap
 from mongobackup.notify import NotifyError
 from mongobackup.pitr.archiver import GapReport, OplogArchiver, SegmentReport
-from mongobackup.plan import BackupPlan, load_plan
-from tasks.resources import encryption_for, event_sink, mongo_client, storage_for
+from mongobackup.plan import load_plan
 
 
-def build_archiver(plan: BackupPlan, instance: str, log: Callable[[str], None]) -> OplogArchiver:
+def build_archiver(resources: RunResources, instance: str, log: Callable[[str], None]) -> OplogArchiver:
     """The archiver of one instance of the plan, with its events going to the plan's InfluxDB."""
+    plan = resources.plan
     if plan.pitr is None:
         raise ValueError("the plan has no pitr section: add `pitr: {}` to archive the oplog")
     plan.instance(instance)  # KeyError naming the plan's instances when there is no such one
-    storage = storage_for(plan)
-    gpg, keys = encryption_for(plan)
-    sink = event_sink(plan)
+    sink = resources.event_sink
+    encryption = resources.encryption
 
     def emit(event: Event) -> None:
         if sink is None:
@@ -48,13 +48,13 @@ def build_archiver(plan: BackupPlan, instance: str, log: Callable[[str], None]) 
         try:
             sink.write([event])
         except NotifyError as exc:  # an event lost is not an entry lost: archiving goes on
-            log(f"event {event.measurement} not written: {first_line(exc)}")
+            log(f"event {event.measurement} not written: {one_line(exc)}")
 
     return OplogArchiver(
-        client=mongo_client(plan, instance),
-        storage=storage,
-        gpg=gpg,
-        keys=keys,
+        client=resources.mongo_client(instance),
+        storage=resources.storage,
+        gpg=encryption.gpg(),
+        keys=encryption.keys,
         instance=instance,
         prefix=plan.storage.prefix,
         settings=plan.pitr,
@@ -83,7 +83,7 @@ def archive_until(archiver: OplogArchiver, stop: threading.Event) -> None:
         try:
             archiver.commit_open(stop)
         except BackupError as failure:  # the first error is the one to report; this one is only logged
-            archiver.log(f"the open segment could not be committed either ({first_line(failure)}): {exc!r}")
+            archiver.log(f"the open segment could not be committed either ({one_line(failure)}): {exc!r}")
         raise
 
 
@@ -95,8 +95,9 @@ def _run_name() -> str:
 def oplog(plan_path: str, instance: str) -> int:
     """Archives the oplog of `instance` until the run is cancelled; returns the segments committed."""
     logger = get_run_logger()
-    archiver = build_archiver(load_plan(plan_path), instance, logger.info)
-    archive_until(archiver, threading.Event())
+    with RunResources(load_plan(plan_path)) as resources:
+        archiver = build_archiver(resources, instance, logger.info)
+        archive_until(archiver, threading.Event())
     return archiver.committed
 
 
@@ -120,8 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if plan is None:
         return 2
     log = _terminal_log()
+    resources = RunResources(plan)
     try:
-        archiver = build_archiver(plan, args.instance, log)
+        archiver = build_archiver(resources, args.instance, log)
     except (ValueError, KeyError) as exc:
         print(f"oplog: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
@@ -136,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackupError as exc:
         print(f"oplog: FAILED: {exc}", file=sys.stderr)
         return 1
+    finally:
+        resources.close()
     print(f"oplog: stopped; {archiver.committed} segments committed", file=sys.stderr)
     return 0
 

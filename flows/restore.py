@@ -7,6 +7,7 @@
     python -m flows.restore --plan PLAN.yaml --instance NAME --database DB --list
     python -m flows.restore --plan PLAN.yaml --instance NAME --database DB [--at | --key] --thaw-only [--retrieval T]
     python -m flows.restore --archive FILE (--to URI | --verify-only) [--as NAME] [--drop] ...
+    python -m flows.restore --plan PLAN.yaml --snapshot SOURCE [--at TIME | --key KEY] --out FILE [--list]
 
 Without --at or --key the newest committed backup is restored; --at picks the newest at or before a time.
 --point-in-time restores the database as it was at that second: the newest base backup that ended before
@@ -29,13 +30,14 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
-import pendulum
 from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
+from flows.resources import RunResources
+from flows.restore_snapshot import check_snapshot_arguments, restore_snapshot_main
 from mongobackup.dump import open_client
-from mongobackup.errors import BackupError, first_line
+from mongobackup.errors import BackupError, one_line
 from mongobackup.glacier import RETRIEVALS
 from mongobackup.inventory import StoredBackup, age_hours, list_backups, load_manifest, select_backup
 from mongobackup.manifest import BackupManifest
@@ -53,11 +55,9 @@ from mongobackup.restore import (
     restore_stream,
 )
 from mongobackup.staging import report_lines
-from mongobackup.storage import Storage
 from mongobackup.thaw import ThawSettings, ensure_thawed, object_thaw_state, request_thaw
+from mongobackup.times import parse_at
 from mongobackup.units import human_size
-from tasks.resources import instance_uri, storage_for
-from tasks.restore import decryption_for
 
 
 class UsageError(ValueError):
@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--archive", help="a stock mongodump --archive file (plain or --gzip) instead of a backup")
     source.add_argument("--list", action="store_true", help="list the backups of --instance/--database and exit")
+    source.add_argument(
+        "--snapshot", metavar="SOURCE", help="a key/value snapshot of this source (Consul, etcd) instead of a database"
+    )
+    source.add_argument("--out", help="with --snapshot: the file to write (what consul/etcdctl snapshot restore take)")
     thaw = parser.add_argument_group("archived backups (GLACIER, DEEP_ARCHIVE)")
     thaw.add_argument(
         "--retrieval", choices=RETRIEVALS, help="thaw speed and price (default: the plan's restore.retrieval)"
@@ -122,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """UsageError for combinations that make no sense, before anything is read."""
+    if args.snapshot or args.out:
+        check_snapshot_arguments(args)
+        return
     if args.archive:
         if args.plan or args.key or args.at or args.list or args.uncommitted or args.thaw_only or args.retrieval:
             raise UsageError(
@@ -155,14 +162,12 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def parse_time(text: str, flag: str = "--at") -> datetime:
-    """An ISO-8601 time; one without a zone is UTC (pendulum's reading), like the keys' timestamps."""
+    """`--at` (or `--point-in-time`) by the one rule of `mongobackup.times` (without a zone: UTC); UsageError
+    when it is no time."""
     try:
-        parsed = pendulum.parse(text)
-    except (ValueError, TypeError) as exc:  # pendulum's ParserError is a ValueError
-        raise UsageError(f"{flag} {text!r}: not an ISO-8601 time ({exc})") from None
-    if not isinstance(parsed, datetime):
-        raise UsageError(f"{flag} {text!r}: give a time, e.g. 2026-01-01T02:00:00Z")
-    return parsed.astimezone(UTC)
+        return parse_at(text, flag)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def options_from(args: argparse.Namespace) -> RestoreOptions:
@@ -211,10 +216,10 @@ class ProgressBar:
 
 def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressBar) -> tuple[RestoreResult, str]:
     """Finds the backup, then restores or verifies it; returns the result and a line describing the backup."""
-    storage = storage_for(plan)
-    index, instance = plan.instance(args.instance)
+    resources = RunResources(plan)
+    storage = resources.storage
     if args.point_in_time:
-        return restore_point_from_plan(plan, args, bar, storage)
+        return restore_point_from_plan(resources, args, bar)
     backup = select_backup(
         storage,
         plan.storage.prefix,
@@ -225,7 +230,7 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
         uncommitted=args.uncommitted,
     )
     manifest = load_manifest(storage, backup.location, object_size=backup.object_size) if backup.committed else None
-    gpg, passphrase = decryption_for(plan, args.gnupghome)
+    gpg, passphrase = resources.decryption(args.gnupghome)
     about = describe_backup(backup, manifest)
     settings = ThawSettings.from_plan(plan.restore, args.retrieval)
     thawed = ensure_thawed(storage, backup.object_key, settings, say=say, prices=plan.prices)
@@ -242,7 +247,7 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
             passphrase=passphrase,
             on_progress=bar.update,
         ), about
-    with open_client(args.to or instance_uri(instance, index)) as client:
+    with open_client(args.to or resources.instance_uri(args.instance)) as client:
         return restore_backup(
             storage,
             backup.object_key,
@@ -256,18 +261,18 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
 
 
 def restore_point_from_plan(
-    plan: BackupPlan, args: argparse.Namespace, bar: ProgressBar, storage: Storage
+    resources: RunResources, args: argparse.Namespace, bar: ProgressBar
 ) -> tuple[RestoreResult, str]:
     """A restore to --point-in-time: the base backup, then the archived oplog up to the point."""
-    index, instance = plan.instance(args.instance)
+    plan, storage = resources.plan, resources.storage
     point = parse_time(args.point_in_time, "--point-in-time")
     chosen = plan_point_restore(storage, plan.storage.prefix, args.instance, args.database, point)
-    gpg, passphrase = decryption_for(plan, args.gnupghome)
+    gpg, passphrase = resources.decryption(args.gnupghome)
     about = (
         f"{describe_backup(chosen.base.backup, chosen.base.manifest)}; then the oplog up to "
         f"{chosen.point:%Y-%m-%dT%H:%M:%SZ} from {len(chosen.segments)} archived segments"
     )
-    with open_client(args.to or instance_uri(instance, index)) as client:
+    with open_client(args.to or resources.instance_uri(args.instance)) as client:
         result = restore_to_point(
             storage, gpg, client, chosen, options_from(args), passphrase=passphrase, on_progress=bar.update
         )
@@ -325,7 +330,7 @@ def summary_lines(result: RestoreResult, about: str | None, verify_only: bool) -
 
 def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
     """One line per backup: commit state, tier, time, size, storage class and thaw state (a HEAD each), key."""
-    storage = storage_for(plan)
+    storage = RunResources(plan).storage
     backups = list_backups(storage, plan.storage.prefix, instance, database)
     lines = [
         f"{'committed' if b.committed else 'ORPHANED' if b.orphaned else 'UNCOMMITTED':<11} "
@@ -344,21 +349,20 @@ def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
 
 def leftover_lines(plan: BackupPlan, args: argparse.Namespace) -> list[str]:
     """What killed restores left in the target database (staging collections), as `--list` reports it."""
-    index, instance = plan.instance(args.instance)
-    uri = args.to or instance_uri(instance, index)
+    uri = args.to or RunResources(plan).instance_uri(args.instance)
     database = args.as_name or args.database
     try:
         with open_client(uri, timeout_s=5) as client:
             lines = report_lines(client, database)
     except (BackupError, PyMongoError) as exc:
-        problem = redact_text(first_line(exc))
+        problem = redact_text(one_line(exc))
         return [f"could not look for restore leftovers in {redact_uri(uri)} database {database}: {problem}"]
     return [f"leftover: {line} (the next restore into it sweeps a dead run's)" for line in lines]
 
 
 def thaw_only(plan: BackupPlan, args: argparse.Namespace) -> str:
     """Asks for the thaw of the backup a restore would pick, and says what was asked; waits for nothing."""
-    storage = storage_for(plan)
+    storage = RunResources(plan).storage
     at = parse_time(args.at) if args.at else None
     found = select_backup(
         storage, plan.storage.prefix, args.instance, args.database, at=at, key=args.key, uncommitted=args.uncommitted
@@ -378,11 +382,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_arguments(args)
         plan = load_plan(args.plan) if args.plan else None
-        if plan is not None:
+        if plan is not None and args.snapshot:
+            plan.snapshot_source(args.snapshot)  # an unknown source is a usage error, named with the known ones
+        elif plan is not None:
             plan.instance(args.instance)  # an unknown instance is a usage error, named with the known ones
     except (UsageError, PlanError, KeyError) as exc:
         print(f"restore: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
+    if plan is not None and args.snapshot:
+        return restore_snapshot_main(plan, args)
     if plan is not None and (args.list or args.thaw_only):
         try:
             if args.thaw_only:

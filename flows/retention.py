@@ -27,6 +27,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
 
 from flows.cli import load_plan_or_report, run_flow
+from flows.resources import RunResources
 from mongobackup.errors import BackupError
 from mongobackup.inventory import scan
 from mongobackup.lifecycle import (
@@ -40,26 +41,10 @@ from mongobackup.pitr.retention import oplog_rules, prune_plan_segments
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.prune import prune
 from mongobackup.tiercost import cost_lines, lint_lines, stored_by_tier
+from mongobackup.times import parse_at
 from mongobackup.uploads import abort_stale_uploads
 from tasks import retention as t
 from tasks.retries import retrying
-
-
-def parse_at(at: str | None) -> datetime:
-    """`at` (ISO-8601 with a zone) as an aware UTC time; now when None.
-
-    A plain datetime, not pendulum's: `metrics.timestamp_ns` divides `time - epoch` by a timedelta, which a
-    pendulum Interval refuses.
-    """
-    if not at:
-        return datetime.now(UTC)
-    try:
-        parsed = datetime.fromisoformat(at)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise ValueError(f"--at {at!r}: give a full ISO-8601 time with a zone, e.g. 2026-01-01T02:00:00Z")
-    return parsed.astimezone(UTC)
 
 
 def _run_name() -> str:
@@ -83,25 +68,28 @@ def retention(
     `at` (prune only): judge expiry as of this ISO-8601 time instead of now.
     """
     plan = load_plan(plan_path)
-    aborted = t.abort_stale_uploads.with_options(**retrying(plan))(plan, dry_run)  # both modes: killed runs'
-    if prune:
-        return _prune(plan, parse_at(at), dry_run, aborted)
-    return _lifecycle(plan, dry_run, versioning, object_lock_days, object_lock_mode, aborted)
+    with RunResources(plan) as resources:
+        # both modes: the uploads of killed runs
+        aborted = t.abort_stale_uploads.with_options(**retrying(plan))(resources, dry_run)
+        if prune:
+            return _prune(resources, parse_at(at), dry_run, aborted)
+        return _lifecycle(resources, dry_run, versioning, object_lock_days, object_lock_mode, aborted)
 
 
 def _lifecycle(
-    plan: BackupPlan,
+    resources: RunResources,
     dry_run: bool,
     versioning: bool,
     object_lock_days: int | None,
     object_lock_mode: LockMode,
     aborted: list[str],
 ) -> State:
+    plan = resources.plan
     settings = t.bucket_settings.with_options(**retrying(plan))(
-        plan, versioning, object_lock_days, object_lock_mode, dry_run
+        resources, versioning, object_lock_days, object_lock_mode, dry_run
     )
     try:
-        diff = t.lifecycle.with_options(**retrying(plan))(plan, dry_run)
+        diff = t.lifecycle.with_options(**retrying(plan))(resources, dry_run)
     except LifecycleUnsupported as exc:
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc))
@@ -117,9 +105,10 @@ def _lifecycle(
     return Completed(message=f"lifecycle of s3://{plan.storage.bucket}: {verb}")
 
 
-def _prune(plan: BackupPlan, now: datetime, dry_run: bool, aborted: list[str]) -> State:
-    report = t.prune_expired.with_options(**retrying(plan))(plan, now, dry_run)
-    oplog = t.prune_oplog.with_options(**retrying(plan))(plan, now, dry_run)
+def _prune(resources: RunResources, now: datetime, dry_run: bool, aborted: list[str]) -> State:
+    plan = resources.plan
+    report = t.prune_expired.with_options(**retrying(plan))(resources, now, dry_run)
+    oplog = t.prune_oplog.with_options(**retrying(plan))(resources, now, dry_run)
     lines = report.lines() + (oplog.lines() if oplog else []) + aborted
     _publish("retention-prune", lines, f"Prune of s3://{plan.storage.bucket}" + (" (dry run)" * dry_run))
     return Completed(message=lines[0])
@@ -138,9 +127,7 @@ def dry_run_lines(
     object_lock_mode: LockMode,
 ) -> list[str]:
     """What a run would do, computed with plain functions (no Prefect run, nothing written)."""
-    from tasks.resources import storage_for
-
-    storage = storage_for(plan)
+    storage = RunResources(plan).storage
     aborted: list[str] = []
     after = timedelta(hours=plan.storage.abort_uploads_after_h)
     abort_stale_uploads(storage, plan.storage.prefix, datetime.now(UTC), after, dry_run=True, log=aborted.append)

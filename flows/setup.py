@@ -38,7 +38,7 @@ from mongobackup.plan import BackupPlan
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The flows whose runs the automations watch (flow names, as the UI shows them).
-WATCHED_FLOWS = ("backup", "firedrill", "watchdog", "retention", "oplog")
+WATCHED_FLOWS = ("backup", "snapshot", "firedrill", "watchdog", "retention", "oplog")
 NOTIFY_AUTOMATION = "mongo-backup notify on failed or crashed runs"
 CRASH_AUTOMATION = "mongo-backup crash runs without heartbeats"
 WEBHOOK_BLOCK = "mongo-backup-alerts"

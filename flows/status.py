@@ -14,10 +14,11 @@ import json
 import sys
 from collections.abc import Sequence
 
-from flows.retention import parse_at
+from flows.resources import RunResources
 from mongobackup.errors import BackupError
 from mongobackup.plan import PlanError, load_plan
 from mongobackup.status import read_status
+from mongobackup.times import parse_at
 
 EXIT_GREEN, EXIT_RED, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
 
@@ -39,10 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PlanError, ValueError) as exc:
         print(f"status: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from tasks.resources import storage_for  # after the plan checks: it imports prefect-aws (a second)
-
     try:
-        report = read_status(storage_for(plan), plan, now, args.max_age_h)
+        report = read_status(RunResources(plan).storage, plan, now, args.max_age_h)
     except BackupError as exc:
         print(f"status: cannot read the backups: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE

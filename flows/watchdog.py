@@ -1,6 +1,6 @@
 """The `watchdog` flow: backup status from the bucket on a schedule, and an event for every stale backup.
 
-    python -m flows.watchdog --plan PLAN.yaml [--max-age-h 26] [--at ISO-8601]
+    python -m flows.watchdog --plan PLAN.yaml [--max-age-h 26] [--at ISO-8601 [--emit]]
 
 The backup flow reports its own failures, but not its absence: a backup process killed mid-run, a paused
 deployment or a dead scheduler write nothing at all. The watchdog reads the truth (the manifests in the
@@ -8,6 +8,9 @@ bucket, as `python -m flows.status` does) and writes `instance_backup_stale` for
 whose newest committed backup is older than the threshold or missing, so that the dashboard and the alert
 rules see it. The run ends Failed when anything is RED, so a Prefect automation on failed runs is a second
 alarm that needs no InfluxDB; run it on its own schedule (hourly), on a worker that is not the backup's.
+
+`--at` judges as of another time: a what-if that writes no event and ends Completed with what would be RED
+(a stale point 40 h ahead would otherwise show as a live alarm at once); `--emit` writes the events anyway.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from prefect.artifacts import create_table_artifact
 from prefect.states import Completed, Failed, State
 
 from flows.cli import load_plan_or_report, run_flow
-from flows.retention import parse_at
+from flows.resources import RunResources
 from mongobackup.plan import load_plan
 from mongobackup.status import StatusReport
+from mongobackup.times import parse_at
 from tasks import status as t
 from tasks.retries import retrying
 
@@ -34,14 +38,18 @@ def _run_name() -> str:
 
 
 @flow(name="watchdog", flow_run_name=_run_name, log_prints=False)
-def watchdog(plan_path: str, max_age_h: float | None = None, at: str | None = None) -> State:
+def watchdog(plan_path: str, max_age_h: float | None = None, at: str | None = None, emit: bool = False) -> State:
     """Judges every expected (instance, database) and writes an event per RED one; Failed when any is RED.
 
-    `max_age_h`: overrides the plan's status.max_age_h. `at`: judge as of this ISO-8601 time (default now).
+    `max_age_h`: overrides the plan's status.max_age_h. `at`: judge as of this ISO-8601 time instead of now:
+    a what-if, which writes no event and does not fail (both are alarms) unless `emit` asks for them.
     """
     plan = load_plan(plan_path)
-    report = t.read_backup_status.with_options(**retrying(plan))(plan, parse_at(at), max_age_h)
-    written = t.write_stale_events.with_options(**retrying(plan))(plan, report) if not report.ok else 0
+    alarms = at is None or emit
+    with RunResources(plan) as resources:
+        report = t.read_backup_status.with_options(**retrying(plan))(resources, parse_at(at), max_age_h)
+        writes = not report.ok and alarms
+        written = t.write_stale_events.with_options(**retrying(plan))(resources, report) if writes else 0
     _publish(report)
     if report.ok:
         return Completed(message=f"all {len(report.rows)} databases GREEN (max age {report.max_age_h:g} h)")
@@ -49,9 +57,14 @@ def watchdog(plan_path: str, max_age_h: float | None = None, at: str | None = No
         [f"{r.instance}/{r.database}" for r in report.red]
         + [f"{r.instance} oplog ({r.reason})" for r in report.red_pitr]
     )
+    red, judged = len(report.red) + len(report.red_pitr), len(report.rows) + len(report.pitr)
+    if not alarms:
+        return Completed(
+            message=f"what-if at {report.now.isoformat()}: {red} of {judged} would be RED: "
+            f"{names}; no events written (emit / --emit writes them)"
+        )
     get_run_logger().error("stale or missing backups: %s", names)
-    red = len(report.red) + len(report.red_pitr)
-    return Failed(message=f"{red} of {len(report.rows) + len(report.pitr)} RED: {names}; {written} events written")
+    return Failed(message=f"{red} of {judged} RED: {names}; {written} events written")
 
 
 def _publish(report: StatusReport) -> None:
@@ -92,11 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.watchdog", description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan", required=True, help="backup plan YAML")
     parser.add_argument("--max-age-h", type=float, help="RED above this age in hours (default: the plan's)")
-    parser.add_argument("--at", help="judge as of this ISO-8601 time instead of now")
+    parser.add_argument("--at", help="judge as of this ISO-8601 time instead of now: a what-if, no events")
+    parser.add_argument("--emit", action="store_true", help="with --at: write the stale events all the same")
     args = parser.parse_args(argv)
+    if args.emit and not args.at:
+        parser.error("--emit goes with --at (a run as of now always writes its events)")
     if load_plan_or_report("watchdog", args.plan) is None:
         return 2
-    return run_flow("watchdog", watchdog, plan_path=args.plan, max_age_h=args.max_age_h, at=args.at)
+    return run_flow("watchdog", watchdog, plan_path=args.plan, max_age_h=args.max_age_h, at=args.at, emit=args.emit)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
-from typing import Protocol
+from typing import Any, Protocol
 
 import zstandard
 
@@ -29,8 +29,9 @@ from mongobackup.errors import (
     VerificationError,
     stage_of,
 )
-from mongobackup.keys import BackupLocation, manifest_key_for
+from mongobackup.keys import MONGODB_ARCHIVE, BackupLocation, StoredKind, manifest_key_for
 from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
+from mongobackup.plan import Compression
 from mongobackup.storage import Storage, UploadReceipt
 from mongobackup.streams import CountingReader, IteratorReader, StageClock, zstd_compressing_reader
 
@@ -45,12 +46,6 @@ def tool_version() -> str:
 
 
 @dataclass(frozen=True)
-class Compression:
-    level: int = 3
-    threads: int = 0
-
-
-@dataclass(frozen=True)
 class TransferOutcome:
     """What the transfer stored: handed to verify and commit."""
 
@@ -59,7 +54,9 @@ class TransferOutcome:
     summary: DumpSummary
     raw_bytes: int
     compressed_bytes: int
-    keys: EncryptionKeys
+    #: Who can open the object (method, cipher, recipients): never the passphrase itself, which stays with
+    #: the run's resources instead of travelling through task results.
+    encryption: EncryptionRecord
     compression: Compression
     started_at: datetime
     finished_at: datetime
@@ -139,11 +136,20 @@ def transfer_database(
         dump.summary,
         source.bytes_read,
         compressed.bytes_read,
-        keys,
+        encryption_record(keys),
         compression,
         started,
         finished,
         seconds,
+    )
+
+
+def encryption_record(keys: EncryptionKeys) -> EncryptionRecord:
+    """What the manifest says about the encryption: the method, cipher and recipients, no secret."""
+    return EncryptionRecord(
+        method="public-key" if keys.fingerprints else "symmetric",
+        cipher=keys.cipher,
+        recipients=list(keys.fingerprints),
     )
 
 
@@ -153,7 +159,7 @@ def verify_upload(storage: Storage, outcome: TransferOutcome) -> None:
 
 
 def verify_receipt(storage: Storage, receipt: UploadReceipt) -> None:
-    """Checks a stored object against what its upload sent; deletes it (it is uncommitted) when they differ."""
+    """Checks a stored object (of any kind) against what its upload sent; deletes it when they differ."""
     key = receipt.key
     info = storage.head(key)
     if info is None:
@@ -170,7 +176,6 @@ def verify_receipt(storage: Storage, receipt: UploadReceipt) -> None:
 
 def build_manifest(outcome: TransferOutcome, *, run_id: str, scheduled_at: datetime) -> BackupManifest:
     location = outcome.location
-    keys = outcome.keys
     return BackupManifest(
         archive_format=ARCHIVE_VERSION,
         tool=TOOL_NAME,
@@ -191,23 +196,28 @@ def build_manifest(outcome: TransferOutcome, *, run_id: str, scheduled_at: datet
         ),
         sha256=outcome.receipt.sha256,
         etag=outcome.receipt.etag,
-        encryption=EncryptionRecord(
-            method="public-key" if keys.fingerprints else "symmetric",
-            cipher=keys.cipher,
-            recipients=list(keys.fingerprints),
-        ),
+        encryption=outcome.encryption,
         namespaces=outcome.summary.namespaces,
         oplog=outcome.summary.oplog,
         stage_seconds=outcome.stage_seconds,
     )
 
 
-def commit_manifest(storage: Storage, manifest: BackupManifest) -> str:
+class Committable(Protocol):
+    """A manifest of any kind of stored thing (a database's, a snapshot's): it names its object and serialises."""
+
+    @property
+    def object_key(self) -> str: ...
+
+    def to_json_dict(self) -> dict[str, Any]: ...
+
+
+def commit_manifest(storage: Storage, manifest: Committable, kind: StoredKind = MONGODB_ARCHIVE) -> str:
     """Writes the manifest beside its object: the moment the backup starts to exist. Returns its key."""
     location_key = manifest.object_key
     if storage.head(location_key) is None:
         raise VerificationError(f"{storage.where(location_key)}: refusing to commit a manifest for a missing object")
-    manifest_key = manifest_key_for(location_key)
+    manifest_key = manifest_key_for(location_key, kind)
     storage.put_json(manifest_key, manifest.to_json_dict())
     return manifest_key
 

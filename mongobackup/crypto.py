@@ -13,8 +13,10 @@ import io
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -76,7 +78,10 @@ class Gpg:
         """Full fingerprints of the given key ids/fingerprints/emails; each must name one usable key."""
         resolved: list[str] = []
         for recipient in recipients:
-            keys = [k for k in self._gpg.list_keys(keys=[recipient]) if _can_encrypt(k)]
+            found = self._gpg.list_keys(keys=[recipient])
+            keys = [k for k in found if _can_encrypt(k)]
+            if found and not keys:
+                raise EncryptionError(f"GPG recipient {recipient!r}: {_why_unusable(found[0])}")
             if not keys:
                 raise EncryptionError(
                     f"unknown GPG recipient {recipient!r}: no usable public key for it in the keyring "
@@ -138,12 +143,6 @@ class Gpg:
             return False  # tells python-gnupg not to keep the chunk
 
         self._gpg.on_data = sink
-
-    def __enter__(self) -> Gpg:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._set_sink(None)
 
 
 class _End:
@@ -263,6 +262,32 @@ def explain_decrypt_failure(text: str) -> str:
 def _can_encrypt(key: dict) -> bool:
     # 'cap' lists capabilities; an upper-case E means the key as a whole (some subkey) can encrypt.
     return "E" in key.get("cap", "") and key.get("trust") not in ("r", "e")
+
+
+def _why_unusable(key: dict) -> str:
+    """Why a key the keyring holds cannot encrypt: expired (and when), revoked, or no encryption subkey."""
+    fingerprint = key.get("fingerprint", "?")
+    if key.get("trust") == "r":
+        return f"GPG key {fingerprint} is revoked: encrypt to its replacement"
+    renew = "extend its expiry (gpg --quick-set-expire) and export it again, or encrypt to a new key"
+    if key.get("trust") == "e" or _expired(key.get("expires")):
+        return f"GPG key {fingerprint} expired on {_utc(key['expires'])}: {renew}"
+    subkeys = [info for info in (key.get("subkey_info") or {}).values() if "e" in info.get("cap", "")]
+    expired = [info for info in subkeys if info.get("trust") == "e" or _expired(info.get("expires"))]
+    if subkeys and len(expired) == len(subkeys):
+        last = max(expired, key=lambda info: int(info.get("expires") or 0))
+        return f"the encryption subkey of GPG key {fingerprint} expired on {_utc(last['expires'])}: {renew}"
+    return f"GPG key {fingerprint} has no usable encryption subkey"
+
+
+def _expired(expires: str | None) -> bool:
+    return bool(expires) and int(expires) <= time.time()  # type: ignore[arg-type]
+
+
+def _utc(epoch: str | None) -> str:
+    if not epoch:
+        return "an unknown date"
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _check(result: gnupg.Crypt, operation: str) -> None:

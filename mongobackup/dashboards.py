@@ -380,7 +380,9 @@ def _green_red(threshold: float) -> dict[str, Any]:
 
 
 def panels() -> list[Panel]:
-    """The dashboard's panels, top to bottom."""
+    """The dashboard's panels, top to bottom (the key/value snapshots' last, from mongobackup.snapshots)."""
+    from mongobackup.snapshots.dashboards import snapshot_panels  # it builds on this module
+
     stat_options = {
         "colorMode": "background",
         "graphMode": "none",
@@ -484,6 +486,7 @@ def panels() -> list[Panel]:
             description=f"{GAP.name}: the oplog rolled over while no archiver ran; points inside a gap cannot be "
             "restored until the next base backup.",
         ),
+        *snapshot_panels(stat_options),
     ]
 
 
@@ -525,13 +528,17 @@ def _text(query: Query, flavor: Flavor, bucket: str) -> str:
 
 
 def _instance_variable(flavor: Flavor, bucket: str) -> dict[str, Any]:
+    return _variable(I_, "Instance", instance_variable_query(), flavor, bucket)
+
+
+def _variable(name: str, label: str, query: Query, flavor: Flavor, bucket: str) -> dict[str, Any]:
     return {
-        "name": I_,
-        "label": "Instance",
+        "name": name,
+        "label": label,
         "type": "query",
         "datasource": {"type": "influxdb", "uid": DATASOURCE_UID[flavor]},
-        "query": _text(instance_variable_query(), flavor, bucket),
-        "definition": _text(instance_variable_query(), flavor, bucket),
+        "query": _text(query, flavor, bucket),
+        "definition": _text(query, flavor, bucket),
         "refresh": 2,
         "includeAll": True,
         "multi": True,
@@ -543,6 +550,8 @@ def _instance_variable(flavor: Flavor, bucket: str) -> dict[str, Any]:
 
 def dashboard(flavor: Flavor, bucket: str = DEFAULT_FLUX_BUCKET) -> dict[str, Any]:
     """The dashboard JSON model for one flavour (`bucket`: the InfluxDB 2.x bucket the Flux queries read)."""
+    from mongobackup.snapshots.dashboards import source_variable_query  # it builds on this module
+
     return {
         "uid": f"{DASHBOARD_UID}-{flavor}",
         "title": f"{DASHBOARD_TITLE} ({'InfluxQL' if flavor == 'influxql' else 'Flux'})",
@@ -556,7 +565,12 @@ def dashboard(flavor: Flavor, bucket: str = DEFAULT_FLUX_BUCKET) -> dict[str, An
         "time": {"from": "now-7d", "to": "now"},
         "annotations": {"list": []},
         "links": [],
-        "templating": {"list": [_instance_variable(flavor, bucket)]},
+        "templating": {
+            "list": [
+                _instance_variable(flavor, bucket),
+                _variable(metrics.SOURCE, "Snapshot source", source_variable_query(), flavor, bucket),
+            ]
+        },
         "panels": [
             _panel_json(panel, number, grid, flavor, bucket)
             for number, (panel, grid) in enumerate(_layout(panels()), start=1)
@@ -585,6 +599,12 @@ class AlertRule:
 
 
 def alert_rules() -> list[AlertRule]:
+    from mongobackup.snapshots.dashboards import snapshot_alert_rules  # it builds on this module
+
+    return [*_database_alert_rules(), *snapshot_alert_rules()]
+
+
+def _database_alert_rules() -> list[AlertRule]:
     return [
         AlertRule(
             "mongo-backup-missing",

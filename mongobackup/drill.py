@@ -14,12 +14,12 @@ from pymongo import MongoClient
 
 from mongobackup.crypto import Gpg
 from mongobackup.manifest import BackupManifest
+from mongobackup.names import DATABASE_NAME_MAX_BYTES, fits_database_name
 from mongobackup.restore import RestoreOptions, RestoreResult, restore_backup
 from mongobackup.restore_targets import DEFAULT_PARALLEL
 from mongobackup.staging import find_runs
 from mongobackup.storage import Storage
 
-_MAX_DATABASE_NAME_BYTES = 63
 SCRATCH_PREFIX = "drill_"
 
 
@@ -30,10 +30,10 @@ def scratch_database_name(database: str, run_id: str) -> str:
     long names that share a beginning still get two scratch databases.
     """
     name = f"{SCRATCH_PREFIX}{database}_{run_id}"
-    if len(name.encode()) <= _MAX_DATABASE_NAME_BYTES:
+    if fits_database_name(name):
         return name
     tag = hashlib.sha256(database.encode()).hexdigest()[:6]
-    room = _MAX_DATABASE_NAME_BYTES - len(f"drill_-{tag}_{run_id}".encode())
+    room = DATABASE_NAME_MAX_BYTES - len(f"drill_-{tag}_{run_id}".encode())
     cut = database.encode()[: max(room, 0)].decode(errors="ignore")
     return f"{SCRATCH_PREFIX}{cut}-{tag}_{run_id}"
 

@@ -36,11 +36,11 @@ from mongobackup.archive import (
     NamespaceMetadata,
     collection_metadata_json,
 )
-from mongobackup.errors import SourceError, first_line
+from mongobackup.errors import SourceError, one_line
 from mongobackup.manifest import DocumentDigest, IndexRecord, NamespaceRecord, OplogWindow
 
+#: Documents as the raw BSON bytes the server sent: passed on untouched, hashed without re-encoding.
 RAW = CodecOptions(document_class=RawBSONDocument)
-SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
 #: Target bytes per cursor reply (see DatabaseDump._size_and_batch), and the bounds of the batch size.
 BATCH_BYTES = 2 << 20
 DEFAULT_BATCH_DOCUMENTS = 1000
@@ -87,15 +87,15 @@ def source_errors(instance: str, database: str | None) -> Iterator[None]:
     try:
         yield
     except ServerSelectionTimeoutError as exc:
-        raise SourceError(instance, database, f"unreachable: {first_line(exc)}", transient=True) from exc
+        raise SourceError(instance, database, f"unreachable: {one_line(exc)}", transient=True) from exc
     except (AutoReconnect, ConnectionFailure) as exc:
-        raise SourceError(instance, database, f"connection lost: {first_line(exc)}", transient=True) from exc
+        raise SourceError(instance, database, f"connection lost: {one_line(exc)}", transient=True) from exc
     except OperationFailure as exc:
         if exc.code in AUTH_FAILED_CODES:
-            raise SourceError(instance, database, f"bad credentials or missing privileges: {first_line(exc)}") from exc
-        raise SourceError(instance, database, f"server refused: {first_line(exc)}") from exc
+            raise SourceError(instance, database, f"bad credentials or missing privileges: {one_line(exc)}") from exc
+        raise SourceError(instance, database, f"server refused: {one_line(exc)}") from exc
     except PyMongoError as exc:
-        raise SourceError(instance, database, first_line(exc)) from exc
+        raise SourceError(instance, database, one_line(exc)) from exc
 
 
 class DatabaseDump:

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first line of an exception's message (drivers attach long diagnostics), or its type's name."""
-    text = str(exc)
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
+def one_line(message: str | BaseException, limit: int = 300) -> str:
+    """`message` (an exception's text, or its type's name when it has none) on one line for a table cell,
+    an event field or an error that wraps it: every run of whitespace, line breaks included, becomes one
+    space, and a text longer than `limit` is cut with an ellipsis (drivers attach long diagnostics)."""
+    text = str(message) or (type(message).__name__ if isinstance(message, BaseException) else "")
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
 
 
 #: (exception types, stage name) pairs, most specific first: how one direction of the pipeline names its stages.
@@ -88,3 +91,16 @@ class PipelineError(BackupError):
         self.target = target
         self.cause = cause
         self.transient = bool(getattr(cause, "transient", False))
+
+
+class SnapshotError(BackupError):
+    """Taking or reading back a key/value store snapshot (Consul, etcd) failed; names the source."""
+
+    def __init__(self, source: str, reason: str, *, transient: bool = False):
+        super().__init__(f"snapshot source {source}: {reason}")
+        self.source = source
+        self.transient = transient
+
+
+class SnapshotInvalid(SnapshotError):
+    """A snapshot failed its own integrity check (hashes, framing, truncation): it is never committed."""

@@ -1,6 +1,6 @@
 """Measurement, tag and field names of the backup events: the one module where they are spelled.
 
-The notifier writes what is declared here, and the Grafana dashboards and alert rules (a later issue) are
+The notifier writes what is declared here, and the Grafana dashboards and alert rules (`dashboards.py`) are
 generated from the same declarations, so a panel can never query a name the code does not write. Every
 measurement is a `MeasurementSpec` listing its tag and field names and field types; `Event` refuses names that
 are not in its measurement's spec.
@@ -14,6 +14,13 @@ Shapes written today (<r> is the replica set; each line ends with a nanosecond t
   instance_oplog_archived,instance=<r> value=true,lag_s=<x>,entries=<n>i,bytes=<n>i   (each committed segment)
   instance_oplog_gap,instance=<r> value=1i,gap_s=<x>                          (the oplog rolled over unarchived)
   instance_oplog_lag,instance=<r> value=1i,lag_s=<x>                          (the watchdog: lag above max_lag_s)
+  consul_snapshot_completed,source=<s>,tier=<t> value=true,bytes=<n>i,snapshot_bytes=<n>i,duration_s=<x>,index=<n>i
+  consul_snapshot_failed,source=<s>,stage=<stage>,tier=<t> value=1i,error="<short text>"
+  etcd_snapshot_completed,... / etcd_snapshot_failed,...                     (the same shapes; index: the revision)
+
+The watchdog and the drill report a snapshot source like an instance with one database called `snapshot`
+(`instance_backup_stale,database=snapshot,instance=<s>`, `instance_restore_drill,...`), so the existing
+stale and drill panels and alerts cover snapshots too.
 
 The second line is the team's existing contract: their Grafana panel runs
 `SELECT last("value") FROM "instance_backup_completed" WHERE "instance"='<rs>' AND time > now() - 24h` and
@@ -35,6 +42,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from types import MappingProxyType
 
+from mongobackup.errors import one_line
+
 #: Timestamp precision of the line protocol we write (the `precision=` of the write endpoints). Nanoseconds
 #: keep the microseconds of `Event.time`, so two runs never collapse into one point by rounding; a retried
 #: write of the same event has the same timestamp and overwrites itself instead of adding a second point.
@@ -44,6 +53,7 @@ PRECISION = "ns"
 INSTANCE = "instance"  # the replica set name (what the team's panel filters on)
 DATABASE = "database"
 TIER = "tier"  # daily, weekly, monthly, quarterly, yearly
+SOURCE = "source"  # a key/value store snapshotted (snapshots[].name in the plan)
 STAGE = "stage"  # where a backup failed: dump, compress, encrypt, upload, verify, commit, list-databases, ...
 
 # Field names.
@@ -65,6 +75,8 @@ AGE_H = "age_h"
 LAG_S = "lag_s"  # recovery point lag: now minus the newest archived oplog entry's time
 ENTRIES = "entries"  # oplog entries in a segment
 GAP_S = "gap_s"  # seconds of oplog lost between two chains
+SNAPSHOT_BYTES = "snapshot_bytes"  # the snapshot file's size, before compression and encryption
+INDEX = "index"  # the store's position in the snapshot: Consul's Raft index, etcd's revision
 
 #: The longest `error` string we write: enough for "SourceError: instance rs-a, database x: ..." and short
 #: enough that a dashboard table stays readable. Longer messages are cut with an ellipsis.
@@ -141,8 +153,8 @@ INSTANCE_BACKUP_FAILED = MeasurementSpec(
     "database and tier are absent when the instance itself failed (unreachable, listing failed)",
 )
 
-# Reserved for the restore fire drill (issue 4); the names are fixed here so that the drill and the dashboards
-# share them. value is true when the newest backup restored and verified.
+# Written by the restore fire drill (`flows.firedrill`), one point per database drilled. value is true when the
+# newest committed backup restored, verified against its manifest and was not older than drill.max_age_h.
 INSTANCE_RESTORE_DRILL = MeasurementSpec(
     name="instance_restore_drill",
     tags=(INSTANCE, DATABASE, TIER),
@@ -162,7 +174,7 @@ INSTANCE_RESTORE_DRILL = MeasurementSpec(
     description="a restore drill of one committed backup: the newest of a database, or a tier's archived pick",
 )
 
-# Written by the watchdog (issue 5) when the newest committed backup is too old or missing. value is always 1
+# Written by the watchdog when the newest committed backup is too old or missing. value is always 1
 # (an integer, so that sum() counts stale databases); database is absent when an instance backed up with
 # `databases: all` has no backup at all.
 INSTANCE_BACKUP_STALE = MeasurementSpec(
@@ -198,6 +210,37 @@ INSTANCE_OPLOG_LAG = MeasurementSpec(
     description="the recovery point lag of an instance is above pitr.max_lag_s (or nothing is archived)",
 )
 
+
+def _snapshot_specs(kind: str, store: str) -> tuple[MeasurementSpec, MeasurementSpec]:
+    completed = MeasurementSpec(
+        name=f"{kind}_snapshot_completed",
+        tags=(SOURCE, TIER),
+        fields={VALUE: bool, BYTES: int, SNAPSHOT_BYTES: int, DURATION_S: float, INDEX: int},
+        required_tags=(SOURCE, TIER),
+        description=f"a {store} snapshot passed its integrity check and was committed (value is always true); "
+        f"{INDEX} is {'the Raft index' if kind == 'consul' else 'the revision'} it holds",
+    )
+    failed = MeasurementSpec(
+        name=f"{kind}_snapshot_failed",
+        tags=(SOURCE, TIER, STAGE),
+        fields={VALUE: int, ERROR: str},
+        required_tags=(SOURCE, STAGE),
+        description=f"a {store} snapshot failed after its retries (value 1, so sum() counts failures); stage "
+        "check means the snapshot itself was refused by its integrity check and was not stored",
+    )
+    return completed, failed
+
+
+CONSUL_SNAPSHOT_COMPLETED, CONSUL_SNAPSHOT_FAILED = _snapshot_specs("consul", "Consul")
+ETCD_SNAPSHOT_COMPLETED, ETCD_SNAPSHOT_FAILED = _snapshot_specs("etcd", "etcd")
+#: The snapshot measurements by kind of store (the plan's `snapshots[].kind`).
+SNAPSHOT_COMPLETED: Mapping[str, MeasurementSpec] = MappingProxyType(
+    {"consul": CONSUL_SNAPSHOT_COMPLETED, "etcd": ETCD_SNAPSHOT_COMPLETED}
+)
+SNAPSHOT_FAILED: Mapping[str, MeasurementSpec] = MappingProxyType(
+    {"consul": CONSUL_SNAPSHOT_FAILED, "etcd": ETCD_SNAPSHOT_FAILED}
+)
+
 #: Every measurement the project writes, by name.
 MEASUREMENTS: Mapping[str, MeasurementSpec] = MappingProxyType(
     {
@@ -210,6 +253,8 @@ MEASUREMENTS: Mapping[str, MeasurementSpec] = MappingProxyType(
             INSTANCE_OPLOG_ARCHIVED,
             INSTANCE_OPLOG_GAP,
             INSTANCE_OPLOG_LAG,
+            *SNAPSHOT_COMPLETED.values(),
+            *SNAPSHOT_FAILED.values(),
         )
     }
 )
@@ -273,12 +318,6 @@ def _text(value: str | Enum) -> str:
     return str(value.value) if isinstance(value, Enum) else str(value)
 
 
-def one_line(text: str, limit: int = ERROR_MAX_CHARS) -> str:
-    """one_line collapses all whitespace (line breaks included) to single spaces and cuts to `limit` chars."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
-
-
 def backup_completed(
     instance: str, database: str, tier: str | Enum, bytes: int, docs: int, duration_s: float, when: datetime
 ) -> Event:
@@ -317,7 +356,10 @@ def backup_failed(
     if tier is not None:
         tags[TIER] = _text(tier)
     return Event(
-        measurement=INSTANCE_BACKUP_FAILED.name, tags=tags, fields={VALUE: 1, ERROR: one_line(error)}, time=when
+        measurement=INSTANCE_BACKUP_FAILED.name,
+        tags=tags,
+        fields={VALUE: 1, ERROR: one_line(error, ERROR_MAX_CHARS)},
+        time=when,
     )
 
 
@@ -334,6 +376,41 @@ def backup_stale(instance: str, database: str | None, age_h: float | None, when:
     if age_h is not None:
         fields[AGE_H] = float(age_h)
     return Event(measurement=INSTANCE_BACKUP_STALE.name, tags=tags, fields=fields, time=when)
+
+
+def snapshot_completed(
+    kind: str,
+    source: str,
+    tier: str | Enum,
+    bytes: int,
+    snapshot_bytes: int,
+    duration_s: float,
+    index: int,
+    when: datetime,
+) -> Event:
+    """snapshot_completed is `<kind>_snapshot_completed`: a snapshot was checked, stored and committed."""
+    return Event(
+        measurement=SNAPSHOT_COMPLETED[kind].name,
+        tags={SOURCE: source, TIER: _text(tier)},
+        fields={
+            VALUE: True,
+            BYTES: bytes,
+            SNAPSHOT_BYTES: snapshot_bytes,
+            DURATION_S: float(duration_s),
+            INDEX: index,
+        },
+        time=when,
+    )
+
+
+def snapshot_failed(kind: str, source: str, tier: str | Enum | None, stage: str, error: str, when: datetime) -> Event:
+    """snapshot_failed is `<kind>_snapshot_failed`; `error` must be redacted already (flattened and cut here)."""
+    tags = {SOURCE: source, STAGE: stage}
+    if tier is not None:
+        tags[TIER] = _text(tier)
+    return Event(
+        measurement=SNAPSHOT_FAILED[kind].name, tags=tags, fields={VALUE: 1, ERROR: one_line(error)}, time=when
+    )
 
 
 def oplog_archived(instance: str, lag_s: float, entries: int, bytes: int, when: datetime) -> Event:

@@ -7,11 +7,16 @@ instead of being stored.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import BinaryIO
+
+import yaml
 
 from mongobackup.archive import (
     OPLOG_COLLECTION,
@@ -25,7 +30,7 @@ from mongobackup.archive import (
 from mongobackup.dump import DumpSummary
 from mongobackup.errors import SourceError
 from mongobackup.manifest import DocumentDigest, IndexRecord, NamespaceRecord
-from mongobackup.redact import redact_text, redact_uri
+from mongobackup.redact import redact_text
 
 _STDERR_TAIL = 20
 
@@ -67,11 +72,12 @@ class MongodumpDump:
         self.read_preference = read_preference
         self.summary = DumpSummary()
 
-    def argv(self) -> list[str]:
+    def argv(self, config: str | Path) -> list[str]:
+        """The command line: the URI is in the `config` file, never here (any local user can read argv)."""
         # `=` between flag and value: the Windows build (under wine) reads a bare `/path` as a switch.
         return [
             *self.command,
-            f"--uri={self.uri}",
+            f"--config={config}",
             f"--db={self.database}",
             "--archive",
             f"--readPreference={self.read_preference}",
@@ -79,28 +85,42 @@ class MongodumpDump:
         ]
 
     def chunks(self) -> Iterator[bytes]:
-        shown = " ".join(shlex.quote(redact_uri(a) if a.startswith("--uri=") else a) for a in self.argv())
+        # mongodump reads `uri` from a YAML --config file (100.3.0+). The folder is ours alone (mkdtemp: 0700)
+        # and goes when the generator ends: exhausted, failed, or closed early by the pipeline.
+        with tempfile.TemporaryDirectory(prefix="mongodump-") as folder:
+            config = Path(folder) / "config.yaml"
+            with os.fdopen(os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+                yaml.safe_dump({"uri": self.uri}, file)
+            yield from self._run(self.argv(config))
+
+    def _run(self, argv: list[str]) -> Iterator[bytes]:
+        shown = shlex.join(argv)
         try:
-            process = subprocess.Popen(self.argv(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
             raise SourceError(self.instance, self.database, f"cannot run {shown}: {exc}") from exc
         stderr: list[bytes] = []
         drain = threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True)  # type: ignore[arg-type]
         drain.start()
+        bad_archive: ArchiveError | None = None
         try:
             yield from self._parse(process.stdout)  # type: ignore[arg-type]
         except ArchiveError as exc:
-            raise SourceError(self.instance, self.database, f"mongodump wrote a bad archive: {exc}") from exc
+            bad_archive = exc
         finally:
             if process.poll() is None:
                 process.kill()  # our own child, when the pipeline stopped reading early
             code = process.wait()
             drain.join(timeout=5)
-        if code != 0:
+        if code != 0:  # a failed mongodump explains itself on stderr; its truncated output says less
             tail = b"".join(stderr).decode(errors="replace").splitlines()[-_STDERR_TAIL:]
             raise SourceError(
                 self.instance, self.database, f"{shown} exited with {code}: " + redact_text(" | ".join(tail), ())
-            )
+            ) from bad_archive
+        if bad_archive is not None:
+            raise SourceError(
+                self.instance, self.database, f"mongodump wrote a bad archive: {bad_archive}"
+            ) from bad_archive
         self.summary.complete = True
 
     def _parse(self, stdout: BinaryIO) -> Iterator[bytes]:

@@ -20,6 +20,7 @@ import httpx
 
 from mongobackup.errors import BackupError
 from mongobackup.metrics import PRECISION, Event, to_line_protocol_batch
+from mongobackup.redact import redact_text
 
 #: How much of a server's error reply goes into a NotifyError: enough for InfluxDB's one-line JSON errors.
 REPLY_MAX_CHARS = 300
@@ -65,15 +66,6 @@ def _check_url(url: str, what: str) -> None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{what}: URL {public_url(url)!r} must be http(s)://host[:port][/path]")
-
-
-def _scrub(text: str, secrets: Sequence[str | None]) -> str:
-    # Belt and braces: neither server replies nor exception texts should carry a secret, but one echoed
-    # back by a proxy or a library must still not reach a log.
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _reply_text(body: bytes | str | None) -> str:
@@ -148,12 +140,12 @@ class InfluxV1Sink:
             # Connection refused, DNS, TLS, timeouts: the server never answered. `from None` (here and
             # below): the message carries the cause's text, and a chained traceback would print the
             # library's request objects into the run log for no gain.
-            reason = _scrub(f"{type(exc).__name__}: {exc}", (self._password,))
+            reason = redact_text(f"{type(exc).__name__}: {exc}", (self._password,))
             raise NotifyError(
                 f"{self._where} failed: no answer: {reason}", url=self.url, target=self.database, transient=True
             ) from None
         if not response.is_success:
-            reply = _scrub(_reply_text(response.content), (self._password,))
+            reply = redact_text(_reply_text(response.content), (self._password,))
             raise NotifyError(
                 f"{self._where} failed: HTTP {response.status_code}: {reply}",
                 url=self.url,
@@ -216,7 +208,7 @@ class InfluxV2Sink:
                 )
         except ApiException as exc:
             status = int(exc.status or 0)
-            reply = _scrub(_reply_text(exc.body) or str(exc.reason or ""), (self._token,))
+            reply = redact_text(_reply_text(exc.body) or str(exc.reason or ""), (self._token,))
             raise NotifyError(
                 f"{self._where} failed: HTTP {status}: {reply}",
                 url=self.url,
@@ -225,7 +217,7 @@ class InfluxV2Sink:
                 transient=_transient_status(status),
             ) from None
         except (Urllib3Error, OSError) as exc:
-            reason = _scrub(f"{type(exc).__name__}: {exc}", (self._token,))
+            reason = redact_text(f"{type(exc).__name__}: {exc}", (self._token,))
             raise NotifyError(
                 f"{self._where} failed: no answer: {reason}", url=self.url, target=self.bucket, transient=True
             ) from None

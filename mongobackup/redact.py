@@ -65,7 +65,7 @@ def redact_uri(uri: str) -> str:
     return scheme + _redact_query(rest)
 
 
-def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
     """`text` with every URI redacted (see `redact_uri`) and each known secret value replaced by `***`.
 
     Secrets are matched verbatim and in their percent-encoded forms (as they appear inside a URI); the

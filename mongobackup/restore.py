@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import zstandard
-from botocore.exceptions import BotoCoreError
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
@@ -69,7 +68,7 @@ RESTORE_STAGES: StageTable = (
     ((zstandard.ZstdError, gzip.BadGzipFile, EOFError), "decompress"),
     (ArchiveError, "archive"),
     (OplogReplayError, "oplog"),
-    ((StorageError, BotoCoreError), "download"),
+    (StorageError, "download"),  # the storage seam turns every S3 failure, reads included, into one
     ((PyMongoError, InsertFailed), "write"),
     (ValueError, "plan"),
 )

@@ -15,7 +15,7 @@ from typing import Any
 
 from bson.raw_bson import RawBSONDocument
 
-from mongobackup.errors import BackupError, first_line
+from mongobackup.errors import BackupError, one_line
 
 #: Batches waiting per insert thread; the reader blocks beyond that, which in turn holds back gpg and S3.
 QUEUE_BATCHES = 2
@@ -99,5 +99,5 @@ class Inserter:
 
 class InsertFailed(BackupError):
     def __init__(self, ns: str, cause: BaseException):
-        super().__init__(f"insert into {ns} failed: {first_line(cause)}")
+        super().__init__(f"insert into {ns} failed: {one_line(cause)}")
         self.transient = False

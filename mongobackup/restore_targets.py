@@ -15,7 +15,7 @@ from typing import Any
 
 from mongobackup.archive import OPLOG_COLLECTION, OPLOG_DB, NamespaceMetadata, parse_collection_metadata
 from mongobackup.manifest import IndexRecord, NamespaceRecord
-from mongobackup.plan import check_database_name
+from mongobackup.names import check_database_name
 from mongobackup.staging import is_reserved
 from mongobackup.units import MIB
 

@@ -19,12 +19,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from bson import SON
-from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from mongobackup.errors import BackupError, first_line
+from mongobackup.dump import RAW
+from mongobackup.errors import BackupError, one_line
 from mongobackup.manifest import NamespaceRecord
 from mongobackup.oplog_replay import OplogReplayer
 from mongobackup.restore_inserter import Inserter
@@ -32,7 +32,6 @@ from mongobackup.restore_targets import RestoreOptions, Target
 from mongobackup.staging import Lease, is_reserved, new_run_id, probe_names, staging_name, sweep
 from mongobackup.verify import READ_BATCH_DOCUMENTS, Mismatch, Verdict, verify_database
 
-RAW = CodecOptions(document_class=RawBSONDocument)
 #: Index options that change what an index does: compared between the archive and what was built.
 INDEX_OPTIONS = ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression", "collation", "hidden")
 #: Collection options compared between the archive and the staging collection (the server may add others).
@@ -317,7 +316,7 @@ class MongoWriter:
                     self.client[database].drop_collection(staging)
                     dropped.append(f"{database}.{staging}")
             except PyMongoError as exc:
-                failed.append(f"{database}.{staging} ({first_line(exc)})")
+                failed.append(f"{database}.{staging} ({one_line(exc)})")
         for lease in self._leases.values():
             problem = lease.release()
             if problem is not None:

@@ -32,7 +32,7 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from mongobackup.errors import first_line
+from mongobackup.errors import one_line
 
 STAGING_PREFIX = "__restore_"
 #: MongoDB's limit on `<database>.<collection>` in bytes (4.4 and later).
@@ -208,5 +208,5 @@ class Lease:
         try:
             self.client[self.database].drop_collection(lease_name(self.run_id))
         except PyMongoError as exc:
-            return f"{self.database}.{lease_name(self.run_id)} ({first_line(exc)})"
+            return f"{self.database}.{lease_name(self.run_id)} ({one_line(exc)})"
         return None

@@ -17,6 +17,8 @@ Which databases are expected (the bucket cannot say what is missing on its own):
   at the next run, and stays RED through its old backups until it is added to `exclude` (or they expire).
   An instance with nothing expected is one RED row with database `*`; so is one whose roster is unreadable.
 - instances not in the plan are not reported, whatever the bucket holds.
+- a key/value snapshot source of the plan (`snapshots:`) is one row: the source's name as the instance and
+  `snapshot` as the database, judged by the same age rule on its newest committed snapshot.
 
 Open multipart uploads of ours (a backup process killed mid-upload) are a warning: count, bytes, oldest.
 """
@@ -30,13 +32,16 @@ from enum import StrEnum
 from typing import Any
 
 from mongobackup import metrics
-from mongobackup.errors import StorageError, VerificationError, first_line
+from mongobackup.errors import StorageError, VerificationError, one_line
 from mongobackup.inventory import Inventory, StoredBackup, age_hours, load_manifest, scan
+from mongobackup.keys import KV_SNAPSHOT, SNAPSHOT_SEGMENT
 from mongobackup.manifest import BackupManifest
 from mongobackup.metrics import Event
+from mongobackup.names import is_system_database
 from mongobackup.pitr.lag import LagRow, judge_lag, lag_events, lag_table, read_archives
-from mongobackup.plan import SYSTEM_DATABASES, BackupPlan, InstancePlan
+from mongobackup.plan import BackupPlan, InstancePlan
 from mongobackup.roster import read_roster
+from mongobackup.snapshots.manifest import SnapshotManifest, load_snapshot_manifest
 from mongobackup.storage import Storage
 from mongobackup.units import human_size
 from mongobackup.uploads import UploadSummary, our_open_uploads
@@ -169,7 +174,7 @@ def _fmt_age(age_h: float | None) -> str:
 
 def _watched(instance: InstancePlan, database: str) -> bool:
     """Whether a database found in the bucket is expected for an instance with `databases: all`."""
-    return database not in SYSTEM_DATABASES and not instance.is_excluded(database)
+    return not is_system_database(database) and not instance.is_excluded(database)
 
 
 def expected_pairs(
@@ -188,11 +193,12 @@ def expected_pairs(
         seen = {db for inst, db in found if inst == instance.name} | set((rosters or {}).get(instance.name, ()))
         mine = sorted(db for db in seen if _watched(instance, db))
         expected += [(instance.name, db) for db in mine] or [(instance.name, ANY_DATABASE)]
+    expected += [(source.name, SNAPSHOT_SEGMENT) for source in plan.snapshots]
     return expected
 
 
-#: Reads (and checks) the manifest of a committed backup; ValueError when it cannot be trusted.
-ManifestReader = Callable[[StoredBackup], BackupManifest]
+#: Reads (and checks) the manifest of a committed backup or snapshot; ValueError when it cannot be trusted.
+ManifestReader = Callable[[StoredBackup], BackupManifest | SnapshotManifest]
 
 
 def judge(
@@ -296,8 +302,17 @@ def manifest_reader(storage: Storage) -> ManifestReader:
     is raised for the caller to retry.
     """
 
-    def read(backup: StoredBackup) -> BackupManifest:
+    def read(backup: StoredBackup) -> BackupManifest | SnapshotManifest:
         try:
+            location = backup.location
+            if location.kind is KV_SNAPSHOT:
+                return load_snapshot_manifest(
+                    storage,
+                    location.manifest_key,
+                    location.object_key,
+                    location.instance,
+                    object_size=backup.object_size,
+                )
             return load_manifest(storage, backup.location, object_size=backup.object_size)
         except VerificationError as exc:
             raise ValueError(str(exc)) from exc
@@ -324,7 +339,7 @@ def read_status(storage: Storage, plan: BackupPlan, now: datetime, max_age_h: fl
         except (ValueError, StorageError) as exc:
             if getattr(exc, "transient", False):
                 raise
-            problems[instance.name] = f"roster unreadable, expected databases unknown: {first_line(exc)}"
+            problems[instance.name] = f"roster unreadable, expected databases unknown: {one_line(exc)}"
             continue
         if roster is not None:
             rosters[instance.name] = roster.databases

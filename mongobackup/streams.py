@@ -16,8 +16,10 @@ from typing import Any, BinaryIO
 
 import zstandard
 
+from mongobackup.units import MIB
+
 #: Read size between stages. Large enough that per-call Python overhead is noise, small enough to be flat.
-CHUNK_SIZE = 1 << 20
+CHUNK_SIZE = MIB
 #: Input per zstd worker job when compressing with threads.
 ZSTD_JOB_SIZE = 2 << 20
 

@@ -188,12 +188,11 @@ class TierPolicy(BaseModel):
     def tier_for(self, when: datetime) -> Tier:
         """The tier of a backup scheduled at the aware instant `when`; the rules are tried in PRECEDENCE order."""
         local = self.local_time(when)
-        if local.day == 1:
-            if local.month == 1:
-                return Tier.YEARLY
-            if local.month in QUARTER_MONTHS:
-                return Tier.QUARTERLY
-            return Tier.MONTHLY
-        if WEEKDAYS[local.weekday()] == self.weekly_day:
-            return Tier.WEEKLY
-        return Tier.DAILY
+        matches = {
+            Tier.YEARLY: local.day == 1 and local.month == 1,
+            Tier.QUARTERLY: local.day == 1 and local.month in QUARTER_MONTHS,
+            Tier.MONTHLY: local.day == 1,
+            Tier.WEEKLY: WEEKDAYS[local.weekday()] == self.weekly_day,
+            Tier.DAILY: True,
+        }
+        return next(tier for tier in PRECEDENCE if matches[tier])

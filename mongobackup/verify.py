@@ -19,14 +19,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bson.codec_options import CodecOptions
-from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
+from mongobackup.dump import RAW
 from mongobackup.errors import VerificationError
 from mongobackup.manifest import BackupManifest, DocumentDigest, IndexRecord, NamespaceRecord
 
-RAW = CodecOptions(document_class=RawBSONDocument)
 #: Documents per batch when reading a restored collection back. A server's default batch is up to 16 MiB and
 #: pymongo holds a whole batch and its documents at once: without a limit a re-read costs 50+ MB of memory.
 READ_BATCH_DOCUMENTS = 500

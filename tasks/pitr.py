@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -21,34 +22,34 @@ from mongobackup.metrics import Event
 from mongobackup.pitr.chain import scan_archive
 from mongobackup.pitr.drill import PointDrill, drill_point
 from mongobackup.pitr.point import bases, windows
-from mongobackup.plan import BackupPlan
-from tasks.resources import event_sink, storage_for
-from tasks.restore import decryption_for, scratch_uri
+
+if TYPE_CHECKING:  # the flow builds the resources and hands them in: tasks never import flows
+    from flows.resources import RunResources
 
 #: The `tier` tag of the point-in-time drill's event: its results sit beside the tiers' in the dashboards.
 PITR_TIER = "pitr"
 
 
-def candidates(plan: BackupPlan, instances: list[str] | None, rng: random.Random) -> list[tuple[str, str]]:
+def candidates(resources: RunResources, instances: list[str] | None, rng: random.Random) -> list[tuple[str, str]]:
     """Every (instance, database) with a committed backup in the bucket, in random order."""
-    storage = storage_for(plan)
+    storage, plan = resources.storage, resources.plan
     pairs = sorted(p for p in scan(storage, plan.storage.prefix).pairs() if not instances or p[0] in instances)
     rng.shuffle(pairs)
     return pairs
 
 
 @task(name="drill-point-in-time", cache_policy=NO_CACHE)
-def drill_point_in_time(plan: BackupPlan, run_id: str, instances: list[str] | None, seed: int) -> PointDrill:
+def drill_point_in_time(resources: RunResources, run_id: str, instances: list[str] | None, seed: int) -> PointDrill:
     """Restores one database, chosen at random among those with a window, to a random second of it."""
     logger = get_run_logger()
-    storage = storage_for(plan)
+    storage, plan = resources.storage, resources.plan
     rng = random.Random(seed)
-    gpg, passphrase = decryption_for(plan)
-    for instance, database in candidates(plan, instances, rng):
+    gpg, passphrase = resources.decryption()
+    for instance, database in candidates(resources, instances, rng):
         archive = scan_archive(storage, plan.storage.prefix, instance)
         if not windows(archive, bases(storage, plan.storage.prefix, instance, database)):
             continue
-        with open_client(scratch_uri(plan)) as client:
+        with open_client(resources.scratch_uri()) as client:
             drill = drill_point(
                 storage,
                 gpg,
@@ -78,8 +79,8 @@ def point_drill_event(drill: PointDrill, when: datetime) -> Event:
 
 
 @task(name="notify-point-drill", cache_policy=NO_CACHE)
-def notify_point_drill(plan: BackupPlan, drill: PointDrill, when: datetime) -> int:
-    sink = event_sink(plan)
+def notify_point_drill(resources: RunResources, drill: PointDrill, when: datetime) -> int:
+    sink = resources.event_sink
     if sink is None:
         return 0
     sink.write([point_drill_event(drill, when)])

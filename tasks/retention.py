@@ -8,6 +8,7 @@ retried prune or sweep scans again and deletes what is left.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -24,17 +25,22 @@ from mongobackup.lifecycle import (
     enable_versioning,
 )
 from mongobackup.pitr.retention import SegmentPruneReport, oplog_rules, prune_plan_segments
-from mongobackup.plan import BackupPlan
 from mongobackup.prune import PruneReport, prune
-from tasks.resources import storage_for
+
+if TYPE_CHECKING:  # the flow builds the resources and hands them in: tasks never import flows
+    from flows.resources import RunResources
 
 
 @task(name="bucket-settings", cache_policy=NO_CACHE)
 def bucket_settings(
-    plan: BackupPlan, versioning: bool, object_lock_days: int | None, object_lock_mode: LockMode, dry_run: bool
+    resources: RunResources,
+    versioning: bool,
+    object_lock_days: int | None,
+    object_lock_mode: LockMode,
+    dry_run: bool,
 ) -> list[BucketSetting]:
     """Versioning and Object Lock as asked; Object Lock implies versioning, which S3 requires for it."""
-    storage = storage_for(plan)
+    storage, plan = resources.storage, resources.plan
     settings = []
     if versioning or object_lock_days is not None:
         settings.append(enable_versioning(storage, dry_run=dry_run))
@@ -47,9 +53,9 @@ def bucket_settings(
 
 
 @task(name="lifecycle", cache_policy=NO_CACHE)
-def lifecycle(plan: BackupPlan, dry_run: bool) -> LifecycleDiff:
+def lifecycle(resources: RunResources, dry_run: bool) -> LifecycleDiff:
     """The policy's lifecycle rules merged into the bucket's (or only the diff, in a dry run)."""
-    storage = storage_for(plan)
+    storage, plan = resources.storage, resources.plan
     diff = (diff_lifecycle if dry_run else apply_lifecycle)(storage, plan.tiers, plan.storage.prefix, oplog_rules(plan))
     for line in diff.lines():
         get_run_logger().info("%s", line)
@@ -57,11 +63,12 @@ def lifecycle(plan: BackupPlan, dry_run: bool) -> LifecycleDiff:
 
 
 @task(name="abort-stale-uploads", cache_policy=NO_CACHE)
-def abort_stale_uploads(plan: BackupPlan, dry_run: bool) -> list[str]:
+def abort_stale_uploads(resources: RunResources, dry_run: bool) -> list[str]:
     """Aborts (or, in a dry run, lists) open uploads of ours older than storage.abort_uploads_after_h."""
     lines: list[str] = []
+    plan = resources.plan
     uploads.abort_stale_uploads(
-        storage_for(plan),
+        resources.storage,
         plan.storage.prefix,
         datetime.now(UTC),
         timedelta(hours=plan.storage.abort_uploads_after_h),
@@ -74,10 +81,10 @@ def abort_stale_uploads(plan: BackupPlan, dry_run: bool) -> list[str]:
 
 
 @task(name="prune", cache_policy=NO_CACHE)
-def prune_expired(plan: BackupPlan, now: datetime, dry_run: bool) -> PruneReport:
+def prune_expired(resources: RunResources, now: datetime, dry_run: bool) -> PruneReport:
     """Scans the bucket and deletes the backups the policy expires at `now`, manifest first."""
     logger = get_run_logger()
-    storage = storage_for(plan)
+    storage, plan = resources.storage, resources.plan
     inventory = scan(storage, plan.storage.prefix)
     if inventory.foreign:
         logger.warning(
@@ -92,10 +99,10 @@ def prune_expired(plan: BackupPlan, now: datetime, dry_run: bool) -> PruneReport
 
 
 @task(name="prune-oplog", cache_policy=NO_CACHE)
-def prune_oplog(plan: BackupPlan, now: datetime, dry_run: bool) -> SegmentPruneReport | None:
+def prune_oplog(resources: RunResources, now: datetime, dry_run: bool) -> SegmentPruneReport | None:
     """Deletes archived oplog segments no kept base backup needs (None: the plan archives no oplog)."""
     logger = get_run_logger()
-    storage = storage_for(plan)
+    storage, plan = resources.storage, resources.plan
     report = prune_plan_segments(
         storage, scan(storage, plan.storage.prefix), plan, now, dry_run=dry_run, log=logger.info
     )

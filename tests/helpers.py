@@ -57,17 +57,24 @@ def free_port() -> int:
 # --- S3 ------------------------------------------------------------------------------------------------------
 
 
-def own_s3_client(endpoint_url: str) -> Any:
-    """A boto3 client of the code under test (`storage.s3_client`) with the dummy credentials given explicitly,
-    and of its own: event hooks a test registers on it stay in that test."""
-    session = boto3.Session(region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
+def own_s3_client(endpoint_url: str, credentials: dict[str, str] | None = None) -> Any:
+    """A boto3 client of the code under test (`storage.s3_client`) with the dummy credentials (or those given)
+    given explicitly, and of its own: event hooks a test registers on it stay in that test."""
+    session = boto3.Session(region_name=S3_TEST_REGION, **(credentials or S3_TEST_CREDENTIALS))
     return s3_client(session=session, endpoint_url=endpoint_url, region=S3_TEST_REGION)
 
 
-def storage_on(endpoint_url: str, bucket: str, *, part_size: int = 5 * MIB, **options: Any) -> S3Storage:
+def storage_on(
+    endpoint_url: str,
+    bucket: str,
+    *,
+    part_size: int = 5 * MIB,
+    credentials: dict[str, str] | None = None,
+    **options: Any,
+) -> S3Storage:
     """`S3Storage` for `bucket` on the S3 server at `endpoint_url`, over a client of its own; 5 MiB parts (the
     smallest S3 allows), so a few MB already make a multipart upload; `options` as S3Storage takes them."""
-    return S3Storage(own_s3_client(endpoint_url), bucket, part_size=part_size, **options)
+    return S3Storage(own_s3_client(endpoint_url, credentials), bucket, part_size=part_size, **options)
 
 
 def new_bucket(s3: BaseClient) -> str:

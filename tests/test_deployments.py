@@ -147,11 +147,14 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
         "flows/watchdog.py:watchdog": "watchdog",
         "flows/retention.py:retention": "retention",
         "flows/oplog.py:oplog": "oplog",
+        "flows/snapshot.py:snapshot": "snapshot",
     }
     wanted = {f"{flow_of[d['entrypoint']]}/{d['name']}" for d in spec["deployments"]}
     assert wanted == {
         "backup/nightly",
         "backup/instance",
+        "snapshot/nightly",
+        "snapshot/source",
         "firedrill/monthly",
         "watchdog/hourly",
         "retention/apply",
@@ -164,6 +167,8 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
             deployment = client.read_deployment_by_name(name)
             assert deployment.work_pool_name == "local-process"
         assert client.read_deployment_by_name("backup/nightly").schedules[0].schedule.cron == "30 1 * * *"
+        # Snapshots on the same schedule as the databases.
+        assert client.read_deployment_by_name("snapshot/nightly").schedules[0].schedule.cron == "30 1 * * *"
         archiver = client.read_deployment_by_name("oplog/rs-a")
         assert archiver.parameters["instance"] == "rs-a"
         assert archiver.global_concurrency_limit is not None and archiver.global_concurrency_limit.limit == 1

@@ -13,9 +13,9 @@ from pymongo import MongoClient
 from flows.backup import backup
 from flows.firedrill import firedrill
 from flows.firedrill import main as firedrill_main
+from flows.resources import DrillNotConfigured, RunResources
 from mongobackup.inventory import list_backups, newest_by_database
 from mongobackup.plan import load_plan
-from tasks.restore import DrillNotConfigured, drill_settings
 from tests.helpers import database_names, influx_points, run_artifact_rows, storage_on, unique
 from tests.planfiles import write_plan
 
@@ -138,7 +138,7 @@ def test_a_plan_without_a_drill_section_is_refused(tmp_path, capsys):
         encryption={"passphrase_env": "X"},
     )
     with pytest.raises(DrillNotConfigured, match="the plan has no drill section"):
-        drill_settings(load_plan(plan))
+        RunResources(load_plan(plan)).drill  # noqa: B018 - raises
     (tmp_path / "bad.yaml").write_text("drill: {scratch_uri: 'http://nope'}\n")
     assert firedrill_main(["--plan", str(tmp_path / "bad.yaml")]) == 2
     assert "drill.scratch_uri" in capsys.readouterr().err

@@ -31,10 +31,10 @@ def write(tmp_path: Path, data: Any, name: str = "plan.yaml") -> Path:
 def test_the_example_plan_loads_as_it_is():
     plan = load_plan(EXAMPLE)
     orders, users = plan.instances
-    assert (orders.name, orders.uri_source, orders.uri_env) == ("rs-orders", "uri_env", "ORDERS_MONGO_URI")
+    assert (orders.name, orders.uri.source, orders.uri.env) == ("rs-orders", "uri_env", "ORDERS_MONGO_URI")
     assert orders.databases == "all" and orders.exclude == ["scratch_*"]
     assert orders.read_preference == "secondaryPreferred"
-    assert users.uri_source == "uri" and users.databases == ["accounts", "sessions"]
+    assert users.uri.source == "uri" and users.databases == ["accounts", "sessions"]
     assert users.read_preference == "primaryPreferred" and users.engine == "pymongo"
     assert plan.storage.bucket == "acme-mongo-backups" and plan.storage.prefix == ""
     assert plan.storage.endpoint_url == "http://127.0.0.1:5055" and plan.storage.region == "eu-west-1"
@@ -53,7 +53,7 @@ def test_the_example_plan_loads_as_it_is():
 def test_the_demo_plan_loads_and_points_at_the_demo_key():
     plan = load_plan(LOCAL_PLAN)
     assert plan.instance_names == ["rs-a", "rs-b"]
-    assert plan.instance("rs-b")[1].uri == "mongodb://127.0.0.1:27102/?directConnection=true"
+    assert plan.instance("rs-b")[1].uri.inline == "mongodb://127.0.0.1:27102/?directConnection=true"
     assert plan.instance("rs-b")[1].exclude == ["scratch_*"]
     assert plan.storage.bucket == "demo-mongo-backups" and plan.storage.endpoint_url == "http://127.0.0.1:5055"
     assert plan.encryption.public_key_files == [REPO / "demo" / "keys" / "demo-backup.pub.asc"]
@@ -105,7 +105,7 @@ def test_influxdb_v2(tmp_path, example):
         }
     }
     influx = load_plan(write(tmp_path, data)).notify.influxdb
-    assert isinstance(influx, InfluxV2Plan) and influx.token_secret == "influx-token" and influx.token_env is None
+    assert isinstance(influx, InfluxV2Plan) and influx.token.secret == "influx-token" and influx.token.env is None
 
 
 def edit(example: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
@@ -254,8 +254,8 @@ def test_an_inline_uri_is_never_in_the_repr_and_is_flagged(tmp_path, example):
     data = edit(example, "instances.1.uri", "mongodb://app:hunter2@db:27017/")
     plan = load_plan(write(tmp_path, data))
     assert "hunter2" not in repr(plan) and "hunter2" not in str(plan.instances[1])
-    assert plan.instances[1].describe_uri_source() == "uri mongodb://app:***@db:27017/"
-    assert plan.instances[0].describe_uri_source() == "environment variable ORDERS_MONGO_URI"
+    assert plan.instances[1].uri.describe() == "uri mongodb://app:***@db:27017/"
+    assert plan.instances[0].uri.describe() == "environment variable ORDERS_MONGO_URI"
     assert plan.warnings() == ["instances.1.uri: holds a password in the plan file; prefer uri_env or uri_secret"]
 
 

@@ -190,7 +190,7 @@ def test_red_without_a_backup_green_after_a_run_red_at_30_h_and_the_watchdog_eve
     assert "30.0" in capsys.readouterr().out  # the table for people shows the age too
 
     assert stale_points(services, instance) == []
-    watched = watchdog(plan_path=str(plan), at=later, return_state=True)
+    watched = watchdog(plan_path=str(plan), at=later, emit=True, return_state=True)
     assert watched.is_failed() and f"{instance}/{database}" in watched.message
     points = stale_points(services, instance)
     assert len(points) == 1

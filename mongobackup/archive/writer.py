@@ -166,11 +166,6 @@ class ArchiveWriter:
             raise ArchiveError(f"namespace {state.ns} is not ended yet; its CRC is not final")
         return state.crc.signed
 
-    def stats(self, db: str, collection: str) -> tuple[int, int]:
-        """(documents, bytes) written so far for the namespace."""
-        state = self._state(db, collection)
-        return state.count, state.bytes
-
     @property
     def unfinished(self) -> list[str]:
         """Prelude namespaces without an EOF yet: the archive is incomplete while this is not empty."""

@@ -9,20 +9,18 @@ lost one is RED by name. A database dropped on purpose leaves the roster at the 
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 
-import boto3
 from pymongo import MongoClient
 
-from devservices import S3_TEST_CREDENTIALS, S3_TEST_REGION, LocalServices
+from devservices import LocalServices
 from flows.backup import backup
 from flows.status import main as status_main
 from flows.watchdog import watchdog
 from mongobackup.plan import load_plan
 from mongobackup.roster import read_roster, roster_key
-from mongobackup.s3 import S3Storage, s3_client
 from mongobackup.status import Health, read_status
+from tests.helpers import storage_on, unique
 from tests.planfiles import write_plan
 
 
@@ -36,7 +34,7 @@ def test_a_database_whose_only_manifest_is_deleted_is_red(
         with MongoClient(uri) as client:
             for name in ("kept", "lost"):
                 client[name].c.insert_many([{"n": n} for n in range(5)])
-        instance = f"rs-lost-{uuid.uuid4().hex[:4]}"
+        instance = unique("rs-lost")
         plan = write_plan(
             tmp_path / "plan.yaml",
             instances=[{"name": instance, "uri": uri, "databases": "all"}],
@@ -45,8 +43,7 @@ def test_a_database_whose_only_manifest_is_deleted_is_red(
             public_key_file=gpg_key.public_key_file,
             gnupghome=tmp_path / "home",
         )
-        session = boto3.Session(region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
-        storage = S3Storage(s3_client(session=session, endpoint_url=services.url("moto")), bucket)
+        storage = storage_on(services.url("moto"), bucket)
 
         state = backup(plan_path=str(plan), return_state=True)
         assert state.is_completed(), state.message
@@ -85,8 +82,7 @@ def test_an_unreadable_roster_is_red_not_ignored(services, bucket, aws_env, tmp_
         s3_endpoint=services.url("moto"),
         encryption={"passphrase_env": "UNUSED"},
     )
-    session = boto3.Session(region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
-    storage = S3Storage(s3_client(session=session, endpoint_url=services.url("moto")), bucket)
+    storage = storage_on(services.url("moto"), bucket)
     storage.put_json(roster_key("", "rs-r"), {"format": 99, "databases": ["a"]})
     report = read_status(storage, load_plan(plan), datetime.now(UTC))
     [row] = report.rows

@@ -16,25 +16,22 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 from pymongo import MongoClient
 
-from devservices import S3_TEST_CREDENTIALS, S3_TEST_REGION
 from flows.backup import backup
 from flows.retention import retention
 from flows.status import main as status_main
-from mongobackup.s3 import S3Storage, s3_client
 from mongobackup.uploads import UploadSummary, abort_stale_uploads, our_open_uploads
+from tests.helpers import storage_on, unique
 from tests.planfiles import write_plan
 
 #: The child process: starts an upload of a backup object, sends one 5 MiB part, says so, and waits to die.
 UPLOADER = """
-import os, sys, time, boto3
-from mongobackup.s3 import S3Storage, s3_client
+import os, sys, time
+from tests.helpers import storage_on
 endpoint, bucket, key = sys.argv[1:4]
-session = boto3.Session(region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
-storage = S3Storage(s3_client(session=session, endpoint_url=endpoint, region="us-east-1"), bucket, part_size=5 << 20)
+storage = storage_on(endpoint, bucket)
 upload = storage.open_upload(key)
 upload.write(os.urandom(5 << 20))
 print("part sent", flush=True)
@@ -52,11 +49,6 @@ def killed_mid_upload(endpoint: str, bucket: str, key: str) -> None:
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-
-
-def storage_on(endpoint: str, bucket: str) -> S3Storage:
-    session = boto3.Session(region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
-    return S3Storage(s3_client(session=session, endpoint_url=endpoint, region=S3_TEST_REGION), bucket)
 
 
 OURS = "daily/rs-up/shop/20260101T013000Z-dead0001.archive.zst.gpg"
@@ -90,7 +82,7 @@ def test_status_warns_and_the_next_backup_and_retention_runs_abort(
 ):
     """On moto: every upload there reads as started in 2010, so it is past any threshold (the age rule itself
     is the SeaweedFS test's); what this checks is that the flows and the status command do their part."""
-    instance, database = f"rs-up-{uuid.uuid4().hex[:4]}", f"up-{uuid.uuid4().hex[:4]}"
+    instance, database = unique("rs-up"), unique("up")
     uri = services.mongo_uri("mongo-b")
     with MongoClient(uri) as client:
         client[database].c.insert_many([{"n": n} for n in range(10)])

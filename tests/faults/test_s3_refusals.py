@@ -9,29 +9,23 @@ from __future__ import annotations
 
 import uuid
 
-import boto3
 import pytest
 
-from devservices import S3_READ_ONLY_CREDENTIALS, S3_TEST_CREDENTIALS, S3_TEST_REGION
+from devservices import S3_READ_ONLY_CREDENTIALS, S3_TEST_CREDENTIALS
 from mongobackup.errors import StorageError
-from mongobackup.s3 import S3Storage, s3_client
-
-
-def storage_as(services, bucket: str, credentials: dict[str, str]) -> S3Storage:
-    session = boto3.Session(region_name=S3_TEST_REGION, **credentials)
-    return S3Storage(s3_client(session=session, endpoint_url=services.url("seaweedfs"), region=S3_TEST_REGION), bucket)
+from tests.helpers import storage_on
 
 
 @pytest.fixture
 def seaweed_bucket(services) -> str:
     services.start(["seaweedfs"])
     name = f"deny-{uuid.uuid4().hex[:12]}"
-    storage_as(services, name, S3_TEST_CREDENTIALS).client.create_bucket(Bucket=name)
+    storage_on(services.url("seaweedfs"), name).client.create_bucket(Bucket=name)
     return name
 
 
 def test_a_forbidden_write_names_credentials_policy_bucket_and_key(services, seaweed_bucket):
-    reader = storage_as(services, seaweed_bucket, S3_READ_ONLY_CREDENTIALS)
+    reader = storage_on(services.url("seaweedfs"), seaweed_bucket, credentials=S3_READ_ONLY_CREDENTIALS)
     reader.check_bucket()  # reading is allowed
     with pytest.raises(StorageError) as refused:
         reader.put_json("daily/rs/db/x.manifest.json", {})
@@ -43,7 +37,7 @@ def test_a_forbidden_write_names_credentials_policy_bucket_and_key(services, sea
 
 def test_a_bodiless_403_on_a_wrong_secret_says_what_to_check(services, seaweed_bucket):
     wrong = {**S3_TEST_CREDENTIALS, "aws_secret_access_key": "not-the-secret"}
-    storage = storage_as(services, seaweed_bucket, wrong)
+    storage = storage_on(services.url("seaweedfs"), seaweed_bucket, credentials=wrong)
     with pytest.raises(StorageError) as refused:
         storage.check_bucket()  # HEAD: the reply has no body, only the status 403
     message = str(refused.value)

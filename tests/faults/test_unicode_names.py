@@ -9,27 +9,23 @@ request is permanent. Each name is backed up and restored, by our restorer and b
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
-import boto3
 import pytest
-from mongobackup.catalog import list_backups
 from pymongo import MongoClient
 
-from devservices import S3_TEST_CREDENTIALS, S3_TEST_REGION
 from flows.backup import backup
 from mongobackup.backup import Compression, back_up_database, tool_version
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.dump import DatabaseDump
+from mongobackup.inventory import list_backups
 from mongobackup.keys import BackupLocation
 from mongobackup.plan import load_plan
 from mongobackup.restore import RestoreOptions, restore_backup
-from mongobackup.s3 import S3Storage, s3_client
 from mongobackup.status import Health, read_status
 from mongobackup.tiers import Tier
+from tests.helpers import decrypt_object, storage_on, unique
 from tests.planfiles import write_plan
 
 #: Accents, CJK and dashes in database names; dots (and accents) in collection names.
@@ -50,25 +46,11 @@ def contents(client: MongoClient, database: str) -> dict[str, list[dict]]:
     return {name: list(client[database][name].find().sort("_id")) for name in client[database].list_collection_names()}
 
 
-def storage_on(services, bucket: str) -> S3Storage:
-    session = boto3.Session(region_name=S3_TEST_REGION, **S3_TEST_CREDENTIALS)
-    client = s3_client(session=session, endpoint_url=services.url("moto"), region=S3_TEST_REGION)
-    return S3Storage(client, bucket, part_size=5 << 20)
-
-
-def stock_archive(storage: S3Storage, key: str, gnupghome: Path) -> bytes:
-    """The plain archive inside a stored object, opened with the stock gpg and zstd tools."""
-    stored = storage.open_read(key).read()
-    gpg = ["gpg", "--homedir", str(gnupghome), "--batch", "--quiet", "--decrypt"]
-    compressed = subprocess.run(gpg, input=stored, capture_output=True, check=True).stdout
-    return subprocess.run(["zstd", "-d", "-c", "-q"], input=compressed, capture_output=True, check=True).stdout
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_unicode_names_back_up_and_restore(services, bucket, gpg_key, mongo_tools, tmp_path, name):
-    instance, database = f"rs-u-{uuid.uuid4().hex[:4]}", f"{name}-{uuid.uuid4().hex[:4]}"
+    instance, database = unique("rs-u"), unique(name)
     source, scratch = services.mongo_uri("mongo-a"), services.mongo_uri("mongo-scratch")
-    storage = storage_on(services, bucket)
+    storage = storage_on(services.url("moto"), bucket)
     location = BackupLocation("", Tier.DAILY, instance, database, datetime.now(UTC), uuid.uuid4().hex[:8])
     with MongoClient(source) as client:
         expected = seed(client, database)
@@ -85,7 +67,7 @@ def test_unicode_names_back_up_and_restore(services, bucket, gpg_key, mongo_tool
         assert stored.committed and stored.object_key == location.object_key  # the UTF-8 key, as it is
         assert storage.head(location.object_key).metadata["database"] == database  # decoded back
 
-        restored = f"r-{uuid.uuid4().hex[:6]}"
+        restored = unique("r")
         with MongoClient(scratch) as target:
             result = restore_backup(
                 storage,
@@ -101,7 +83,7 @@ def test_unicode_names_back_up_and_restore(services, bucket, gpg_key, mongo_tool
 
         # The stock mongorestore restores the same object under the database's own name.
         archive = tmp_path / "backup.archive"
-        archive.write_bytes(stock_archive(storage, location.object_key, gpg_key.home))
+        archive.write_bytes(decrypt_object(storage.client, bucket, location.object_key, gpg_key.home))
         mongo_tools.run("mongorestore", f"--uri={scratch}", f"--archive={archive}", timeout=300)
         with MongoClient(scratch) as target:
             assert contents(target, database) == expected
@@ -113,7 +95,7 @@ def test_unicode_names_back_up_and_restore(services, bucket, gpg_key, mongo_tool
 
 def test_the_flow_backs_up_a_unicode_database_and_status_sees_it(services, bucket, gpg_key, prefect, aws_env, tmp_path):
     """One flow run: stored, committed and GREEN in status, at the first attempt."""
-    instance, database = f"rs-uf-{uuid.uuid4().hex[:4]}", f"café-ünï-{uuid.uuid4().hex[:4]}"
+    instance, database = unique("rs-uf"), unique("café-ünï")
     uri = services.mongo_uri("mongo-b")
     with MongoClient(uri) as client:
         seed(client, database)
@@ -128,7 +110,7 @@ def test_the_flow_backs_up_a_unicode_database_and_status_sees_it(services, bucke
     try:
         state = backup(plan_path=str(plan), return_state=True)
         assert state.is_completed(), state.message
-        report = read_status(storage_on(services, bucket), load_plan(plan), datetime.now(UTC))
+        report = read_status(storage_on(services.url("moto"), bucket), load_plan(plan), datetime.now(UTC))
         rows = {row.database: row for row in report.rows}
         assert rows[database].health is Health.GREEN, rows[database].reason
     finally:

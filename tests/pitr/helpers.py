@@ -20,6 +20,7 @@ from pymongo import MongoClient
 
 from devservices import GpgKey
 from flows.oplog import build_archiver
+from flows.resources import RunResources
 from mongobackup.crypto import Gpg
 from mongobackup.pitr.archiver import OplogArchiver
 from mongobackup.pitr.chain import OplogArchive, scan_archive
@@ -63,7 +64,8 @@ class ThreadedArchiver:
 
     def __init__(self, plan_path: Path):
         self.lines: list[str] = []
-        self.archiver: OplogArchiver = build_archiver(load_plan(plan_path), INSTANCE, self.lines.append)
+        self.resources = RunResources(load_plan(plan_path))
+        self.archiver: OplogArchiver = build_archiver(self.resources, INSTANCE, self.lines.append)
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="oplog-archiver", daemon=True)
@@ -88,7 +90,7 @@ class ThreadedArchiver:
         self.stop.set()
         self._thread.join(timeout=120)
         assert not self._thread.is_alive(), "the archiver did not stop"
-        self.archiver.client.close()
+        self.resources.close()
         if self.error is not None and exc == (None, None, None):
             raise self.error
 

@@ -8,10 +8,10 @@ import random
 from bson import Timestamp
 from pymongo import MongoClient
 
+from flows.resources import build_encryption
 from mongobackup.crypto import Gpg
 from mongobackup.pitr.drill import drill_point
 from mongobackup.plan import load_plan
-from tasks.resources import encryption_for
 from tests.helpers import make_backup, unique
 from tests.pitr.helpers import INSTANCE, ThreadedArchiver, archive_of, last_write, wait_archived
 
@@ -24,7 +24,8 @@ def test_a_random_point_restores_and_checks_and_a_damaged_segment_fails_the_dril
         try:
             with ThreadedArchiver(plan_path) as running:
                 source[database].items.insert_many([{"_id": n, "v": 0} for n in range(20)])
-                gpg, keys = encryption_for(load_plan(plan_path))
+                encryption = build_encryption(load_plan(plan_path))
+                gpg, keys = encryption.gpg(), encryption.keys
                 make_backup(source, storage, gpg, INSTANCE, database, keys)
                 for n in range(20):
                     source[database].items.update_one({"_id": n}, {"$inc": {"v": 1}, "$push": {"seen": n}})

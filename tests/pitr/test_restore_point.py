@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from bson import Timestamp
 from pymongo import ASCENDING, MongoClient
 
+from flows.resources import build_encryption
 from flows.restore import main as restore_main
 from mongobackup.plan import load_plan
-from tasks.resources import encryption_for
 from tests.dataset import snapshot
 from tests.helpers import make_backup, unique
 from tests.pitr.helpers import INSTANCE, ThreadedArchiver, archive_of, last_write, wait_archived
@@ -21,7 +21,8 @@ from tests.pitr.helpers import INSTANCE, ThreadedArchiver, archive_of, last_writ
 
 def base_backup(client: MongoClient, plan_path, storage, database: str) -> Timestamp:
     """A committed backup of `database`, made by the functions the backup flow calls; where it is consistent."""
-    gpg, keys = encryption_for(load_plan(plan_path))
+    encryption = build_encryption(load_plan(plan_path))
+    gpg, keys = encryption.gpg(), encryption.keys
     return Timestamp(*make_backup(client, storage, gpg, INSTANCE, database, keys).oplog.end)
 
 

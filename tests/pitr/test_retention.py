@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from bson import Timestamp
 from pymongo import MongoClient
 
+from flows.resources import build_encryption
 from mongobackup.inventory import scan
 from mongobackup.lifecycle import apply_lifecycle, read_rules
 from mongobackup.pitr.chain import build_archive, segments_between
@@ -17,7 +18,6 @@ from mongobackup.pitr.retention import condemned, oplog_rule, oplog_rules, prune
 from mongobackup.plan import load_plan
 from mongobackup.storage import ObjectInfo
 from mongobackup.tiers import Tier, TierPolicy
-from tasks.resources import encryption_for
 from tests.helpers import make_backup, unique
 from tests.pitr.helpers import INSTANCE, ThreadedArchiver, archive_of, last_write, wait_archived
 
@@ -72,7 +72,8 @@ def test_prune_and_lifecycle_on_a_real_bucket_keep_the_window_of_the_newest_base
             with ThreadedArchiver(plan_path) as running:
                 client[database].c.insert_many([{"_id": n} for n in range(10)])
                 wait_archived(storage, last_write(client), running)
-                gpg, keys = encryption_for(plan)
+                encryption = build_encryption(plan)
+                gpg, keys = encryption.gpg(), encryption.keys
                 manifest = make_backup(client, storage, gpg, INSTANCE, database, keys)
                 client[database].c.insert_one({"_id": "after the base"})
                 wait_archived(storage, Timestamp(last_write(client).time + 1, 0), running)
