@@ -1,13 +1,15 @@
 """The oplog as a stream: every entry from a timestamp on, in oplog order, through a tailable await cursor.
 
-Only what a tailable cursor's `getMore` returns is trusted as it comes: a server hands those out up to the point
-below which every write has committed (its visibility point), so an entry never arrives after a later one. The
-first batch and a plain query are not so bounded on every server: SecantusDB answers them from one read of the
-oplog, which may hold a later entry while an earlier one is still committing, and it starts the cursor's tail
-from a second read, losing what committed in between. So the cursor is driven by explicit `find` / `getMore`
-commands, its first batch is dropped, and once the first later batch arrives, everything from the start up to
-that batch's first entry is read with a plain query: by then every one of those entries has committed, and
-none after them is included. On MongoDB this reads again what the first batch held; it runs once per cursor.
+Only what a tailable cursor's `getMore` reads past the cursor's opening is trusted as it comes: a server hands
+those out up to the point below which every write has committed (its visibility point), so an entry never
+arrives after a later one. What the opening `find` matched, and what a plain query returns, are not so bounded
+on every server: SecantusDB answers them from one read of the oplog, which may hold a later entry while an
+earlier one is still committing, and starts the cursor's tail from a second read, losing what committed in
+between (and it hands out the rest of what the `find` matched before the tail). So the cursor is opened at the
+newest entry (its `find` matches next to nothing, and that is dropped), and once the first tailed entry
+arrives, everything from the start up to it is read with a plain query: by then every one of those entries
+has committed, and none after them is included. On MongoDB this only reads again what the cursor would have
+returned; it runs once per cursor.
 
 `$gte` rather than `$gt` on `ts`: some servers answer an exclusive lower bound very slowly.
 """
@@ -25,6 +27,8 @@ from pymongo.errors import PyMongoError
 
 RAW = CodecOptions(document_class=RawBSONDocument)
 BATCH_ENTRIES = 1000
+#: The opening `find` matches the newest entry and what arrives meanwhile: a handful, never this many.
+FIND_BATCH_ENTRIES = 100_000
 
 
 class OplogTail:
@@ -39,14 +43,17 @@ class OplogTail:
     def batches(self) -> Iterator[list[RawBSONDocument]]:
         """Until the server ends the cursor (or the caller stops iterating and closes it). An empty batch: the
         wait for new entries ended with none (or the catch-up has not begun yet)."""
+        newest = self._local["oplog.rs"].find_one({}, projection={"ts": 1}, sort=[("$natural", -1)])
+        opened_at = max(self.start, newest["ts"]) if newest is not None else self.start
         self._command(
             SON(
                 [
                     ("find", "oplog.rs"),
-                    ("filter", {"ts": {"$gte": self.start}}),
+                    ("filter", {"ts": {"$gte": opened_at}}),
                     ("tailable", True),
                     ("awaitData", True),
-                    ("batchSize", BATCH_ENTRIES),
+                    # All of what it matches in the reply: the first getMore must come from the tail.
+                    ("batchSize", FIND_BATCH_ENTRIES),
                 ]
             )
         )
