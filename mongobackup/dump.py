@@ -38,6 +38,7 @@ from mongobackup.archive import (
 )
 from mongobackup.errors import SourceError, one_line
 from mongobackup.manifest import DocumentDigest, IndexRecord, NamespaceRecord, OplogWindow
+from mongobackup.staging import is_reserved
 
 #: Documents as the raw BSON bytes the server sent: passed on untouched, hashed without re-encoding.
 RAW = CodecOptions(document_class=RawBSONDocument)
@@ -181,6 +182,8 @@ class DatabaseDump:
             name, kind = info["name"], info.get("type", "collection")
             if name.startswith("system."):
                 continue  # views are listed as views; system.profile/js etc. are not user data
+            if is_reserved(name):
+                continue  # a restore's staging collections and lease: not data until moved into place
             options = info.get("options", {})
             indexes = [] if kind == "view" else [_without_ns(ix) for ix in db.get_collection(name).list_indexes()]
             uuid = info.get("info", {}).get("uuid")

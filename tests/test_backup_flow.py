@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-import shlex
 
 import pytest
 from pymongo import MongoClient
@@ -19,7 +18,15 @@ from flows.backup import backup, main
 from mongobackup.archive import ArchiveReader
 from mongobackup.keys import manifest_key_for
 from tests.dataset import load_rich_dataset, snapshot
-from tests.helpers import decrypt_object, influx_points, run_artifact_rows, stored_keys, unique, vm_export
+from tests.helpers import (
+    decrypt_object,
+    influx_points,
+    run_artifact_rows,
+    stock_mongodump_script,
+    stored_keys,
+    unique,
+    vm_export,
+)
 from tests.planfiles import write_plan
 
 pytestmark = pytest.mark.usefixtures("aws_env")  # the flow builds its S3 client from the default chain
@@ -184,11 +191,7 @@ def test_stock_mongodump_engine_feeds_the_same_pipeline(
     services, mongo_tools, s3_client, bucket, gpg_key, prefect, tmp_path, monkeypatch
 ):
     # The stock mongodump first on PATH, as a user who has it installed would have it (here: under wine).
-    wrapper = tmp_path / "bin" / "mongodump"
-    wrapper.parent.mkdir()
-    env = [f"{k}={v}" for k, v in mongo_tools.env().items() if k.startswith("WINE")]
-    wrapper.write_text(f'#!/bin/sh\nexec env {shlex.join([*env, *mongo_tools.argv("mongodump")])} "$@"\n')
-    wrapper.chmod(0o755)
+    wrapper = stock_mongodump_script(mongo_tools, tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
 
     database = unique("stock")
