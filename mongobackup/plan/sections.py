@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -40,6 +40,7 @@ from mongobackup.plan.fields import (
     check_http_url,
     check_mongodb_uri,
 )
+from mongobackup.plan.notify import NotifyPlan
 from mongobackup.redact import redact_uri
 from mongobackup.snapshots.plan import SnapshotSource, check_sources
 from mongobackup.tiers import TierPolicy
@@ -238,51 +239,6 @@ class Compression(Section):
     level: int = Field(default=3, ge=1, le=22)
     #: 0: compress in the dump's own thread; N: N zstd worker threads.
     threads: int = Field(default=0, ge=0, le=64)
-
-
-class InfluxV1Plan(Section):
-    """InfluxDB 1.x: line protocol to `/write?db=<database>`."""
-
-    #: password_env or password_secret; neither for a server without authentication.
-    secret_fields: ClassVar = {"password": SecretField()}
-
-    api: Literal["v1"]
-    url: str
-    database: str
-    username: str | None = None
-    password: SecretRef | None = None
-
-    _url = field_validator("url")(check_http_url)
-
-    @model_validator(mode="after")
-    def _password_needs_user(self) -> InfluxV1Plan:
-        if self.password is not None and not self.username:
-            raise ValueError(f"{self.password.source} is set but username is not")
-        return self
-
-
-class InfluxV2Plan(Section):
-    """InfluxDB 2.x (or VictoriaMetrics, InfluxDB 1.8+) through `/api/v2/write` with influxdb-client."""
-
-    #: The API token: token_env or token_secret; neither for a server without authentication (VictoriaMetrics).
-    secret_fields: ClassVar = {"token": SecretField()}
-
-    api: Literal["v2"]
-    url: str
-    org: str
-    bucket: str
-    token: SecretRef | None = None
-
-    _url = field_validator("url")(check_http_url)
-
-
-InfluxPlan = Annotated[InfluxV1Plan | InfluxV2Plan, Field(discriminator="api")]
-
-
-class NotifyPlan(Section):
-    """Where success and failure events go."""
-
-    influxdb: InfluxPlan | None = None
 
 
 class RetryPlan(Section):
