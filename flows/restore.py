@@ -27,6 +27,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
+from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
@@ -50,7 +51,7 @@ from mongobackup.restore import (
     restore_stream,
 )
 from mongobackup.staging import report_lines
-from mongobackup.thaw import ThawSettings, ensure_thawed, object_thaw_state, request_thaw
+from mongobackup.thaw import Thawing, ThawSettings, object_thaw_state, request_thaw
 from mongobackup.times import parse_at
 from mongobackup.units import human_size
 
@@ -213,23 +214,11 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
     manifest = load_manifest(storage, backup.location, object_size=backup.object_size) if backup.committed else None
     gpg, passphrase = resources.decryption(args.gnupghome)
     about = describe_backup(backup, manifest)
-    settings = ThawSettings.from_plan(plan.restore, args.retrieval)
-    thawed = ensure_thawed(storage, backup.object_key, settings, say=say, prices=plan.prices)
-    if thawed.before.archived:
-        about += f"\n  thaw:     {thawed.describe(plan.prices)}, waited {thawed.waited_s:.0f} s"
-    if args.verify_only:
-        return restore_backup(
-            storage,
-            backup.object_key,
-            gpg,
-            None,
-            options_from(args),
-            manifest=manifest,
-            passphrase=passphrase,
-            on_progress=bar.update,
-        ), about
-    with open_client(args.to or resources.instance_uri(args.instance)) as client:
-        return restore_backup(
+    # A backup in GLACIER or DEEP_ARCHIVE is thawed by the download before its GET (asked once, waited for).
+    thaw = Thawing(ThawSettings.from_plan(plan.restore, args.retrieval), say=say, prices=plan.prices)
+
+    def restore(client: MongoClient | None) -> tuple[RestoreResult, str]:
+        result = restore_backup(
             storage,
             backup.object_key,
             gpg,
@@ -238,7 +227,17 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
             manifest=manifest,
             passphrase=passphrase,
             on_progress=bar.update,
-        ), about
+            thaw=thaw,
+        )
+        thawed = result.thaw
+        if thawed is not None and thawed.before.archived:
+            return result, about + f"\n  thaw:     {thawed.describe(plan.prices)}, waited {thawed.waited_s:.0f} s"
+        return result, about
+
+    if args.verify_only:
+        return restore(None)
+    with open_client(args.to or resources.instance_uri(args.instance)) as client:
+        return restore(client)
 
 
 def restore_from_file(args: argparse.Namespace, bar: ProgressBar) -> RestoreResult:

@@ -128,10 +128,12 @@ def make_backup(
     keys: EncryptionKeys,
     *,
     when: datetime | None = None,
+    tier: Tier = Tier.DAILY,
 ) -> BackupManifest:
-    """A committed daily backup made by the core functions the backup flow calls (no Prefect: fast)."""
+    """A committed backup (daily unless told) made by the core functions the backup flow calls (no Prefect:
+    fast), scheduled `when` (now unless told)."""
     when = when or datetime.now(UTC)
-    location = BackupLocation("", Tier.DAILY, instance, database, when, uuid.uuid4().hex[:8])
+    location = BackupLocation("", tier, instance, database, when, uuid.uuid4().hex[:8])
     return back_up_database(
         dump=DatabaseDump(client, instance, database, tool_version=tool_version()),
         location=location,

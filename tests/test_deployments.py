@@ -155,6 +155,7 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
         "snapshot/nightly",
         "snapshot/source",
         "firedrill/monthly",
+        "firedrill/thaw",
         "watchdog/hourly",
         "retention/apply",
         "retention/prune",
@@ -164,5 +165,9 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
             deployment = client.read_deployment_by_name(name)
             assert deployment.work_pool_name == "local-process"
         assert client.read_deployment_by_name("backup/nightly").schedules[0].schedule.cron == "30 1 * * *"
+        # The thaws are asked the day before the drill, at the same hour: Glacier takes hours.
+        assert client.read_deployment_by_name("firedrill/monthly").schedules[0].schedule.cron == "0 6 2 * *"
+        thaw = client.read_deployment_by_name("firedrill/thaw")
+        assert thaw.schedules[0].schedule.cron == "0 6 1 * *" and thaw.parameters["thaw_only"] is True
         # Snapshots on the same schedule as the databases.
         assert client.read_deployment_by_name("snapshot/nightly").schedules[0].schedule.cron == "30 1 * * *"
