@@ -200,7 +200,8 @@ class RunResources:
     def scratch_uri(self) -> str:
         """The drill's scratch MongoDB, from the plan, an environment variable or a Prefect Secret block."""
         value = secret_value(self.drill.scratch_uri, "drill")
-        assert value is not None  # the plan schema requires exactly one source
+        if value is None:  # the plan allows none only without instances (snapshot sources only)
+            raise DrillNotConfigured("drill.scratch_uri: not set, and a database backup is to be drilled")
         return value
 
 
