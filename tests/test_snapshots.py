@@ -36,7 +36,7 @@ from mongobackup.snapshots.plan import ConsulSource, EtcdSource
 from mongobackup.snapshots.scratch_etcd import scratch_etcd
 from mongobackup.snapshots.store import store_snapshot
 from mongobackup.snapshots.take import back_up_snapshot
-from mongobackup.status import Health, expected_pairs, read_status
+from mongobackup.status import Health, expected_pairs, read_status, stale_events
 from mongobackup.storage import ObjectInfo
 from mongobackup.tiers import Tier
 from tests.helpers import influx_points, run_artifact_rows, storage_on, stored_keys, unique
@@ -103,9 +103,16 @@ def test_the_snapshots_section_names_the_field_at_fault(tmp_path):
         "snapshots: [{name: e, kind: etcd, endpoints: ['ftp://e']}]": "snapshots.0.endpoints: 'ftp://e' is not an",
         "snapshots: [{name: z, kind: zookeeper}]": "snapshots.0.kind: unknown value 'zookeeper' (expected one of",
         f"snapshots: [{etcd}, tls: {{cert_file: c.pem}}}}]": "snapshots.0.tls: cert_file and key_file go together",
+        "instances: [{name: rs, uri: 'mongodb://h'}]\ndrill: {max_age_h: 26}": (
+            "plan.yaml: drill: exactly one of scratch_uri, scratch_uri_env, scratch_uri_secret must be set (got none)"
+        ),
         "instances: []": "plan.yaml: instances: List should have at least 1 item, not 0 (or name a source under",
         "snapshots: []": "plan.yaml: the plan backs up nothing: give instances, snapshots or both",
     }
+    # A plan of snapshot sources only needs no instances, and its drill no scratch MongoDB.
+    path = tmp_path / "plan.yaml"
+    path.write_text(f"snapshots: [{etcd}}}]\ndrill: {{max_age_h: 26}}\n" + base)
+    assert load_plan(path).drill.scratch_uri is None
     for text, message in cases.items():
         path = tmp_path / "plan.yaml"
         path.write_text(text + "\n" + base)
@@ -177,7 +184,7 @@ def test_etcd_and_consul_snapshots_end_to_end(
                 "token_env": "CONSUL_TOKEN_FOR_TEST",
             },
         ],
-        drill={"scratch_uri": services.mongo_uri("mongo-scratch"), "gnupghome": str(gpg_key.home)},
+        drill={"gnupghome": str(gpg_key.home)},  # snapshot sources only: no scratch MongoDB needed
     )
     plan = load_plan(plan_path)
 
@@ -232,6 +239,9 @@ def test_etcd_and_consul_snapshots_end_to_end(
         rows_by_source = {(r.instance, r.database): r for r in report.rows}
         assert set(rows_by_source) == {(etcd_name, "snapshot"), (consul_name, "snapshot")}
         assert {r.health for r in rows_by_source.values()} == {health}, report.table()
+    # The watchdog's stale events for the RED rows: the source as instance, `snapshot` as database.
+    stale = {(e.tags["instance"], e.tags["database"]) for e in stale_events(report)}
+    assert stale == {(etcd_name, "snapshot"), (consul_name, "snapshot")}
 
     # etcd: restore to a file, then the stock etcdctl restores it, a scratch etcd runs on it, every key compared.
     out = tmp_path / "etcd.snapshot.db"
@@ -246,6 +256,20 @@ def test_etcd_and_consul_snapshots_end_to_end(
     assert {k: v for k, v in live.items() if k in restored} == restored  # nothing else wrote these keys since
     # An existing file is never replaced.
     assert restore_main(["--plan", str(plan_path), "--snapshot", etcd_name, "--out", str(out), "--quiet"]) == 1
+    # --key (the manifest's key names the same snapshot) and --at pick the same one; before it there is none.
+    etcd_key = next(k for k in keys if k.split("/")[1] == etcd_name and k.endswith(".snap.manifest.json"))
+    by_key = tmp_path / "by-key.db"
+    assert (
+        restore_main(["--plan", str(plan_path), "--snapshot", etcd_name, "--key", etcd_key, "--out", str(by_key)]) == 0
+    )
+    assert by_key.read_bytes() == out.read_bytes()
+    at = (now + timedelta(minutes=5)).isoformat()
+    by_at = tmp_path / "by-at.db"
+    assert restore_main(["--plan", str(plan_path), "--snapshot", etcd_name, "--at", at, "--out", str(by_at)]) == 0
+    assert by_at.read_bytes() == out.read_bytes()
+    too_early = tmp_path / "too-early.db"
+    args = ["--plan", str(plan_path), "--snapshot", etcd_name, "--at", "2020-01-01T00:00:00Z", "--out", str(too_early)]
+    assert restore_main(args) == 1 and not too_early.exists() and not Path(f"{too_early}.part").exists()
 
     # Consul: the restored file is what `consul snapshot restore` takes; the stock tar and sha256sum judge it.
     out = tmp_path / "consul.snap"

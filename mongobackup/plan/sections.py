@@ -267,10 +267,11 @@ class DrillPlan(Section):
     (`drill_<database>_<run id>`) and drops it afterwards, whatever the outcome.
     """
 
-    #: Exactly one of scratch_uri, scratch_uri_env (an environment variable), scratch_uri_secret (a Prefect Secret).
-    secret_fields: ClassVar = {"scratch_uri": SecretField(inline=True, required=True)}
+    #: One of scratch_uri, scratch_uri_env (an environment variable), scratch_uri_secret (a Prefect Secret);
+    #: required when the plan has instances (a plan of key/value snapshots only drills into scratch etcds).
+    secret_fields: ClassVar = {"scratch_uri": SecretField(inline=True)}
 
-    scratch_uri: SecretRef
+    scratch_uri: SecretRef | None = None
     #: The drill of a database fails when its newest committed backup finished longer ago than this: an old
     #: backup is a missed backup. 26: a nightly run plus two hours of slack.
     max_age_h: float = Field(default=26.0, gt=0, le=24 * 400)
@@ -336,6 +337,11 @@ class BackupPlan(Section):
     def _something_to_back_up(self) -> BackupPlan:
         if not self.instances and not self.snapshots:
             raise ValueError("the plan backs up nothing: give instances, snapshots or both")
+        if self.drill is not None and self.instances and self.drill.scratch_uri is None:
+            raise ValueError(
+                "drill: exactly one of scratch_uri, scratch_uri_env, scratch_uri_secret must be set (got none): "
+                "the drill restores the instances' backups into that server"
+            )
         check_sources(self.snapshots, self.instance_names)
         return self
 
