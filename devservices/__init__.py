@@ -8,6 +8,7 @@ its gpg-agent at the end of a `with` block). `python -m devservices --help` is t
 """
 
 from devservices.catalog import (
+    CONSUL_TEST_TOKEN,
     INFLUX_DATABASE,
     PREFECT_WORK_POOL,
     S3_READ_ONLY_CREDENTIALS,
@@ -32,6 +33,7 @@ from devservices.services import (
 from devservices.wine import MongoToolError, MongoTools
 
 __all__ = [
+    "CONSUL_TEST_TOKEN",
     "DEFAULT_SERVICES",
     "DEMO_PORTS",
     "INFLUX_DATABASE",

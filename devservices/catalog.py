@@ -27,6 +27,9 @@ S3_TEST_REGION = "us-east-1"
 #: The database the InfluxDB 1.6 stand-in is created with, where backup events are written.
 INFLUX_DATABASE = "backups"
 
+#: The ACL token the Consul stand-in (`consul`) demands on every snapshot and write.
+CONSUL_TEST_TOKEN = "stub-management-token"
+
 #: The Prefect work pool (type `process`) the local worker polls.
 PREFECT_WORK_POOL = "local-process"
 
@@ -100,8 +103,16 @@ class SecantusSpec(ServiceSpec):
     binary = "secantusd-py"
     install_hint = 'pip install "SecantusDB==0.7.0b3" (the project\'s dev extra)'
 
+    def __init__(self, name: str, *, noop_heartbeat_s: int | None = None, oplog_max_entries: int | None = None):
+        super().__init__(name)
+        #: An `op: n` entry every N seconds, as mongod's periodic no-op writer does every 10 s: the oplog (and
+        #: so an archiver's recovery point) moves on while nothing is written.
+        self.noop_heartbeat_s = noop_heartbeat_s
+        #: A small oplog rolls over quickly: what the oplog archiver's gap detection is tested with.
+        self.oplog_max_entries = oplog_max_entries
+
     def argv(self, launch: Launch) -> list[str]:
-        return [
+        argv = [
             str(launch.binary),
             "--host",
             "127.0.0.1",
@@ -110,6 +121,11 @@ class SecantusSpec(ServiceSpec):
             "--storage-path",
             str(launch.data_dir),
         ]
+        if self.noop_heartbeat_s is not None:
+            argv += ["--noop-heartbeat-seconds", str(self.noop_heartbeat_s)]
+        if self.oplog_max_entries is not None:
+            argv += ["--oplog-max-entries", str(self.oplog_max_entries)]
+        return argv
 
     def healthy(self, port: int) -> bool:
         import pymongo
@@ -359,6 +375,66 @@ class SeaweedSpec(ServiceSpec):
         return status is not None and status < 500
 
 
+class EtcdSpec(ServiceSpec):
+    """etcd 3.4 (Debian `etcd-server`): one member, its client API (and gRPC gateway) on the service's port."""
+
+    binary = "etcd"
+    install_hint = "apt-get install -y --no-install-recommends etcd-server etcd-client"
+    extra_ports = 1  # the peer URL, which a one-member cluster still has
+
+    def argv(self, launch: Launch) -> list[str]:
+        client = self.url(launch.port)
+        peer = f"http://127.0.0.1:{launch.extra_ports[0]}"
+        return [
+            str(launch.binary),
+            "--name",
+            self.name,
+            "--data-dir",
+            str(launch.data_dir / "member"),
+            "--listen-client-urls",
+            client,
+            "--advertise-client-urls",
+            client,
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+            "--initial-cluster",
+            f"{self.name}={peer}",
+            "--log-outputs",
+            "stderr",
+        ]
+
+    def healthy(self, port: int) -> bool:
+        return http_status(f"{self.url(port)}/health") == 200
+
+
+class ConsulStubSpec(ServiceSpec):
+    """The project's own stand-in for a Consul agent's snapshot API (devservices/consul_stub.py)."""
+
+    binary = "python"
+    install_hint = "the virtualenv's python (./scripts/bootstrap.sh)"
+
+    def argv(self, launch: Launch) -> list[str]:
+        return [
+            str(launch.binary),
+            "-m",
+            "devservices.consul_stub",
+            "--port",
+            str(launch.port),
+            "--state",
+            str(launch.state_dir),
+            "--token",
+            CONSUL_TEST_TOKEN,
+        ]
+
+    def env(self, launch: Launch) -> dict[str, str]:
+        return {"PYTHONPATH": str(PROJECT_ROOT)}
+
+    def healthy(self, port: int) -> bool:
+        return http_status(f"{self.url(port)}/v1/status/leader") == 200
+
+
 #: Every service by name, in the order status lists them.
 SPECS: dict[str, ServiceSpec] = {
     spec.name: spec
@@ -366,6 +442,9 @@ SPECS: dict[str, ServiceSpec] = {
         SecantusSpec("mongo-a"),
         SecantusSpec("mongo-b"),
         SecantusSpec("mongo-scratch"),
+        # For the oplog archiver's tests: restarted and rolled over on purpose, so never shared.
+        SecantusSpec("mongo-pitr", noop_heartbeat_s=1),
+        SecantusSpec("mongo-pitr-small", noop_heartbeat_s=1, oplog_max_entries=200),
         MotoSpec("moto"),
         InfluxSpec("influxdb"),
         VictoriaSpec("victoria"),
@@ -373,7 +452,10 @@ SPECS: dict[str, ServiceSpec] = {
         PrefectWorkerSpec("prefect-worker", "backups", 1),
         PrefectWorkerSpec("prefect-worker-2", "backups", 1),
         PrefectWorkerSpec("prefect-worker-control", "control", None),
+        PrefectWorkerSpec("prefect-worker-oplog", "oplog", None),  # the long-running oplog archivers
         SeaweedSpec("seaweedfs"),
+        EtcdSpec("etcd"),
+        ConsulStubSpec("consul"),
     )
 }
 

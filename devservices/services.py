@@ -32,6 +32,8 @@ DEMO_PORTS: dict[str, int] = {
     "victoria": 18428,
     "prefect": 4200,
     "seaweedfs": 8333,
+    "etcd": 2379,
+    "consul": 8500,
 }
 
 SERVICE_NAMES: tuple[str, ...] = tuple(SPECS)

@@ -1,7 +1,7 @@
 """The notification block and the two automations `python -m flows.setup` creates, each idempotently.
 
-- "notify on failed or crashed runs": a run of backup, firedrill, watchdog or retention that ends Failed or
-  Crashed sends its name, state, message and UI link through the operator's notification block;
+- "notify on failed or crashed runs": a run of any of WATCHED_FLOWS that ends Failed or Crashed sends its
+  name, state, message and UI link through the operator's notification block;
 - "crash runs without heartbeats": a run of those flows whose heartbeats stop (its process killed with -9, out of
   memory, its machine lost) is set Crashed, a few heartbeat periods after the last one (Prefect's zombie-run
   recipe: a proactive trigger on a missing `prefect.flow-run.heartbeat`).
@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 #: The flows whose runs the automations watch (flow names, as the UI shows them).
-WATCHED_FLOWS = ("backup", "firedrill", "watchdog", "retention")
+WATCHED_FLOWS = ("backup", "snapshot", "firedrill", "watchdog", "retention", "oplog")
 NOTIFY_AUTOMATION = "mongo-backup notify on failed or crashed runs"
 CRASH_AUTOMATION = "mongo-backup crash runs without heartbeats"
 WEBHOOK_BLOCK = "mongo-backup-alerts"

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, runtime, tags
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, as_completed
 from prefect.states import State
 from prefect.utilities.annotations import allow_failure
 
@@ -27,7 +29,9 @@ from flows.fan_out import fan_out
 from flows.parameters import When
 from flows.resources import RunResources
 from mongobackup import uploads
+from mongobackup.errors import BackupError
 from mongobackup.keys import BackupLocation, short_run_id
+from mongobackup.malloc import return_large_buffers
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.tiers import Tier
 from mongobackup.times import parse_at
@@ -93,6 +97,7 @@ def backup(plan_path: str, at: When = None, instances: tuple[str, ...] = (), fan
             backup/instance), all for this run's scheduled time, and wait for them up to the plan's
             fan_out.deadline_h; empty: back up here.
     """
+    return_large_buffers()  # before the tasks' threads allocate: see mongobackup.malloc
     logger = get_run_logger()
     plan = load_plan(plan_path)
     for warning in plan.warnings():
@@ -130,7 +135,7 @@ def _back_up(resources: RunResources, wanted: list[str], when: datetime, tier: T
     }
     open_now = _open_uploads(resources)
     rows: list[BackupRow] = []
-    chains: list[tuple[BackupRow, PrefectFuture, PrefectFuture]] = []
+    queues: dict[str, deque[tuple[BackupRow, BackupLocation]]] = {}
     for instance, listing in listings.items():
         listing.wait()
         if not listing.state.is_completed():
@@ -143,16 +148,14 @@ def _back_up(resources: RunResources, wanted: list[str], when: datetime, tier: T
             t.record_failure(resources, instance, database, tier.value, "list", error)
             rows.append(BackupRow(instance, database, tier.value, "", state="Failed", error=error))
         _warn_other_runs(resources, open_now, {(instance, database) for database in found}, run_id)
-        # Each lane runs its databases one after another: max_parallel lanes per instance at most.
-        lanes: list[PrefectFuture | None] = [None] * plan.instance(instance)[1].max_parallel
-        for n, location in enumerate(planned_locations(plan, {instance: found}, when, run_id)):
+        queues[instance] = deque()
+        for location in planned_locations(plan, {instance: found}, when, run_id):
             row = BackupRow(instance, location.database, tier.value, location.object_key)
             rows.append(row)
-            committed, notified = _submit_chain(resources, location, run_id, when, after=lanes[n % len(lanes)])
-            lanes[n % len(lanes)] = notified
-            chains.append((row, committed, notified))
+            queues[instance].append((row, location))
+    del listings  # their futures hold the listings' results and task engines
 
-    _collect(chains)
+    _run_chains(resources, queues, run_id, when)
     for instance in wanted:
         mine = [r for r in rows if r.instance == instance]
         if mine and all(r.state == "Completed" for r in mine):
@@ -181,6 +184,53 @@ def _warn_other_runs(resources: RunResources, open_now: list, databases: set[tup
     prefix = resources.plan.storage.prefix
     for line in uploads.other_runs_uploading(open_now, prefix, databases, datetime.now(UTC), after, run_id):
         get_run_logger().warning(line)
+
+
+@dataclass
+class _Chain:
+    """One database's tasks in flight: the row they fill in, and the futures of its last two tasks."""
+
+    row: BackupRow
+    committed: PrefectFuture
+    notified: PrefectFuture
+
+
+def _run_chains(
+    resources: RunResources,
+    queues: dict[str, deque[tuple[BackupRow, BackupLocation]]],
+    run_id: str,
+    when: datetime,
+) -> None:
+    """Runs every queued database's chain, at most `max_parallel` per instance at once, instances side by side.
+
+    Each instance has `max_parallel` lanes; a lane runs its chains one after another. Chains are submitted as
+    the run goes, one running and one waiting per lane (the waiting one's task runs are created while the
+    other transfers, so Prefect's bookkeeping stays off the critical path), and a finished chain's futures are
+    dropped once its row is filled in: the run holds at most 2 x `max_parallel` chains per instance whatever
+    the number of databases. (Submitting every chain at once kept a thread, a task engine and a result per
+    task for the whole run.)
+    """
+    running: dict[str, list[_Chain]] = {instance: [] for instance in queues}
+    tails: dict[str, list[PrefectFuture | None]] = {
+        instance: [None] * resources.plan.instance(instance)[1].max_parallel for instance in queues
+    }
+    submitted = dict.fromkeys(queues, 0)
+    while True:
+        for instance, queue in queues.items():
+            lanes = tails[instance]
+            while queue and len(running[instance]) < 2 * len(lanes):
+                lane = submitted[instance] % len(lanes)
+                row, location = queue.popleft()
+                chain = _Chain(row, *_submit_chain(resources, location, run_id, when, after=lanes[lane]))
+                lanes[lane] = chain.notified
+                submitted[instance] += 1
+                running[instance].append(chain)
+        in_flight = {chain.notified: chain for chains in running.values() for chain in chains}
+        if not in_flight:
+            return
+        finished = in_flight[next(iter(as_completed(list(in_flight))))]
+        _collect(finished)
+        running[finished.row.instance].remove(finished)
 
 
 def _submit_chain(
@@ -213,19 +263,20 @@ def _named(step: str, instance: str, database: str):
     return lambda: f"{step} {instance}/{database}"
 
 
-def _collect(chains: list[tuple[BackupRow, PrefectFuture, PrefectFuture]]) -> None:
-    for row, committed, notified in chains:
-        committed.wait()
-        if committed.state.is_completed():
-            manifest = committed.result()
-            row.bytes, row.docs = manifest.sizes.encrypted_bytes, manifest.documents
-            row.duration_s = round((manifest.finished_at - manifest.started_at).total_seconds(), 2)
-            row.state = "Completed"
-            notified.wait()
-            if not notified.state.is_completed():
-                row.state, row.error = "Completed (notify failed)", t.failure_message(notified.state)
-        else:
-            row.state, row.error = "Failed", t.failure_message(committed.state)
+def _collect(chain: _Chain) -> None:
+    """Fills in the chain's row from its finished tasks (the notify task has ended, run or not)."""
+    row, committed, notified = chain.row, chain.committed, chain.notified
+    committed.wait()
+    if committed.state.is_completed():
+        manifest = committed.result()
+        row.bytes, row.docs = manifest.sizes.encrypted_bytes, manifest.documents
+        row.duration_s = round((manifest.finished_at - manifest.started_at).total_seconds(), 2)
+        row.state = "Completed"
+        notified.wait()
+        if not notified.state.is_completed():
+            row.state, row.error = "Completed (notify failed)", t.failure_message(notified.state)
+    else:
+        row.state, row.error = "Failed", t.failure_message(committed.state)
 
 
 def dry_run_lines(plan: BackupPlan, when: datetime, instances: Sequence[str] | None = None) -> list[str]:
@@ -268,7 +319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.dry_run:
         when = scheduled_time(args.at) if args.at else datetime.now(UTC)
-        for line in dry_run_lines(plan, when, args.instances):
+        try:
+            lines = dry_run_lines(plan, when, args.instances)
+        except BackupError as exc:  # an instance it must list is unreachable, or its URI is unusable
+            print(f"backup: dry run: {exc}", file=sys.stderr)
+            return 1
+        for line in lines:
             print(line)
         return 0
     try:

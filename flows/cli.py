@@ -75,14 +75,14 @@ def summary(prog: str, recorded: State | BaseException, returned: Any) -> tuple[
     outcome = returned if isinstance(returned, State) else None
     if isinstance(recorded, State) and (outcome is None or recorded.type == outcome.type):
         if recorded.is_crashed() or (outcome is None and not recorded.is_final()):
-            return EXIT_PREFECT, f"{prog}: Prefect failed, not the {prog}: run {recorded.name}: {recorded.message}"
-        return (EXIT_COMPLETED if recorded.is_completed() else EXIT_FAILED), (
-            f"{prog}: {recorded.name}: {recorded.message or ''}"
-        )
+            return EXIT_PREFECT, f"{prog}: Prefect failed, not the {prog}: run {recorded.name}: {_flat(recorded)}"
+        return (
+            EXIT_COMPLETED if recorded.is_completed() else EXIT_FAILED
+        ), f"{prog}: {recorded.name}: {_flat(recorded)}"
     prefect_said = (
         f"{type(recorded).__name__}: {one_line(recorded)}"
         if isinstance(recorded, BaseException)
-        else f"it recorded the run as {recorded.name}: {one_line(recorded.message or '')}"
+        else f"it recorded the run as {recorded.name}: {_flat(recorded)}"
     )
     if outcome is None:
         return EXIT_PREFECT, (
@@ -90,8 +90,13 @@ def summary(prog: str, recorded: State | BaseException, returned: Any) -> tuple[
             "see what was stored with python -m flows.status"
         )
     return (EXIT_COMPLETED if outcome.is_completed() else EXIT_FAILED), (
-        f"{prog}: {outcome.name}: {outcome.message or ''} (Prefect then failed, not the {prog}: {prefect_said})"
+        f"{prog}: {outcome.name}: {_flat(outcome)} (Prefect then failed, not the {prog}: {prefect_said})"
     )
+
+
+def _flat(state: State) -> str:
+    """A state's message on one line: the summary is one line however the message was written."""
+    return one_line(state.message or "", limit=2000)
 
 
 @contextmanager

@@ -50,9 +50,12 @@ def fan_out(
     *,
     run_name: str,
     deadline: timedelta,
+    parameter: str = "instances",
 ) -> State:
     """One run of `deployment` per instance, all for the scheduled time `when` (so the same tier), named
-    `<run_name>-<instance>`; Completed when all complete, else Failed naming each instance that did not."""
+    `<run_name>-<instance>`; Completed when all complete, else Failed naming each instance that did not.
+
+    `parameter`: the flow parameter that takes the one name (the snapshot flow's is `sources`)."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
@@ -61,7 +64,7 @@ def fan_out(
     for instance in instances:
         run = run_deployment(
             deployment,
-            parameters={"plan_path": plan_path, "at": when.isoformat(), "instances": [instance]},
+            parameters={"plan_path": plan_path, "at": when.isoformat(), parameter: [instance]},
             flow_run_name=f"{run_name}-{instance}",
             timeout=0,
         )

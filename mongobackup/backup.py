@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
-from typing import Protocol
+from typing import Any, Protocol
 
 import zstandard
 
@@ -29,7 +29,7 @@ from mongobackup.errors import (
     VerificationError,
     stage_of,
 )
-from mongobackup.keys import BackupLocation, manifest_key_for
+from mongobackup.keys import MONGODB_ARCHIVE, BackupLocation, StoredKind, manifest_key_for
 from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
 from mongobackup.plan import Compression
 from mongobackup.storage import Storage, UploadReceipt
@@ -155,15 +155,20 @@ def encryption_record(keys: EncryptionKeys) -> EncryptionRecord:
 
 def verify_upload(storage: Storage, outcome: TransferOutcome) -> None:
     """Checks the stored object against the receipt; deletes it (it is uncommitted) when they differ."""
-    key = outcome.receipt.key
+    verify_receipt(storage, outcome.receipt)
+
+
+def verify_receipt(storage: Storage, receipt: UploadReceipt) -> None:
+    """Checks a stored object (of any kind) against what its upload sent; deletes it when they differ."""
+    key = receipt.key
     info = storage.head(key)
     if info is None:
         raise VerificationError(f"{storage.where(key)}: object missing right after its upload completed")
     problems = []
-    if info.size != outcome.receipt.size:
-        problems.append(f"size {info.size} != {outcome.receipt.size} sent")
-    if info.etag != outcome.receipt.etag:
-        problems.append(f"ETag {info.etag} != {outcome.receipt.etag} computed from the parts' MD5")
+    if info.size != receipt.size:
+        problems.append(f"size {info.size} != {receipt.size} sent")
+    if info.etag != receipt.etag:
+        problems.append(f"ETag {info.etag} != {receipt.etag} computed from the parts' MD5")
     if problems:
         storage.delete(key)
         raise VerificationError(f"{storage.where(key)}: " + "; ".join(problems) + " (object deleted)")
@@ -198,12 +203,21 @@ def build_manifest(outcome: TransferOutcome, *, run_id: str, scheduled_at: datet
     )
 
 
-def commit_manifest(storage: Storage, manifest: BackupManifest) -> str:
+class Committable(Protocol):
+    """A manifest of any kind of stored thing (a database's, a snapshot's): it names its object and serialises."""
+
+    @property
+    def object_key(self) -> str: ...
+
+    def to_json_dict(self) -> dict[str, Any]: ...
+
+
+def commit_manifest(storage: Storage, manifest: Committable, kind: StoredKind = MONGODB_ARCHIVE) -> str:
     """Writes the manifest beside its object: the moment the backup starts to exist. Returns its key."""
     location_key = manifest.object_key
     if storage.head(location_key) is None:
         raise VerificationError(f"{storage.where(location_key)}: refusing to commit a manifest for a missing object")
-    manifest_key = manifest_key_for(location_key)
+    manifest_key = manifest_key_for(location_key, kind)
     storage.put_json(manifest_key, manifest.to_json_dict())
     return manifest_key
 

@@ -50,6 +50,11 @@ COMPLETED = metrics.INSTANCE_BACKUP_COMPLETED
 FAILED = metrics.INSTANCE_BACKUP_FAILED
 DRILL = metrics.INSTANCE_RESTORE_DRILL
 STALE = metrics.INSTANCE_BACKUP_STALE
+ARCHIVED = metrics.INSTANCE_OPLOG_ARCHIVED
+GAP = metrics.INSTANCE_OPLOG_GAP
+LAG = metrics.INSTANCE_OPLOG_LAG
+#: The recovery point lag the archiver's alert fires above: pitr.max_lag_s's default (the plan is not read here).
+OPLOG_LAG_ALERT_S = 120.0
 
 
 class _Names:
@@ -81,6 +86,7 @@ class _Names:
 
 
 C, F, D, S = _Names(COMPLETED), _Names(FAILED), _Names(DRILL), _Names(STALE)
+A, G, L = _Names(ARCHIVED), _Names(GAP), _Names(LAG)
 I_ = metrics.INSTANCE  # the tag every measurement has; the dashboard variable is named after it
 
 
@@ -230,6 +236,27 @@ def drill_by_tier_query() -> Query:
     )
 
 
+def oplog_lag_query() -> Query:
+    """The recovery point lag per instance, as the archiver reports it after each committed segment."""
+    return Query(
+        f"SELECT max({A.f('lag_s')}) FROM {A.m} WHERE {A.t(I_)} =~ /^${I_}$/ AND $timeFilter "
+        f"GROUP BY time($__interval), {A.t(I_)} fill(none)",
+        _flux(A, "lag_s")
+        + f'\n  |> group(columns: ["{A.tag(I_)}"])'
+        + "\n  |> aggregateWindow(every: v.windowPeriod, fn: max, createEmpty: false)",
+    )
+
+
+def oplog_gaps_query() -> Query:
+    """Gaps in the oplog archive (and the watchdog's lag findings) per instance over the dashboard's range."""
+    return Query(
+        f'SELECT count({G.f("value")}) AS "gaps", sum({G.f("gap_s")}) AS "lost_s" FROM {G.m} '
+        f"WHERE {G.t(I_)} =~ /^${I_}$/ AND $timeFilter GROUP BY {G.t(I_)}",
+        _flux(G, "gap_s") + f'\n  |> group(columns: ["{G.tag(I_)}"])\n  |> sum()',
+        table=True,
+    )
+
+
 def instance_variable_query() -> Query:
     """The instances the dashboard offers: every instance that completed a backup, failed one or was found stale
     (so that an instance that never succeeded still gets its red status panel)."""
@@ -285,6 +312,34 @@ def alert_failed_query() -> Query:
     )
 
 
+def alert_oplog_lag_query() -> Query:
+    """Per instance: the largest recovery point lag the archiver reported in the rule's window."""
+    return Query(
+        f"SELECT max({A.f('lag_s')}) FROM {A.m} WHERE $timeFilter GROUP BY {A.t(I_)}",
+        _flux(A, "lag_s", instance_filter=False) + f'\n  |> group(columns: ["{A.tag(I_)}"])\n  |> max()',
+    )
+
+
+def alert_oplog_behind_query() -> Query:
+    """Per instance: the watchdog's findings of a recovery point lag above pitr.max_lag_s in the window."""
+    return Query(
+        f"SELECT count({L.f('value')}) FROM {L.m} WHERE $timeFilter GROUP BY {L.t(I_)}",
+        _flux(L, "value", instance_filter=False)
+        + f'\n  |> group(columns: ["{L.tag(I_)}"])\n  |> count()'
+        + "\n  |> map(fn: (r) => ({r with _value: float(v: r._value)}))",
+    )
+
+
+def alert_oplog_gap_query() -> Query:
+    """Per instance: gaps the archiver found in the window."""
+    return Query(
+        f"SELECT count({G.f('value')}) FROM {G.m} WHERE $timeFilter GROUP BY {G.t(I_)}",
+        _flux(G, "value", instance_filter=False)
+        + f'\n  |> group(columns: ["{G.tag(I_)}"])\n  |> count()'
+        + "\n  |> map(fn: (r) => ({r with _value: float(v: r._value)}))",
+    )
+
+
 def alert_drill_query() -> Query:
     return Query(
         f"SELECT count({D.f('value')}) FROM {D.m} WHERE {D.f('value')} = false AND $timeFilter "
@@ -325,7 +380,9 @@ def _green_red(threshold: float) -> dict[str, Any]:
 
 
 def panels() -> list[Panel]:
-    """The dashboard's panels, top to bottom."""
+    """The dashboard's panels, top to bottom (the key/value snapshots' last, from mongobackup.snapshots)."""
+    from mongobackup.snapshots.dashboards import snapshot_panels  # it builds on this module
+
     stat_options = {
         "colorMode": "background",
         "graphMode": "none",
@@ -408,6 +465,28 @@ def panels() -> list[Panel]:
             defaults={"custom": {"drawStyle": "points", "pointSize": 6}},
         ),
         Panel("Restore drill: last result per tier", "table", drill_by_tier_query(), width=12),
+        Panel(
+            "Recovery point lag (oplog archive)",
+            "timeseries",
+            oplog_lag_query(),
+            width=16,
+            unit="s",
+            description=f"{ARCHIVED.name}: now minus the newest archived oplog entry, right after each committed "
+            f"segment; a point-in-time restore can reach that far. Red above {OPLOG_LAG_ALERT_S:g} s.",
+            defaults={
+                "custom": {"drawStyle": "line", "thresholdsStyle": {"mode": "line"}},
+                "thresholds": _green_red(OPLOG_LAG_ALERT_S),
+            },
+        ),
+        Panel(
+            "Oplog archive gaps",
+            "table",
+            oplog_gaps_query(),
+            width=8,
+            description=f"{GAP.name}: the oplog rolled over while no archiver ran; points inside a gap cannot be "
+            "restored until the next base backup.",
+        ),
+        *snapshot_panels(stat_options),
     ]
 
 
@@ -449,13 +528,17 @@ def _text(query: Query, flavor: Flavor, bucket: str) -> str:
 
 
 def _instance_variable(flavor: Flavor, bucket: str) -> dict[str, Any]:
+    return _variable(I_, "Instance", instance_variable_query(), flavor, bucket)
+
+
+def _variable(name: str, label: str, query: Query, flavor: Flavor, bucket: str) -> dict[str, Any]:
     return {
-        "name": I_,
-        "label": "Instance",
+        "name": name,
+        "label": label,
         "type": "query",
         "datasource": {"type": "influxdb", "uid": DATASOURCE_UID[flavor]},
-        "query": _text(instance_variable_query(), flavor, bucket),
-        "definition": _text(instance_variable_query(), flavor, bucket),
+        "query": _text(query, flavor, bucket),
+        "definition": _text(query, flavor, bucket),
         "refresh": 2,
         "includeAll": True,
         "multi": True,
@@ -467,6 +550,8 @@ def _instance_variable(flavor: Flavor, bucket: str) -> dict[str, Any]:
 
 def dashboard(flavor: Flavor, bucket: str = DEFAULT_FLUX_BUCKET) -> dict[str, Any]:
     """The dashboard JSON model for one flavour (`bucket`: the InfluxDB 2.x bucket the Flux queries read)."""
+    from mongobackup.snapshots.dashboards import source_variable_query  # it builds on this module
+
     return {
         "uid": f"{DASHBOARD_UID}-{flavor}",
         "title": f"{DASHBOARD_TITLE} ({'InfluxQL' if flavor == 'influxql' else 'Flux'})",
@@ -480,7 +565,12 @@ def dashboard(flavor: Flavor, bucket: str = DEFAULT_FLUX_BUCKET) -> dict[str, An
         "time": {"from": "now-7d", "to": "now"},
         "annotations": {"list": []},
         "links": [],
-        "templating": {"list": [_instance_variable(flavor, bucket)]},
+        "templating": {
+            "list": [
+                _instance_variable(flavor, bucket),
+                _variable(metrics.SOURCE, "Snapshot source", source_variable_query(), flavor, bucket),
+            ]
+        },
         "panels": [
             _panel_json(panel, number, grid, flavor, bucket)
             for number, (panel, grid) in enumerate(_layout(panels()), start=1)
@@ -509,6 +599,12 @@ class AlertRule:
 
 
 def alert_rules() -> list[AlertRule]:
+    from mongobackup.snapshots.dashboards import snapshot_alert_rules  # it builds on this module
+
+    return [*_database_alert_rules(), *snapshot_alert_rules()]
+
+
+def _database_alert_rules() -> list[AlertRule]:
     return [
         AlertRule(
             "mongo-backup-missing",
@@ -540,6 +636,38 @@ def alert_rules() -> list[AlertRule]:
             0,
             above=True,
             summary="{{ $labels.instance }}/{{ $labels.database }} failed at stage {{ $labels.stage }}.",
+        ),
+        AlertRule(
+            "mongo-oplog-lag",
+            "Mongo recovery point lag too high",
+            alert_oplog_lag_query(),
+            600,
+            OPLOG_LAG_ALERT_S,
+            above=True,
+            no_data="Alerting",
+            summary="The oplog archive of {{ $labels.instance }} is more than "
+            f"{OPLOG_LAG_ALERT_S:g} s behind (or no archiver reported in 10 min): restores cannot reach the "
+            "last minutes. Check the oplog/<instance> run.",
+        ),
+        AlertRule(
+            "mongo-oplog-behind",
+            "Mongo oplog archive behind (watchdog)",
+            alert_oplog_behind_query(),
+            2 * 3600,
+            0,
+            above=True,
+            summary="{{ $labels.instance }}: the watchdog found the recovery point lag above pitr.max_lag_s "
+            "(or nothing archived). Run flows.status for details.",
+        ),
+        AlertRule(
+            "mongo-oplog-gap",
+            "Mongo oplog archive has a gap",
+            alert_oplog_gap_query(),
+            86400,
+            0,
+            above=True,
+            summary="{{ $labels.instance }}: the oplog rolled over while no archiver ran; points in the gap cannot "
+            "be restored. Take a base backup of every database of the instance to close it.",
         ),
         AlertRule(
             "mongo-restore-drill-failed",

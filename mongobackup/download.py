@@ -4,8 +4,8 @@
 archive stream and asks this object three things: how far it is (`bytes_read`, `size`), whether the object
 was what its manifest promised once gpg has read all of it (`verify_after`), and, when the stream broke,
 whether the download was the cause (`read_error`). It is also the one place where getting at the bytes of
-an object may need more than a GET (an object in a cold storage class must be thawed first): `open` is
-where that belongs.
+an object may need more than a GET: an object in GLACIER or DEEP_ARCHIVE is thawed first (`open`, given a
+`Thawing`; `thawed` then says what was asked and how long it waited).
 
 With a manifest, the object's size is checked before the first byte is read (a truncated or replaced object
 is refused before anything is written) and its SHA-256 after the last.
@@ -22,6 +22,7 @@ from mongobackup.errors import StorageError, VerificationError
 from mongobackup.manifest import BackupManifest
 from mongobackup.storage import Storage
 from mongobackup.streams import CountingReader, zstd_decompressing_reader
+from mongobackup.thaw import Thawing, ThawOutcome
 from mongobackup.verify import Mismatch, check_object
 
 
@@ -36,8 +37,12 @@ class ObjectDownload:
         *,
         manifest: BackupManifest | None,
         passphrase: str | None = None,
+        thaw: Thawing | None = None,
     ):
         self.storage = storage
+        self._thaw = thaw
+        #: What the thaw before the GET did (None: not asked to look; see `mongobackup.thaw`).
+        self.thawed: ThawOutcome | None = None
         self.object_key = object_key
         self.where = storage.where(object_key)
         self.manifest = manifest
@@ -50,7 +55,10 @@ class ObjectDownload:
 
     def open(self) -> BinaryIO:
         """The plain archive stream of the object. StorageError when it is not there; VerificationError when
-        its size is not the manifest's (nothing has been read then)."""
+        its size is not the manifest's; ThawTimeout when it is archived and did not thaw in time (nothing has
+        been read then)."""
+        if self._thaw is not None:  # GLACIER / DEEP_ARCHIVE: a GET fails until S3 has thawed a copy
+            self.thawed = self._thaw.ensure(self.storage, self.object_key)
         info = self.storage.head(self.object_key)
         if info is None:
             raise StorageError(f"{self.where}: no such object")

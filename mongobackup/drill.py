@@ -19,6 +19,7 @@ from mongobackup.restore import RestoreOptions, RestoreResult, restore_backup
 from mongobackup.restore_targets import DEFAULT_PARALLEL
 from mongobackup.staging import find_runs
 from mongobackup.storage import Storage
+from mongobackup.thaw import Thawing
 
 SCRATCH_PREFIX = "drill_"
 
@@ -48,14 +49,18 @@ def drill_restore(
     manifest: BackupManifest,
     passphrase: str | None = None,
     parallel: int = DEFAULT_PARALLEL,
+    thaw: Thawing | None = None,
 ) -> RestoreResult:
     """The drill of one backup: restore it into `scratch_database`, verify it against its manifest, and drop
     the scratch database afterwards whatever happened, so a drill never leaves data behind. What killed
-    drills left on the scratch server is swept first (`sweep_scratch`)."""
+    drills left on the scratch server is swept first (`sweep_scratch`). `thaw`: how an archived backup is
+    made readable (the drill's asks nothing and waits for nothing: its thaws were asked the day before)."""
     options = RestoreOptions(target_database=scratch_database, verify=True, parallel=parallel)
     sweep_scratch(client)
     try:
-        return restore_backup(storage, object_key, gpg, client, options, manifest=manifest, passphrase=passphrase)
+        return restore_backup(
+            storage, object_key, gpg, client, options, manifest=manifest, passphrase=passphrase, thaw=thaw
+        )
     finally:
         client.drop_database(scratch_database)
 

@@ -91,3 +91,16 @@ class PipelineError(BackupError):
         self.target = target
         self.cause = cause
         self.transient = bool(getattr(cause, "transient", False))
+
+
+class SnapshotError(BackupError):
+    """Taking or reading back a key/value store snapshot (Consul, etcd) failed; names the source."""
+
+    def __init__(self, source: str, reason: str, *, transient: bool = False):
+        super().__init__(f"snapshot source {source}: {reason}")
+        self.source = source
+        self.transient = transient
+
+
+class SnapshotInvalid(SnapshotError):
+    """A snapshot failed its own integrity check (hashes, framing, truncation): it is never committed."""

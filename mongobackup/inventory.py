@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mongobackup.errors import BackupError, VerificationError
-from mongobackup.keys import MONGODB_ARCHIVE, BackupLocation, StoredKind
+from mongobackup.keys import MONGODB_ARCHIVE, STORED_KINDS, BackupLocation, StoredKind, parse_stored
 from mongobackup.manifest import BackupManifest
 from mongobackup.storage import ObjectInfo, Storage
 from mongobackup.tiers import Tier, prefix_for
@@ -110,15 +110,20 @@ class Inventory:
         return newest
 
 
-def build_inventory(listing: Iterable[ObjectInfo], prefix: str, kind: StoredKind = MONGODB_ARCHIVE) -> Inventory:
-    """The inventory of a key listing (pure: no storage access); objects and manifests are paired by stem."""
+def build_inventory(
+    listing: Iterable[ObjectInfo], prefix: str, kind: StoredKind | Sequence[StoredKind] = MONGODB_ARCHIVE
+) -> Inventory:
+    """The inventory of a key listing (pure: no storage access); objects and manifests are paired by stem.
+
+    `kind`: one kind of stored thing, or several (each key is parsed as the one kind it belongs to).
+    """
+    kinds = (kind,) if isinstance(kind, StoredKind) else tuple(kind)
     objects: dict[BackupLocation, int] = {}
     manifests: set[BackupLocation] = set()
     foreign: list[str] = []
     for info in listing:
-        try:
-            location = BackupLocation.parse(info.key, prefix, kind)
-        except ValueError:
+        location = _parse(info.key, prefix, kinds)
+        if location is None:
             foreign.append(info.key)
             continue
         if info.key == location.object_key:
@@ -132,8 +137,19 @@ def build_inventory(listing: Iterable[ObjectInfo], prefix: str, kind: StoredKind
     return Inventory(prefix, tuple(backups), tuple(sorted(foreign)))
 
 
-def scan(storage: Storage, prefix: str, kind: StoredKind = MONGODB_ARCHIVE) -> Inventory:
-    """Lists every tier prefix under `prefix` in the bucket; StorageError (naming the prefix) if listing fails."""
+def _parse(key: str, prefix: str, kinds: Sequence[StoredKind]) -> BackupLocation | None:
+    try:
+        return parse_stored(key, prefix, tuple(kinds))
+    except ValueError:
+        return None
+
+
+def scan(storage: Storage, prefix: str, kind: StoredKind | Sequence[StoredKind] = STORED_KINDS) -> Inventory:
+    """Lists every tier prefix under `prefix` in the bucket; StorageError (naming the prefix) if listing fails.
+
+    By default every kind of stored thing (database backups and key/value snapshots) is paired and judged: the
+    whole bucket, for status, the watchdog and prune.
+    """
     return build_inventory(_listing(storage, prefix, "", tuple(Tier)), prefix, kind)
 
 
@@ -189,6 +205,7 @@ def select_backup(
     at: datetime | None = None,
     key: str | None = None,
     uncommitted: bool = False,
+    kind: StoredKind = MONGODB_ARCHIVE,
 ) -> StoredBackup:
     """The backup a restore asks for: by `key`, else the newest committed at or before `at`, else the newest.
 
@@ -196,12 +213,12 @@ def select_backup(
     can never silently mean an upload that never completed.
     """
     if key is not None:
-        return _by_key(storage, prefix, instance, database, key, uncommitted)
+        return _by_key(storage, prefix, instance, database, key, uncommitted, kind)
     if uncommitted:
         raise BackupNotFound("an uncommitted backup is only restored when named by its key (--key)")
     if at is not None and at.tzinfo is None:
         raise ValueError(f"--at {at.isoformat()}: give a time with a zone")
-    backups = list_backups(storage, prefix, instance, database)
+    backups = list_backups(storage, prefix, instance, database, kind=kind)
     found = newest_committed(backups, at.astimezone(UTC) if at else None)
     if found is None:
         where = storage.where(f"{prefix}<tier>/{instance}/{database}/")
@@ -221,10 +238,12 @@ def _what_is_there(backups: Sequence[StoredBackup]) -> str:
     return f" ({len(backups)} backups there, {len(committed)} committed{oldest})"
 
 
-def _by_key(storage: Storage, prefix: str, instance: str, database: str, key: str, uncommitted: bool) -> StoredBackup:
+def _by_key(
+    storage: Storage, prefix: str, instance: str, database: str, key: str, uncommitted: bool, kind: StoredKind
+) -> StoredBackup:
     key = key.removeprefix(storage.where() + "/")  # an s3://bucket/key address as printed by our messages
     try:
-        location = BackupLocation.parse(key, prefix)  # a manifest key names the same backup
+        location = BackupLocation.parse(key, prefix, kind)  # a manifest key names the same backup
     except ValueError as exc:
         raise BackupNotFound(str(exc)) from None
     if (location.instance, location.database) != (instance, database):

@@ -2,6 +2,8 @@
 
     <prefix><tier>/<instance>/<database>/<UTC timestamp>-<short run id>.archive.zst.gpg
     <prefix><tier>/<instance>/<database>/<UTC timestamp>-<short run id>.manifest.json
+    <prefix><tier>/<source>/snapshot/<UTC timestamp>-<short run id>.snap.gpg             (KV_SNAPSHOT)
+    <prefix><tier>/<source>/snapshot/<UTC timestamp>-<short run id>.snap.manifest.json
 
 The tier comes first so that S3 lifecycle rules can expire each tier by prefix; the timestamp sorts
 lexicographically so the newest backup is the last key of a listing.
@@ -44,6 +46,12 @@ class StoredKind:
 MONGODB_ARCHIVE = StoredKind("mongodb", ".archive.zst.gpg", ".manifest.json")
 OBJECT_SUFFIX = MONGODB_ARCHIVE.object_suffix
 MANIFEST_SUFFIX = MONGODB_ARCHIVE.manifest_suffix
+#: A key/value store snapshot (Consul, etcd): an OpenPGP message of the snapshot file, and its JSON manifest.
+KV_SNAPSHOT = StoredKind("kv-snapshot", ".snap.gpg", ".snap.manifest.json")
+#: Every kind of stored thing: what a listing of the whole bucket (status, prune) pairs and judges.
+STORED_KINDS = (MONGODB_ARCHIVE, KV_SNAPSHOT)
+#: The <database> segment of a key/value snapshot's keys (the source's name takes the instance's place).
+SNAPSHOT_SEGMENT = "snapshot"
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,11 @@ class BackupLocation:
     taken_at: datetime
     run_id: str
     kind: StoredKind = MONGODB_ARCHIVE
+
+    @classmethod
+    def snapshot(cls, prefix: str, tier: Tier, source: str, taken_at: datetime, run_id: str) -> BackupLocation:
+        """The location of a key/value snapshot of `source`."""
+        return cls(prefix, tier, source, SNAPSHOT_SEGMENT, taken_at, run_id, KV_SNAPSHOT)
 
     @property
     def stem(self) -> str:
@@ -91,8 +104,21 @@ class BackupLocation:
             tier = Tier(tier_name)
         except ValueError:
             raise ValueError(f"object key {key!r} names an unknown tier {tier_name!r}") from None
+        if kind is KV_SNAPSHOT and database != SNAPSHOT_SEGMENT:
+            raise ValueError(f"object key {key!r} is a snapshot key outside <tier>/<source>/{SNAPSHOT_SEGMENT}/")
         taken_at = datetime.strptime(match["ts"], TIMESTAMP_FORMAT).replace(tzinfo=UTC)
         return cls(prefix, tier, instance, database, taken_at, match["run"], kind)
+
+
+def parse_stored(key: str, prefix: str = "", kinds: tuple[StoredKind, ...] = STORED_KINDS) -> BackupLocation:
+    """The location a key of any of `kinds` names (each key belongs to one kind at most); ValueError if none."""
+    problems = []
+    for kind in kinds:
+        try:
+            return BackupLocation.parse(key, prefix, kind)
+        except ValueError as exc:
+            problems.append(str(exc))
+    raise ValueError(problems[0] if len(problems) == 1 else f"object key {key!r} is not a key of ours")
 
 
 def manifest_key_for(object_key: str, kind: StoredKind = MONGODB_ARCHIVE) -> str:

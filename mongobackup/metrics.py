@@ -11,6 +11,16 @@ Shapes written today (<r> is the replica set; each line ends with a nanosecond t
   instance_backup_completed,instance=<r> value=true
   instance_backup_failed,database=<db>,instance=<r>,stage=<stage>,tier=<t> value=1i,error="<short text>"
   instance_backup_stale,database=<db>,instance=<r> value=1i,age_h=<x>          (the watchdog; no age_h: missing)
+  instance_oplog_archived,instance=<r> value=true,lag_s=<x>,entries=<n>i,bytes=<n>i   (each committed segment)
+  instance_oplog_gap,instance=<r> value=1i,gap_s=<x>                          (the oplog rolled over unarchived)
+  instance_oplog_lag,instance=<r> value=1i,lag_s=<x>                          (the watchdog: lag above max_lag_s)
+  consul_snapshot_completed,source=<s>,tier=<t> value=true,bytes=<n>i,snapshot_bytes=<n>i,duration_s=<x>,index=<n>i
+  consul_snapshot_failed,source=<s>,stage=<stage>,tier=<t> value=1i,error="<short text>"
+  etcd_snapshot_completed,... / etcd_snapshot_failed,...                     (the same shapes; index: the revision)
+
+The watchdog and the drill report a snapshot source like an instance with one database called `snapshot`
+(`instance_backup_stale,database=snapshot,instance=<s>`, `instance_restore_drill,...`), so the existing
+stale and drill panels and alerts cover snapshots too.
 
 The second line is the team's existing contract: their Grafana panel runs
 `SELECT last("value") FROM "instance_backup_completed" WHERE "instance"='<rs>' AND time > now() - 24h` and
@@ -43,6 +53,7 @@ PRECISION = "ns"
 INSTANCE = "instance"  # the replica set name (what the team's panel filters on)
 DATABASE = "database"
 TIER = "tier"  # daily, weekly, monthly, quarterly, yearly
+SOURCE = "source"  # a key/value store snapshotted (snapshots[].name in the plan)
 STAGE = "stage"  # where a backup failed: dump, compress, encrypt, upload, verify, commit, list-databases, ...
 
 # Field names.
@@ -61,6 +72,11 @@ RESTORE_S = "restore_s"
 VERIFY_S = "verify_s"
 TOTAL_S = "total_s"
 AGE_H = "age_h"
+LAG_S = "lag_s"  # recovery point lag: now minus the newest archived oplog entry's time
+ENTRIES = "entries"  # oplog entries in a segment
+GAP_S = "gap_s"  # seconds of oplog lost between two chains
+SNAPSHOT_BYTES = "snapshot_bytes"  # the snapshot file's size, before compression and encryption
+INDEX = "index"  # the store's position in the snapshot: Consul's Raft index, etcd's revision
 
 #: The longest `error` string we write: enough for "SourceError: instance rs-a, database x: ..." and short
 #: enough that a dashboard table stays readable. Longer messages are cut with an ellipsis.
@@ -168,11 +184,78 @@ INSTANCE_BACKUP_STALE = MeasurementSpec(
     description="the newest committed backup of a database is older than the threshold (or missing: then no age_h)",
 )
 
+# Point-in-time recovery: the oplog archiver writes one point per committed segment (the lag right after the
+# commit, the segment's entries and stored bytes), and one when it finds the oplog rolled over unarchived.
+INSTANCE_OPLOG_ARCHIVED = MeasurementSpec(
+    name="instance_oplog_archived",
+    tags=(INSTANCE,),
+    fields={VALUE: bool, LAG_S: float, ENTRIES: int, BYTES: int},
+    required_fields=(VALUE, LAG_S),
+    description="an oplog segment was committed; lag_s is the recovery point lag right after it",
+)
+
+INSTANCE_OPLOG_GAP = MeasurementSpec(
+    name="instance_oplog_gap",
+    tags=(INSTANCE,),
+    fields={VALUE: int, GAP_S: float},
+    description="the oplog rolled over while nothing archived it: points inside the gap cannot be restored",
+)
+
+# Written by the watchdog when an instance's recovery point lag is above pitr.max_lag_s (no lag_s: nothing
+# archived at all).
+INSTANCE_OPLOG_LAG = MeasurementSpec(
+    name="instance_oplog_lag",
+    tags=(INSTANCE,),
+    fields={VALUE: int, LAG_S: float},
+    description="the recovery point lag of an instance is above pitr.max_lag_s (or nothing is archived)",
+)
+
+
+def _snapshot_specs(kind: str, store: str) -> tuple[MeasurementSpec, MeasurementSpec]:
+    completed = MeasurementSpec(
+        name=f"{kind}_snapshot_completed",
+        tags=(SOURCE, TIER),
+        fields={VALUE: bool, BYTES: int, SNAPSHOT_BYTES: int, DURATION_S: float, INDEX: int},
+        required_tags=(SOURCE, TIER),
+        description=f"a {store} snapshot passed its integrity check and was committed (value is always true); "
+        f"{INDEX} is {'the Raft index' if kind == 'consul' else 'the revision'} it holds",
+    )
+    failed = MeasurementSpec(
+        name=f"{kind}_snapshot_failed",
+        tags=(SOURCE, TIER, STAGE),
+        fields={VALUE: int, ERROR: str},
+        required_tags=(SOURCE, STAGE),
+        description=f"a {store} snapshot failed after its retries (value 1, so sum() counts failures); stage "
+        "check means the snapshot itself was refused by its integrity check and was not stored",
+    )
+    return completed, failed
+
+
+CONSUL_SNAPSHOT_COMPLETED, CONSUL_SNAPSHOT_FAILED = _snapshot_specs("consul", "Consul")
+ETCD_SNAPSHOT_COMPLETED, ETCD_SNAPSHOT_FAILED = _snapshot_specs("etcd", "etcd")
+#: The snapshot measurements by kind of store (the plan's `snapshots[].kind`).
+SNAPSHOT_COMPLETED: Mapping[str, MeasurementSpec] = MappingProxyType(
+    {"consul": CONSUL_SNAPSHOT_COMPLETED, "etcd": ETCD_SNAPSHOT_COMPLETED}
+)
+SNAPSHOT_FAILED: Mapping[str, MeasurementSpec] = MappingProxyType(
+    {"consul": CONSUL_SNAPSHOT_FAILED, "etcd": ETCD_SNAPSHOT_FAILED}
+)
+
 #: Every measurement the project writes, by name.
 MEASUREMENTS: Mapping[str, MeasurementSpec] = MappingProxyType(
     {
         spec.name: spec
-        for spec in (INSTANCE_BACKUP_COMPLETED, INSTANCE_BACKUP_FAILED, INSTANCE_RESTORE_DRILL, INSTANCE_BACKUP_STALE)
+        for spec in (
+            INSTANCE_BACKUP_COMPLETED,
+            INSTANCE_BACKUP_FAILED,
+            INSTANCE_RESTORE_DRILL,
+            INSTANCE_BACKUP_STALE,
+            INSTANCE_OPLOG_ARCHIVED,
+            INSTANCE_OPLOG_GAP,
+            INSTANCE_OPLOG_LAG,
+            *SNAPSHOT_COMPLETED.values(),
+            *SNAPSHOT_FAILED.values(),
+        )
     }
 )
 
@@ -293,6 +376,69 @@ def backup_stale(instance: str, database: str | None, age_h: float | None, when:
     if age_h is not None:
         fields[AGE_H] = float(age_h)
     return Event(measurement=INSTANCE_BACKUP_STALE.name, tags=tags, fields=fields, time=when)
+
+
+def snapshot_completed(
+    kind: str,
+    source: str,
+    tier: str | Enum,
+    bytes: int,
+    snapshot_bytes: int,
+    duration_s: float,
+    index: int,
+    when: datetime,
+) -> Event:
+    """snapshot_completed is `<kind>_snapshot_completed`: a snapshot was checked, stored and committed."""
+    return Event(
+        measurement=SNAPSHOT_COMPLETED[kind].name,
+        tags={SOURCE: source, TIER: _text(tier)},
+        fields={
+            VALUE: True,
+            BYTES: bytes,
+            SNAPSHOT_BYTES: snapshot_bytes,
+            DURATION_S: float(duration_s),
+            INDEX: index,
+        },
+        time=when,
+    )
+
+
+def snapshot_failed(kind: str, source: str, tier: str | Enum | None, stage: str, error: str, when: datetime) -> Event:
+    """snapshot_failed is `<kind>_snapshot_failed`; `error` must be redacted already (flattened and cut here)."""
+    tags = {SOURCE: source, STAGE: stage}
+    if tier is not None:
+        tags[TIER] = _text(tier)
+    return Event(
+        measurement=SNAPSHOT_FAILED[kind].name, tags=tags, fields={VALUE: 1, ERROR: one_line(error)}, time=when
+    )
+
+
+def oplog_archived(instance: str, lag_s: float, entries: int, bytes: int, when: datetime) -> Event:
+    """oplog_archived is the archiver's point per committed segment."""
+    return Event(
+        measurement=INSTANCE_OPLOG_ARCHIVED.name,
+        tags={INSTANCE: instance},
+        fields={VALUE: True, LAG_S: float(lag_s), ENTRIES: entries, BYTES: bytes},
+        time=when,
+    )
+
+
+def oplog_gap(instance: str, gap_s: float, when: datetime) -> Event:
+    """oplog_gap: entries of `gap_s` seconds were lost between two chains of the oplog archive."""
+    return Event(
+        measurement=INSTANCE_OPLOG_GAP.name,
+        tags={INSTANCE: instance},
+        fields={VALUE: 1, GAP_S: float(gap_s)},
+        time=when,
+    )
+
+
+def oplog_lag(instance: str, lag_s: float | None, when: datetime) -> Event:
+    """oplog_lag is the watchdog's event: the recovery point lag is too high (`lag_s` None: nothing archived)."""
+    fields: dict[str, FieldValue] = {VALUE: 1}
+    if lag_s is not None:
+        fields[LAG_S] = float(lag_s)
+    return Event(measurement=INSTANCE_OPLOG_LAG.name, tags={INSTANCE: instance}, fields=fields, time=when)
 
 
 def _escape(text: str, specials: str) -> str:

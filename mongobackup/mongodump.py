@@ -31,6 +31,7 @@ from mongobackup.dump import DumpSummary
 from mongobackup.errors import SourceError
 from mongobackup.manifest import DocumentDigest, IndexRecord, NamespaceRecord
 from mongobackup.redact import redact_text
+from mongobackup.staging import STAGING_PREFIX
 
 _STDERR_TAIL = 20
 
@@ -79,6 +80,8 @@ class MongodumpDump:
             *self.command,
             f"--config={config}",
             f"--db={self.database}",
+            # A restore's staging collections and lease (`staging`) are not data until moved into place.
+            f"--excludeCollectionsWithPrefix={STAGING_PREFIX}",
             "--archive",
             f"--readPreference={self.read_preference}",
             "--quiet",

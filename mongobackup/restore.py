@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -53,7 +53,8 @@ from mongobackup.restore_inserter import InsertFailed
 from mongobackup.restore_targets import DEFAULT_PARALLEL, RestoreOptions, Target, plan_targets
 from mongobackup.restore_writer import MongoWriter, TargetNotEmpty
 from mongobackup.storage import Storage
-from mongobackup.streams import CHUNK_SIZE, CountingReader, zstd_decompressing_reader
+from mongobackup.streams import CHUNK_SIZE, CountingReader, StageClock, zstd_decompressing_reader
+from mongobackup.thaw import Thawing, ThawOutcome
 from mongobackup.units import MIB
 from mongobackup.verify import Mismatch, StreamCheck, Verdict, verify_database
 
@@ -111,6 +112,11 @@ class RestoreResult:
     seconds: float
     oplog_applied: int = 0
     oplog_skipped: int = 0
+    #: Of `seconds`: waiting for archive bytes (S3, gpg, zstd), and reading the restored data back to verify it.
+    download_s: float = 0.0
+    verify_s: float = 0.0
+    #: What the thaw before the download did (a stored backup restored with a `Thawing`), else None.
+    thaw: ThawOutcome | None = None
 
     @property
     def mb_per_s(self) -> float:
@@ -131,6 +137,7 @@ class _Run:
     check: StreamCheck
     writer: MongoWriter | None
     options: RestoreOptions
+    clock: StageClock
     progress: RestoreProgress = field(default_factory=RestoreProgress)
     verdict: Verdict | None = None
 
@@ -144,16 +151,20 @@ def restore_stream(
     source: str = "archive",
     on_progress: ProgressCallback | None = None,
     download: ObjectDownload | None = None,
+    oplog_tail: Iterable[bytes] | None = None,
 ) -> RestoreResult:
     """Restores a plain (uncompressed, decrypted) archive stream into `client`; client None: verify only.
 
     `download`, when the stream is a stored object's, reports how much of the object was read and checks it
-    against the manifest once the archive has ended (size, SHA-256). Raises TargetNotEmpty before writing
-    anything, RestoreFailed (naming the stage) on any later failure, after dropping what was written.
-    Without a client nothing is written and the verdict is returned.
+    against the manifest once the archive has ended (size, SHA-256). `oplog_tail`: oplog entries replayed
+    after the archive's own slice, the same way and into the same staging collections, before the swap (a
+    point-in-time restore). Raises TargetNotEmpty before writing anything, RestoreFailed (naming the stage) on
+    any later failure, after dropping what was written. Without a client nothing is written and the verdict
+    is returned.
     """
     started = time.monotonic()
-    archive = CountingReader(stream)  # type: ignore[arg-type]
+    clock = StageClock()
+    archive = CountingReader(stream, clock=clock, stage="download")  # type: ignore[arg-type]
     target_text = _target_text(client, {}, options)  # until the archive says which databases it holds
     run: _Run | None = None
     try:
@@ -163,11 +174,13 @@ def restore_stream(
         kinds = {ns: t.kind for ns, t in targets.items()}
         check = StreamCheck(kinds, manifest, fail_fast=client is not None, subject=source)
         writer = MongoWriter(client, targets, options, source) if client is not None else None
-        run = _Run(source, target_text, targets, check, writer, options)
+        run = _Run(source, target_text, targets, check, writer, options, clock)
         if writer is not None:
             writer.prepare()
         _consume(run, reader, archive, on_progress, download)
         _after_data(run)
+        if writer is not None and oplog_tail is not None:
+            _replay_tail(run, oplog_tail, manifest)
         if writer is not None:
             ttl = writer.create_ttl_indexes()
             if run.verdict is not None:
@@ -207,6 +220,8 @@ def restore_stream(
         seconds=time.monotonic() - started,
         oplog_applied=replayer.applied if replayer else 0,
         oplog_skipped=replayer.skipped if replayer else 0,
+        download_s=clock.seconds.get("download", 0.0),
+        verify_s=clock.seconds.get("verify", 0.0),
     )
 
 
@@ -259,6 +274,16 @@ def _replay(run: _Run, event: DocumentsEvent) -> None:
         replayer.apply(entry)
 
 
+def _replay_tail(run: _Run, entries: Iterable[bytes], manifest: BackupManifest | None) -> None:
+    """Entries after the archive's slice (a point-in-time restore), replayed after it by the same replayer."""
+    assert run.writer is not None
+    replayer = run.writer.start_oplog(run.targets)
+    if manifest is not None:  # a database whose archive holds no collection still maps to its target
+        replayer.databases.setdefault(manifest.database, run.options.target_database or manifest.database)
+    for entry in entries:
+        replayer.apply(entry)
+
+
 def _after_data(run: _Run) -> None:
     """Indexes, views and the verification of the data as dumped, once (before any oplog entry)."""
     if run.writer is None or run.writer.data_done:
@@ -266,7 +291,8 @@ def _after_data(run: _Run) -> None:
     run.writer.finish_data()
     if run.options.verify:
         reference = "the manifest" if run.check.manifest is not None else "the archive"
-        run.verdict = run.writer.verify(_expected(run), f"{run.source} restored into {run.target}", reference)
+        with run.clock.measure("verify"):
+            run.verdict = run.writer.verify(_expected(run), f"{run.source} restored into {run.target}", reference)
         run.verdict.raise_if_failed()
 
 
@@ -339,19 +365,31 @@ def restore_backup(
     manifest: BackupManifest | None,
     passphrase: str | None = None,
     on_progress: ProgressCallback | None = None,
+    thaw: Thawing | None = None,
+    oplog_tail: Iterable[bytes] | None = None,
 ) -> RestoreResult:
     """Restores (client None: verifies) one stored backup: S3 -> gpg -> zstd -> archive -> MongoDB.
 
     `manifest` None only for a backup the caller knowingly restores uncommitted: then only the archive's own
     CRCs vouch for it. With a manifest, the object's size is checked before anything is written (a truncated
-    or replaced object is refused at once) and its SHA-256 once it has been read in full.
+    or replaced object is refused at once) and its SHA-256 once it has been read in full. `thaw`: an object in
+    GLACIER or DEEP_ARCHIVE is thawed first (asked for once, waited for to a deadline; see `mongobackup.thaw`).
     """
-    download = ObjectDownload(storage, object_key, gpg, manifest=manifest, passphrase=passphrase)
+    download = ObjectDownload(storage, object_key, gpg, manifest=manifest, passphrase=passphrase, thaw=thaw)
     try:
         plain = download.open()
-        return restore_stream(
-            plain, client, options, manifest=manifest, source=download.where, on_progress=on_progress, download=download
+        result = restore_stream(
+            plain,
+            client,
+            options,
+            manifest=manifest,
+            source=download.where,
+            on_progress=on_progress,
+            download=download,
+            oplog_tail=oplog_tail,
         )
+        result.thaw = download.thawed
+        return result
     except RestoreFailed as exc:
         if download.read_error is not None:  # the download broke: gpg only saw a short stream, say what failed
             raise RestoreFailed(

@@ -37,10 +37,12 @@ class ThawSettings:
     days: int = 3
     wait_s: float = 12 * 3600
     poll_s: float = 60.0
+    #: False: never ask for a thaw (the drill: a run the day before asks); an archived object not asked for fails.
+    ask: bool = True
 
     @classmethod
     def from_plan(
-        cls, plan: RestorePlan, retrieval: Retrieval | None = None, wait_s: float | None = None
+        cls, plan: RestorePlan, retrieval: Retrieval | None = None, wait_s: float | None = None, ask: bool = True
     ) -> ThawSettings:
         """The plan's `restore:` section, with a command line's --retrieval (and wait) taking precedence."""
         return cls(
@@ -48,7 +50,21 @@ class ThawSettings:
             days=plan.thaw_days,
             wait_s=plan.thaw_wait_h * 3600 if wait_s is None else wait_s,
             poll_s=plan.thaw_poll_s,
+            ask=ask,
         )
+
+
+@dataclass(frozen=True)
+class Thawing:
+    """Thawing is what a download does before its GET when the object may be archived: the settings, where the
+    progress lines go, and the prices that say what a thaw costs."""
+
+    settings: ThawSettings
+    say: Callable[[str], None] = lambda line: None
+    prices: PricePlan | None = None
+
+    def ensure(self, storage: Storage, key: str) -> ThawOutcome:
+        return ensure_thawed(storage, key, self.settings, say=self.say, prices=self.prices)
 
 
 @dataclass(frozen=True)
@@ -114,9 +130,20 @@ def ensure_thawed(
     """Makes `key` readable: asks for a thaw if needed, then waits (a HEAD every `poll_s`) until it is, at
     most `wait_s`; ThawTimeout naming key, class and retrieval tier when the deadline passes first.
 
-    `say` gets what was asked and how long it usually takes, then one progress line per look.
+    `say` gets what was asked and how long it usually takes, then one progress line per look. With
+    `settings.ask` False (the drill, whose thaws a run the day before asks for) nothing is asked: an archived
+    object that nobody asked to thaw fails at once, by name.
     """
     started = time.monotonic()
+    if not settings.ask:
+        state = object_thaw_state(storage, key)
+        if state.archived and state.restore == "none":
+            raise ThawTimeout(
+                f"{storage.where(key)}: {state.describe()} and no thaw asked for (the drill's thaw run, deployment "
+                f"firedrill/thaw, asks the day before; or the thawed copy has expired): nothing was read or "
+                f"written. Ask now: python -m flows.restore --plan PLAN --instance I --database D --key {key} "
+                f"--thaw-only"
+            )
     outcome = request_thaw(storage, key, settings)
     if outcome.after.readable:
         if outcome.before.archived:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mongobackup.keys import OBJECT_SUFFIX, BackupLocation
+from mongobackup.keys import parse_stored
 from mongobackup.storage import OpenUpload, Storage
 from mongobackup.tiers import Tier, prefix_for
 from mongobackup.units import human_size
@@ -31,10 +31,10 @@ def _ours(storage: Storage, prefix: str) -> Iterator[OpenUpload]:
     for tier in Tier:
         for upload in storage.open_uploads(prefix + prefix_for(tier)):
             try:
-                BackupLocation.parse(upload.key, prefix)
+                location = parse_stored(upload.key, prefix)
             except ValueError:
                 continue
-            if upload.key.endswith(OBJECT_SUFFIX):
+            if upload.key == location.object_key:  # a database's object or a key/value snapshot's
                 yield upload
 
 
@@ -107,7 +107,7 @@ def other_runs_uploading(
     for upload in uploads:
         if now - upload.initiated > older_than:
             continue  # stale: no run lasts that long; the sweep aborts it
-        location = BackupLocation.parse(upload.key, prefix)
+        location = parse_stored(upload.key, prefix)
         if (location.instance, location.database) in databases and location.run_id != run_id:
             minutes = (now - upload.initiated).total_seconds() / 60
             lines.append(

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium: the browser checks of the Prefect UI (driven by Playwright, which downloads no browser of its own).
-apt_packages=(gnupg zstd wine64 influxdb influxdb-client victoria-metrics chromium)
+apt_packages=(gnupg zstd wine64 influxdb influxdb-client victoria-metrics chromium etcd-server etcd-client)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

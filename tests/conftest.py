@@ -69,6 +69,14 @@ def prefect(prefect_api_url: str) -> str:
     return prefect_api_url
 
 
+@pytest.fixture(scope="session")
+def kv_stores(services: LocalServices) -> LocalServices:
+    """etcd 3.4 and the project's Consul snapshot-API stand-in, started on first use with the session's
+    services (and stopped with them); the services object, for their URLs."""
+    services.start(["etcd", "consul"])
+    return services
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The dummy moto credentials and region in the environment, for code that builds its own boto3

@@ -6,6 +6,7 @@ module, and a helper is defined once.
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 import subprocess
 import time
@@ -101,6 +102,20 @@ def decrypt_object(s3: BaseClient, bucket: str, key: str, gnupghome: Path) -> by
     return subprocess.run(["zstd", "-d", "-c", "-q"], input=compressed, capture_output=True, check=True).stdout
 
 
+# --- the stock MongoDB tools -----------------------------------------------------------------------------------
+
+
+def stock_mongodump_script(mongo_tools: Any, folder: Path) -> Path:
+    """`folder/mongodump`: the real mongodump (under wine) behind a script, as a user who has it installed
+    would run it (the `command` of the mongodump engine, or first on PATH)."""
+    wrapper = folder / "mongodump"
+    folder.mkdir(parents=True, exist_ok=True)
+    env = [f"{k}={v}" for k, v in mongo_tools.env().items() if k.startswith("WINE")]
+    wrapper.write_text(f'#!/bin/sh\nexec env {shlex.join([*env, *mongo_tools.argv("mongodump")])} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 # --- backups -------------------------------------------------------------------------------------------------
 
 
@@ -113,10 +128,12 @@ def make_backup(
     keys: EncryptionKeys,
     *,
     when: datetime | None = None,
+    tier: Tier = Tier.DAILY,
 ) -> BackupManifest:
-    """A committed daily backup made by the core functions the backup flow calls (no Prefect: fast)."""
+    """A committed backup (daily unless told) made by the core functions the backup flow calls (no Prefect:
+    fast), scheduled `when` (now unless told)."""
     when = when or datetime.now(UTC)
-    location = BackupLocation("", Tier.DAILY, instance, database, when, uuid.uuid4().hex[:8])
+    location = BackupLocation("", tier, instance, database, when, uuid.uuid4().hex[:8])
     return back_up_database(
         dump=DatabaseDump(client, instance, database, tool_version=tool_version()),
         location=location,

@@ -55,7 +55,7 @@ class Scene:
 def sample_event(spec: MeasurementSpec, instance: str, when: datetime) -> Event:
     """A point of `spec` with every declared tag and field: the data any panel over it needs to show a row."""
     values = {bool: False, int: 1, float: 1.5, str: "sample"}
-    tags = {name: instance if name == metrics.INSTANCE else "sample" for name in spec.tags}
+    tags = {name: instance if name in (metrics.INSTANCE, metrics.SOURCE) else "sample" for name in spec.tags}
     return Event(spec.name, tags, {name: values[kind] for name, kind in spec.fields.items()}, when)
 
 
@@ -100,6 +100,16 @@ def scene(services) -> Scene:
             ago(hours=3),
         ),
         metrics.backup_failed(s.failing, None, "daily", "list", "SourceError: instance unreachable", ago(hours=1)),
+        # Point-in-time recovery: fresh's archiver keeps up, late's fell behind and found a gap.
+        metrics.oplog_archived(s.fresh, 20.0, 100, 4096, ago(minutes=1)),
+        metrics.oplog_archived(s.late, 300.0, 10, 512, ago(minutes=2)),
+        metrics.oplog_gap(s.late, 3600.0, ago(minutes=30)),
+        metrics.oplog_lag(s.late, 400.0, ago(minutes=10)),
+        # Key/value snapshot sources, named like the instances: fresh snapshotted an hour ago, late 30 h ago and
+        # refused by its check since.
+        metrics.snapshot_completed("etcd", s.fresh, "daily", 900, 4096, 1.5, 42, ago(hours=1)),
+        metrics.snapshot_completed("consul", s.late, "daily", 700, 700, 0.5, 17, ago(hours=30)),
+        metrics.snapshot_failed("consul", s.late, "daily", "check", "hash check failed for state.bin", ago(hours=2)),
     ]
     events += [sample_event(spec, s.sample, ago(hours=1)) for spec in MEASUREMENTS.values()]
     InfluxV1Sink(services.url("influxdb"), INFLUX_DATABASE).write(events)
@@ -307,7 +317,9 @@ def firing(rule_uid: str, influx: InfluxQL, instances: list[str]) -> dict[tuple[
 def test_every_alert_rule_fires_for_some_instance_of_the_scene(influx, scene):
     for rule in rules():
         fired = [
-            a for a in evaluate_rule(rule, influx, datetime.now(UTC)) if a.labels.get("instance") in scene.instances
+            a
+            for a in evaluate_rule(rule, influx, datetime.now(UTC))
+            if (a.labels.get("instance") or a.labels.get("source")) in scene.instances
         ]
         assert any(a.firing for a in fired), f"rule {rule['title']!r} never fires: {fired}"
 
@@ -322,3 +334,42 @@ def test_stale_failed_and_drill_rules_fire_for_their_case(influx, scene):
     failed = firing("mongo-backup-failed", influx, [scene.fresh, scene.late, scene.failing])
     assert failed == {(scene.late, "users"): True, (scene.failing, ""): True}
     assert firing("mongo-restore-drill-failed", influx, [scene.fresh, scene.late]) == {(scene.late, "users"): True}
+
+
+def test_snapshot_panels_and_rules_tell_a_fresh_source_from_a_late_one(influx, scene):
+    dashboard, now = board(), datetime.now(UTC)
+    panel = next(p for p in dashboard["panels"] if p["title"].startswith("Key/value snapshots committed"))
+    variables = chosen_variables(dashboard, {metrics.SOURCE: [scene.fresh, scene.late]})
+    committed = rows_by(run_panel(influx, panel, variables, now), "source")
+    assert committed[(scene.fresh,)]["moving_average"] >= 1 and committed[(scene.late,)]["moving_average"] == 0
+    errors = rows_by(
+        run_panel(
+            influx,
+            next(p for p in dashboard["panels"] if p["title"].startswith("Last key/value snapshot error")),
+            variables,
+            now,
+        ),
+        "source",
+        "stage",
+    )
+    assert errors == {(scene.late, "check"): errors[(scene.late, "check")]}
+    assert errors[(scene.late, "check")]["error"] == "hash check failed for state.bin"
+    missing = next(r for r in rules() if r["uid"] == "kv-snapshot-missing-influxql")
+    fired = {a.labels["source"]: a.firing for a in evaluate_rule(missing, influx, now) if a.labels.get("source")}
+    assert fired[scene.fresh] is False and fired[scene.late] is True
+    failed = next(r for r in rules() if r["uid"] == "kv-snapshot-failed-influxql")
+    fired = {(a.labels["source"], a.labels["stage"]): a.firing for a in evaluate_rule(failed, influx, now)}
+    assert fired[(scene.late, "check")] is True and not any(source == scene.fresh for source, _ in fired)
+
+
+def test_recovery_point_lag_panel_and_oplog_rules(influx, scene):
+    lag = rows_by(panel_series(influx, "Recovery point lag (oplog archive)", [scene.fresh, scene.late]), "instance")
+    assert {instance: row["max"] for (instance,), row in lag.items()} == {scene.fresh: 20.0, scene.late: 300.0}
+    gaps = rows_by(panel_series(influx, "Oplog archive gaps", [scene.fresh, scene.late]), "instance")
+    assert list(gaps) == [(scene.late,)] and gaps[(scene.late,)]["lost_s"] == 3600.0
+    assert firing("mongo-oplog-lag", influx, [scene.fresh, scene.late]) == {
+        (scene.fresh, ""): False,
+        (scene.late, ""): True,
+    }
+    assert firing("mongo-oplog-behind", influx, [scene.fresh, scene.late]) == {(scene.late, ""): True}
+    assert firing("mongo-oplog-gap", influx, [scene.fresh, scene.late]) == {(scene.late, ""): True}

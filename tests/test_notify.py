@@ -179,15 +179,23 @@ def test_events_the_line_protocol_cannot_carry_are_refused(build, message: str):
         build()
 
 
-def test_every_measurement_spec_is_registered_and_requires_instance_and_value():
+def test_every_measurement_spec_is_registered_and_requires_instance_or_source_and_value():
     assert set(metrics.MEASUREMENTS) == {
         "instance_backup_completed",
         "instance_backup_failed",
         "instance_restore_drill",
         "instance_backup_stale",
+        "instance_oplog_archived",
+        "instance_oplog_gap",
+        "instance_oplog_lag",
+        "consul_snapshot_completed",
+        "consul_snapshot_failed",
+        "etcd_snapshot_completed",
+        "etcd_snapshot_failed",
     }
     for spec in metrics.MEASUREMENTS.values():
-        assert metrics.INSTANCE in spec.tags and metrics.VALUE in spec.fields
+        who = metrics.SOURCE if spec.name.endswith(("_snapshot_completed", "_snapshot_failed")) else metrics.INSTANCE
+        assert who in spec.tags and who in spec.required_tags and metrics.VALUE in spec.fields
         assert set(spec.fields.values()) <= {bool, int, float, str}
         with pytest.raises(TypeError):
             spec.fields["new"] = str  # type: ignore[index]

@@ -51,6 +51,16 @@ def test_upload_is_visible_only_after_complete(storage):
     assert storage.open_uploads("up/") == []
 
 
+def test_metadata_of_any_text_round_trips(storage):
+    metadata = {"database": "café-ünï 数据库 100%", "tier": "daily"}
+    with storage.open_upload("meta/x.bin", metadata) as upload:
+        upload.write(b"x")
+        upload.complete()
+    assert storage.head("meta/x.bin").metadata == metadata
+    raw = storage.client.head_object(Bucket=storage.bucket, Key="meta/x.bin")["Metadata"]
+    assert raw["database"].isascii() and raw["tier"] == "daily"  # stored percent-encoded, ASCII as it is
+
+
 def test_abort_leaves_no_object_and_no_open_upload(storage):
     with pytest.raises(RuntimeError), storage.open_upload("ab/x.bin") as upload:
         upload.write(os.urandom(5 * MIB + 1))

@@ -8,23 +8,20 @@ says so): the plan names an environment variable or a Prefect Secret block (a `S
 `flows.resources` reads it.
 
 - `fields`: the strict section base, `SecretRef`, shared field checks;
-- `sections`: the sections and `BackupPlan`;
+- `sections`: the sections and `BackupPlan`; `notify`: the InfluxDB event sinks' section;
 - `loader`: `load_plan`, the strict YAML loader, pydantic errors in the words of a plan file.
 Name rules (database, instance, bucket, key id) live in `mongobackup.names`, shared with dump, status, restore.
 """
 
 from mongobackup.plan.fields import SecretRef, Section
 from mongobackup.plan.loader import PlanError, load_plan, plan_problems
+from mongobackup.plan.notify import InfluxPlan, InfluxV1Plan, InfluxV2Plan, NotifyPlan
 from mongobackup.plan.sections import (
     BackupPlan,
     Compression,
     DrillPlan,
     EncryptionPlan,
-    InfluxPlan,
-    InfluxV1Plan,
-    InfluxV2Plan,
     InstancePlan,
-    NotifyPlan,
     RetryPlan,
     StatusPlan,
     StoragePlan,

@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -32,6 +32,7 @@ from mongobackup.names import (
     check_key_id,
     is_system_database,
 )
+from mongobackup.pitr.settings import PitrPlan
 from mongobackup.plan.fields import (
     SecretField,
     SecretRef,
@@ -40,7 +41,9 @@ from mongobackup.plan.fields import (
     check_http_url,
     check_mongodb_uri,
 )
+from mongobackup.plan.notify import NotifyPlan
 from mongobackup.redact import redact_uri
+from mongobackup.snapshots.plan import SnapshotSource, check_sources
 from mongobackup.tiers import TierPolicy
 
 ReadPreference = Literal["primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"]
@@ -239,51 +242,6 @@ class Compression(Section):
     threads: int = Field(default=0, ge=0, le=64)
 
 
-class InfluxV1Plan(Section):
-    """InfluxDB 1.x: line protocol to `/write?db=<database>`."""
-
-    #: password_env or password_secret; neither for a server without authentication.
-    secret_fields: ClassVar = {"password": SecretField()}
-
-    api: Literal["v1"]
-    url: str
-    database: str
-    username: str | None = None
-    password: SecretRef | None = None
-
-    _url = field_validator("url")(check_http_url)
-
-    @model_validator(mode="after")
-    def _password_needs_user(self) -> InfluxV1Plan:
-        if self.password is not None and not self.username:
-            raise ValueError(f"{self.password.source} is set but username is not")
-        return self
-
-
-class InfluxV2Plan(Section):
-    """InfluxDB 2.x (or VictoriaMetrics, InfluxDB 1.8+) through `/api/v2/write` with influxdb-client."""
-
-    #: The API token: token_env or token_secret; neither for a server without authentication (VictoriaMetrics).
-    secret_fields: ClassVar = {"token": SecretField()}
-
-    api: Literal["v2"]
-    url: str
-    org: str
-    bucket: str
-    token: SecretRef | None = None
-
-    _url = field_validator("url")(check_http_url)
-
-
-InfluxPlan = Annotated[InfluxV1Plan | InfluxV2Plan, Field(discriminator="api")]
-
-
-class NotifyPlan(Section):
-    """Where success and failure events go."""
-
-    influxdb: InfluxPlan | None = None
-
-
 class RetryPlan(Section):
     """Retries of the network steps (transient faults only): exponential backoff with jitter."""
 
@@ -316,10 +274,11 @@ class DrillPlan(Section):
     (`drill_<database>_<run id>`) and drops it afterwards, whatever the outcome.
     """
 
-    #: Exactly one of scratch_uri, scratch_uri_env (an environment variable), scratch_uri_secret (a Prefect Secret).
-    secret_fields: ClassVar = {"scratch_uri": SecretField(inline=True, required=True)}
+    #: One of scratch_uri, scratch_uri_env (an environment variable), scratch_uri_secret (a Prefect Secret);
+    #: required when the plan has instances (a plan of key/value snapshots only drills into scratch etcds).
+    secret_fields: ClassVar = {"scratch_uri": SecretField(inline=True)}
 
-    scratch_uri: SecretRef
+    scratch_uri: SecretRef | None = None
     #: The drill of a database fails when its newest committed backup finished longer ago than this: an old
     #: backup is a missed backup. 26: a nightly run plus two hours of slack.
     max_age_h: float = Field(default=26.0, gt=0, le=24 * 400)
@@ -338,7 +297,10 @@ class DrillPlan(Section):
 class BackupPlan(Section):
     """A whole backup plan: what to back up, where, how it is encrypted and compressed, tiers, events."""
 
-    instances: list[InstancePlan] = Field(min_length=1)
+    #: Key/value stores (Consul, etcd) snapshotted by the `snapshot` flow; see mongobackup.snapshots.plan.
+    #: Declared before `instances`, whose check needs it: a plan of snapshots only has no instances.
+    snapshots: list[SnapshotSource] = Field(default_factory=list)
+    instances: list[InstancePlan] = Field(default_factory=list)
     storage: StoragePlan
     encryption: EncryptionPlan
     compression: Compression = Field(default_factory=Compression)
@@ -352,10 +314,14 @@ class BackupPlan(Section):
     #: How a restore thaws a backup from Glacier; prices for the retention dry run's cost table and lint.
     restore: RestorePlan = Field(default_factory=RestorePlan)
     prices: PricePlan = Field(default_factory=PricePlan)
+    #: Continuous oplog archiving for point-in-time recovery; None: no instance is archived.
+    pitr: PitrPlan | None = None
 
     @field_validator("instances")
     @classmethod
-    def _unique_names(cls, instances: list[InstancePlan]) -> list[InstancePlan]:
+    def _unique_names(cls, instances: list[InstancePlan], info: ValidationInfo) -> list[InstancePlan]:
+        if not instances and not info.data.get("snapshots"):
+            raise ValueError("List should have at least 1 item, not 0 (or name a source under snapshots)")
         # Two instances with one name would write to the same keys and the same dashboard row; names that
         # differ only in case do too on a case-insensitive store, and read as one in a dashboard or an alert.
         seen: dict[str, int] = {}
@@ -374,6 +340,26 @@ class BackupPlan(Section):
                 )
             seen[instance.name.casefold()] = index
         return instances
+
+    @model_validator(mode="after")
+    def _something_to_back_up(self) -> BackupPlan:
+        if not self.instances and not self.snapshots:
+            raise ValueError("the plan backs up nothing: give instances, snapshots or both")
+        if self.drill is not None and self.instances and self.drill.scratch_uri is None:
+            raise ValueError(
+                "drill: exactly one of scratch_uri, scratch_uri_env, scratch_uri_secret must be set (got none): "
+                "the drill restores the instances' backups into that server"
+            )
+        check_sources(self.snapshots, self.instance_names)
+        return self
+
+    def snapshot_source(self, name: str) -> tuple[int, SnapshotSource]:
+        """The index (for messages naming `snapshots.<i>`) and settings of the snapshot source `name`."""
+        for index, source in enumerate(self.snapshots):
+            if source.name == name:
+                return index, source
+        known = ", ".join(s.name for s in self.snapshots) or "none"
+        raise KeyError(f"the plan has no snapshot source named {name!r} (it has {known})")
 
     def instance(self, name: str) -> tuple[int, InstancePlan]:
         """The index (for messages naming `instances.<i>`) and settings of the instance called `name`."""

@@ -1,8 +1,15 @@
 """A fault-injecting HTTP proxy in front of the real S3 server, for "S3 fails mid-upload" tests.
 
-Requests are forwarded byte for byte to moto over a real socket; from the Nth UploadPart on, the proxy answers
-503 SlowDown instead, as an overloaded S3 would. Everything else (abort, list, head) passes, so the test can
-check what the failed upload left behind on the real server.
+Requests are forwarded byte for byte to moto over a real socket; from the Nth UploadPart on, the proxy fails
+the request instead, in the way `fault` says:
+- "503": answers 503 SlowDown, as an overloaded S3 would;
+- "timeout": holds the request `hold_s` seconds without a word, then closes the connection (a client with a
+  shorter read timeout gives up first);
+- "drop": reads the request and closes the connection without an answer (a connection reset mid-upload).
+Everything else (abort, list, head) passes, so the test can check what the failed upload left behind on the
+real server, unless `dead_after_failure` is set: then once a part has failed, every request fails the same way
+(S3 gone for good: even the abort cannot get through).
+`down`: every request is answered 503, as by a store that is down for a while.
 
 Glacier: moto finishes a RestoreObject at once. With `thaw_in_progress` the proxy shows every finished thaw
 as still under way (`x-amz-restore: ongoing-request="true"`), as S3 does for hours; `restore_requests` counts
@@ -33,6 +40,10 @@ class FaultyS3Proxy:
         self.fail_from_part: int | None = None
         self.part_delay_s = 0.0
         self.fail_budget: int | None = None  # stop failing after this many refusals (None: fail on and on)
+        self.fault = "503"
+        self.hold_s = 5.0
+        self.dead_after_failure = False
+        self.down = False  # every request answered 503, as by a store that is down
         self.failed_requests = 0
         self.thaw_in_progress = False
         self.restore_requests: list[str] = []  # paths of the RestoreObject requests forwarded
@@ -51,13 +62,10 @@ class FaultyS3Proxy:
                 part = int(query.get("partNumber", ["0"])[0])
                 if part:
                     time.sleep(proxy.part_delay_s)
-                if self.command == "PUT" and proxy.should_fail(part):
+                dead = proxy.dead_after_failure and proxy.failed_requests > 0
+                if proxy.down or dead or (self.command == "PUT" and proxy.should_fail(part)):
                     proxy.failed_requests += 1
-                    self.send_response(503)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(_ERROR_BODY)))
-                    self.end_headers()
-                    self.wfile.write(_ERROR_BODY)
+                    self._fail()
                     return
                 if self.command == "POST" and "restore" in query:
                     proxy.restore_requests.append(urllib.parse.urlsplit(self.path).path)
@@ -79,6 +87,19 @@ class FaultyS3Proxy:
                 if self.command != "HEAD":
                     self.wfile.write(data)
                 upstream.close()
+
+            def _fail(self) -> None:
+                self.close_connection = True
+                if proxy.fault == "drop":
+                    return  # no status line at all: the client sees the connection closed
+                if proxy.fault == "timeout":
+                    time.sleep(proxy.hold_s)
+                    return
+                self.send_response(503)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(_ERROR_BODY)))
+                self.end_headers()
+                self.wfile.write(_ERROR_BODY)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 

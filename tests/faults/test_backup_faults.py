@@ -26,6 +26,7 @@ from pymongo import MongoClient
 from devservices import LocalServices
 from flows.backup import backup, main
 from mongobackup.crypto import EncryptionKeys, Gpg
+from tests.faults.contract import BackupFault, check_backup_fault, flow_run_texts
 from tests.faults.proxy import FaultyS3Proxy
 from tests.helpers import influx_points, make_backup, storage_on, stored_keys
 from tests.planfiles import write_plan
@@ -59,14 +60,37 @@ def assert_nothing_left(s3_client, bucket: str) -> None:
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-def assert_failed_event(services, instance: str, database: str, stage: str) -> None:
-    points = influx_points(
-        services, "instance_backup_failed", f"\"instance\"='{instance}' AND \"database\"='{database}'"
+def with_password(uri: str) -> tuple[str, str]:
+    """(uri with credentials, password): a user of its own on the server behind `uri`. The local servers do not
+    enforce authentication, but a client that is given credentials logs in with them, so the password is a
+    real secret of the run to look for in everything it wrote."""
+    user, password = f"faults-{uuid.uuid4().hex[:6]}", f"Pw-{uuid.uuid4().hex}"
+    with MongoClient(uri) as client:
+        client.admin.command("createUser", user, pwd=password, roles=["root"], mechanisms=["SCRAM-SHA-256"])
+    scheme, rest = uri.split("://", 1)
+    separator = "&" if "?" in rest else "/?"
+    return f"{scheme}://{user}:{password}@{rest}{separator}authSource=admin", password
+
+
+def check_flow_fault(
+    state, services, bucket: str, instance: str, database: str, stage: str, password: str, next_backup
+) -> None:
+    """The shared contract (tests/faults/contract.py) for a failed flow run: its Prefect logs, artifacts and
+    message, the bucket and the events searched for the MongoDB password."""
+    check_backup_fault(
+        BackupFault(
+            storage_on(services.url("moto"), bucket),
+            instance,
+            database,
+            message=state.message,
+            names=[f"{instance}/{database}"],
+            stage=stage,
+            services=services,
+            secrets=[password],
+            outputs=flow_run_texts(state.state_details.flow_run_id),
+            next_backup=next_backup,
+        )
     )
-    assert [p["stage"] for p in points] == [stage], points
-    assert points[0]["value"] == 1 and points[0]["error"]
-    completed = influx_points(services, "instance_backup_completed", f"\"instance\"='{instance}'")
-    assert completed == []  # no success event for a failed backup
 
 
 def plan_for(
@@ -104,10 +128,11 @@ def test_source_server_stopped_mid_dump(services, s3_client, bucket, gpg_key, pr
     try:
         instance, database = f"rs-kill-{uuid.uuid4().hex[:4]}", "orders"
         load_incompressible(own.mongo_uri("mongo-a"), database, megabytes=24)
+        uri, password = with_password(own.mongo_uri("mongo-a"))
         plan = plan_for(
             tmp_path,
             services,
-            uri=own.mongo_uri("mongo-a"),
+            uri=uri,
             instance=instance,
             database=database,
             bucket=bucket,
@@ -119,12 +144,19 @@ def test_source_server_stopped_mid_dump(services, s3_client, bucket, gpg_key, pr
         state = backup(plan_path=str(plan), return_state=True)
         killer.join()
         assert state.is_failed()
-        assert f"{instance}/{database}" in state.message
         assert_nothing_left(s3_client, bucket)
-        assert_failed_event(services, instance, database, "dump")
 
         own.start(["mongo-a"])  # the same data folder: the server comes back with its data
-        back_up_again(services, own.mongo_uri("mongo-a"), instance, database, bucket, gpg_key)
+        check_flow_fault(
+            state,
+            services,
+            bucket,
+            instance,
+            database,
+            "dump",
+            password,
+            lambda: back_up_again(services, own.mongo_uri("mongo-a"), instance, database, bucket, gpg_key),
+        )
         assert len(stored_keys(s3_client, bucket)) == 2
     finally:
         own.stop()
@@ -141,10 +173,11 @@ def test_gpg_killed_mid_stream(services, s3_client, bucket, gpg_key, prefect, tm
 
     instance, database = f"rs-gpg-{uuid.uuid4().hex[:4]}", f"gpgdb-{uuid.uuid4().hex[:4]}"
     load_incompressible(services.mongo_uri("mongo-b"), database, megabytes=16)
+    uri, password = with_password(services.mongo_uri("mongo-b"))
     plan = plan_for(
         tmp_path,
         services,
-        uri=services.mongo_uri("mongo-b"),
+        uri=uri,
         instance=instance,
         database=database,
         bucket=bucket,
@@ -163,21 +196,29 @@ def test_gpg_killed_mid_stream(services, s3_client, bucket, gpg_key, prefect, tm
     killer.join()
     assert state.is_failed()
     assert_nothing_left(s3_client, bucket)
-    assert_failed_event(services, instance, database, "encrypt")
-
-    back_up_again(services, services.mongo_uri("mongo-b"), instance, database, bucket, gpg_key)
+    check_flow_fault(
+        state,
+        services,
+        bucket,
+        instance,
+        database,
+        "encrypt",
+        password,
+        lambda: back_up_again(services, uri, instance, database, bucket, gpg_key),
+    )
     assert len(stored_keys(s3_client, bucket)) == 2
 
 
 def test_s3_failing_mid_upload(services, s3_client, bucket, gpg_key, prefect, tmp_path):
     instance, database = f"rs-s3-{uuid.uuid4().hex[:4]}", f"s3db-{uuid.uuid4().hex[:4]}"
     load_incompressible(services.mongo_uri("mongo-b"), database, megabytes=12)
+    uri, password = with_password(services.mongo_uri("mongo-b"))
     with FaultyS3Proxy(services.url("moto")) as proxy:
         proxy.fail_from_part = 2  # the first part lands, then every part is refused
         plan = plan_for(
             tmp_path,
             services,
-            uri=services.mongo_uri("mongo-b"),
+            uri=uri,
             instance=instance,
             database=database,
             bucket=bucket,
@@ -188,9 +229,16 @@ def test_s3_failing_mid_upload(services, s3_client, bucket, gpg_key, prefect, tm
         assert state.is_failed()
         assert proxy.failed_requests >= 1
         assert_nothing_left(s3_client, bucket)
-        assert_failed_event(services, instance, database, "upload")
-
-    back_up_again(services, services.mongo_uri("mongo-b"), instance, database, bucket, gpg_key)
+    check_flow_fault(
+        state,
+        services,
+        bucket,
+        instance,
+        database,
+        "upload",
+        password,
+        lambda: back_up_again(services, uri, instance, database, bucket, gpg_key),
+    )
     assert len(stored_keys(s3_client, bucket)) == 2
 
 

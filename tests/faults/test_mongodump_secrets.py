@@ -19,6 +19,7 @@ from pymongo import MongoClient
 
 from mongobackup.errors import SourceError
 from mongobackup.mongodump import MongodumpDump
+from tests.helpers import stock_mongodump_script
 
 
 def command_lines() -> dict[int, str]:
@@ -45,12 +46,7 @@ def config_path_in(line: str) -> Path:
 @pytest.fixture
 def stock_mongodump(mongo_tools, tmp_path) -> Path:
     """The real mongodump (under wine) behind a script, as a user who has it installed would run it."""
-    wrapper = tmp_path / "bin" / "mongodump"
-    wrapper.parent.mkdir()
-    env = [f"{k}={v}" for k, v in mongo_tools.env().items() if k.startswith("WINE")]
-    wrapper.write_text(f'#!/bin/sh\nexec env {shlex.join([*env, *mongo_tools.argv("mongodump")])} "$@"\n')
-    wrapper.chmod(0o755)
-    return wrapper
+    return stock_mongodump_script(mongo_tools, tmp_path / "bin")
 
 
 def test_the_uri_is_in_a_private_config_file_not_on_the_command_line(services, stock_mongodump):

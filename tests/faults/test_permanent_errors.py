@@ -7,12 +7,16 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from devservices import throwaway_gpg_key
+from flows.backup import backup
 from flows.resources import RunResources, build_encryption
 from mongobackup.crypto import Gpg
 from mongobackup.errors import BackupError, EncryptionError
 from mongobackup.plan import load_plan
+from tests.helpers import unique
 from tests.planfiles import write_plan
 
 
@@ -99,3 +103,34 @@ def test_a_missing_credentials_block_fails_at_once_naming_it(services, prefect, 
     message = str(caught.value)
     assert not caught.value.transient, message
     assert f"storage.credentials_block: AwsCredentials block {block!r}" in message, message
+
+
+def task_run_counts(flow_run_id) -> dict[str, int]:
+    """How many times each task of a flow run ran (1: no retry)."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {run.name.rsplit("-", 1)[0]: run.run_count for run in runs}
+
+
+@pytest.mark.parametrize("block", [None, "no-such-aws-block"])
+def test_a_backup_without_credentials_runs_its_preflight_once(
+    services, bucket, gpg_key, prefect, monkeypatch, tmp_path, block
+):
+    """The flow's retry policy (tasks/retries.py) at work: the old one ran the preflight 4 times (3 retries)."""
+    no_aws_credentials(monkeypatch, tmp_path)
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": unique("rs-cred"), "uri": services.mongo_uri("mongo-b"), "databases": ["x"]}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+        retries={"attempts": 3, "backoff_s": 5, "jitter": 0},
+    )
+    if block:
+        plan.write_text(plan.read_text().replace("part_size_mib: 5", f"part_size_mib: 5\n  credentials_block: {block}"))
+    state = backup(plan_path=str(plan), return_state=True)
+    assert state.is_failed()
+    counts = task_run_counts(state.state_details.flow_run_id)
+    assert counts["preflight"] == 1, counts
+    assert "storage.credentials_block" in state.message, state.message

@@ -27,6 +27,7 @@ from tests.planfiles import write_plan
         (Completed(message="2 backups stored"), Completed(message="2 backups stored"), EXIT_COMPLETED, "Completed"),
         (Failed(message="1 of 2 failed"), Failed(message="1 of 2 failed"), EXIT_FAILED, "Failed: 1 of 2 failed"),
         (Failed(message="boom in the body"), None, EXIT_FAILED, "Failed: boom in the body"),
+        (Failed(message="bad parameter:\n\n  see the docs"), None, EXIT_FAILED, "Failed: bad parameter: see the docs"),
         (
             Crashed(message="API 500: database is locked"),
             Completed(message="2 backups stored and committed"),

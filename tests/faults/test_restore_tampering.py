@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -30,6 +31,7 @@ from mongobackup.manifest import BackupManifest
 from mongobackup.restore import RestoreFailed, RestoreOptions, RestoreProgress, restore_backup
 from mongobackup.s3 import S3Storage
 from mongobackup.staging import is_lease
+from tests.faults.contract import RestoreFault, check_restore_fault
 from tests.helpers import database_names, decrypt_object, make_backup, new_bucket, storage_on, unique
 from tests.planfiles import write_plan
 
@@ -45,6 +47,7 @@ class Backups:
     database: str
     public: BackupManifest  # encrypted to gpg_key
     symmetric: BackupManifest  # encrypted with PASSPHRASE
+    earlier: BackupManifest  # the same data encrypted to gpg_key again: an object of the same size as public's
     plan: Path
 
 
@@ -79,6 +82,15 @@ def backups(services, s3_client, gpg_key, tmp_path_factory) -> Backups:
             EncryptionKeys(passphrase=PASSPHRASE),
             when=datetime.now(UTC) - timedelta(hours=1),
         )
+        earlier = make_backup(
+            client,
+            storage,
+            Gpg(gpg_key.home),
+            instance,
+            database,
+            EncryptionKeys((gpg_key.fingerprint,)),
+            when=datetime.now(UTC) - timedelta(hours=2),
+        )
         client.drop_database(database)
     plan = write_plan(
         tmp_path_factory.mktemp("tamper") / "plan.yaml",
@@ -88,7 +100,7 @@ def backups(services, s3_client, gpg_key, tmp_path_factory) -> Backups:
         public_key_file=gpg_key.public_key_file,
         drill={"scratch_uri": services.mongo_uri("mongo-scratch"), "gnupghome": str(gpg_key.home)},
     )
-    return Backups(storage, instance, database, public, symmetric, plan)
+    return Backups(storage, instance, database, public, symmetric, earlier, plan)
 
 
 def clone(
@@ -162,8 +174,23 @@ def scratch(services) -> str:
     return services.mongo_uri("mongo-scratch")
 
 
-def assert_untouched(scratch: str, target: str) -> None:
-    assert target not in database_names(scratch), f"the failed restore left {target} behind"
+WRONG_PASSPHRASE = "not-the-passphrase-7f3a"
+
+
+def assert_untouched(scratch: str, target: str, message: object, where: str) -> None:
+    """The contract for a failed restore into a database that did not exist (tests/faults/contract.py): it
+    still does not, the message names the object, and no passphrase is in it."""
+    check_restore_fault(
+        RestoreFault(
+            str(message),
+            [where],
+            scratch,
+            target,
+            before=None,
+            secrets=[PASSPHRASE, WRONG_PASSPHRASE],
+            outputs=[str(message)],
+        )
+    )
 
 
 def test_a_flipped_byte_in_the_stored_object_fails_and_drops_what_was_written(backups, gpg_key, scratch):
@@ -182,7 +209,7 @@ def test_a_flipped_byte_in_the_stored_object_fails_and_drops_what_was_written(ba
     assert failure.value.stage in ("archive", "decompress", "decrypt"), message
     assert max(seen) >= DOCS_PER_COLLECTION, "the damage should show only after some data was written"
     assert "dropped the 3 collections and views it had created" in message
-    assert_untouched(scratch, target)
+    assert_untouched(scratch, target, message, backups.storage.where(key))
 
 
 def test_a_truncated_object_is_refused_before_anything_is_written(backups, gpg_key, scratch):
@@ -193,9 +220,9 @@ def test_a_truncated_object_is_refused_before_anything_is_written(backups, gpg_k
         VerificationError,
         match=rf"{backups.storage.where(key)}: the stored object is {size // 2} "
         rf"bytes, its manifest says {size}: truncated or replaced",
-    ):
+    ) as failure:
         restore(backups, key, manifest, gnupghome=gpg_key.home, target=target, scratch=scratch)
-    assert_untouched(scratch, target)
+    assert_untouched(scratch, target, failure.value, backups.storage.where(key))
 
 
 def test_a_truncated_object_without_a_manifest_fails_in_the_stream(backups, gpg_key, scratch):
@@ -205,7 +232,7 @@ def test_a_truncated_object_without_a_manifest_fails_in_the_stream(backups, gpg_
         restore(backups, key, None, gnupghome=gpg_key.home, seen=seen, target=target, scratch=scratch)
     assert failure.value.stage in ("archive", "decompress", "decrypt")
     assert max(seen) > 0
-    assert_untouched(scratch, target)
+    assert_untouched(scratch, target, failure.value, backups.storage.where(key))
 
 
 def test_an_object_without_a_manifest_is_restored_only_when_named_as_uncommitted(backups, scratch, capsys, aws_env):
@@ -256,8 +283,8 @@ def test_a_manifest_whose_counts_are_wrong_fails_and_verify_only_names_it(backup
         rf"{DOCS_PER_COLLECTION}",
     ) as failure:
         restore(backups, key, manifest, gnupghome=gpg_key.home, target=target, scratch=scratch)
-    assert failure.value.stage == "verify" and backups.storage.where(key) in str(failure.value)
-    assert_untouched(scratch, target)
+    assert failure.value.stage == "verify"
+    assert_untouched(scratch, target, failure.value, backups.storage.where(key))
 
     verified = restore_backup(backups.storage, key, Gpg(gpg_key.home), None, manifest=manifest)
     assert not verified.verdict.ok
@@ -272,8 +299,7 @@ def test_the_wrong_gpg_key_is_named_and_nothing_is_written(backups, other_gpg_ke
     with pytest.raises(RestoreFailed, match="no secret key for this message") as failure:
         restore(backups, key, backups.public, gnupghome=other_gpg_key.home, target=target, scratch=scratch)
     assert failure.value.stage == "decrypt" and "nothing was written to the target" in str(failure.value)
-    assert f"gpg could not decrypt {backups.storage.where(key)}" in str(failure.value)
-    assert_untouched(scratch, target)
+    assert_untouched(scratch, target, failure.value, f"gpg could not decrypt {backups.storage.where(key)}")
 
     assert (
         main(
@@ -297,17 +323,24 @@ def test_the_wrong_gpg_key_is_named_and_nothing_is_written(backups, other_gpg_ke
     )
     err = capsys.readouterr().err
     assert err.startswith(f"restore: FAILED: decrypt failed for restore of {backups.storage.where(key)}")
-    assert_untouched(scratch, target)
+    assert_untouched(scratch, target, err, backups.storage.where(key))
 
 
 def test_the_wrong_passphrase_is_named_and_nothing_is_written(backups, gpg_key, scratch):
     target = unique("wrongpass")
     key = backups.symmetric.object_key
-    with pytest.raises(RestoreFailed, match=f"gpg could not decrypt {backups.storage.where(key)}: wrong passphrase"):
+    where = backups.storage.where(key)
+    with pytest.raises(RestoreFailed) as failure:
         restore(
-            backups, key, backups.symmetric, gnupghome=gpg_key.home, passphrase="not it", target=target, scratch=scratch
+            backups,
+            key,
+            backups.symmetric,
+            gnupghome=gpg_key.home,
+            passphrase=WRONG_PASSPHRASE,
+            target=target,
+            scratch=scratch,
         )
-    assert_untouched(scratch, target)
+    assert_untouched(scratch, target, failure.value, f"gpg could not decrypt {where}: wrong passphrase")
     restore(
         backups, key, backups.symmetric, gnupghome=gpg_key.home, passphrase=PASSPHRASE, target=target, scratch=scratch
     )  # the right one works
@@ -356,4 +389,56 @@ def test_a_flipped_byte_only_the_crc_can_see(backups, gpg_key, s3_client, scratc
         restore(backups, key, manifest, gnupghome=gpg_key.home, seen=seen, target=target, scratch=scratch)
     assert max(seen) >= DOCS_PER_COLLECTION  # documents of a and b were in the target before c ended
     assert "dropped the 3 collections" in str(failure.value)
-    assert_untouched(scratch, target)
+    assert_untouched(scratch, target, failure.value, backups.storage.where(key))
+
+
+def test_another_backups_object_under_this_key_fails_on_its_digest(backups, gpg_key, scratch):
+    """Swapped: the object of an earlier backup of the same data put under this backup's key. Same size, a
+    valid archive of the same documents: only the SHA-256 the manifest records can tell."""
+    earlier = backups.storage.client.get_object(Bucket=backups.storage.bucket, Key=backups.earlier.object_key)
+    body = earlier["Body"].read()
+    assert len(body) == backups.public.sizes.encrypted_bytes, "the swap must pass the size check"
+    key, manifest = clone(backups, backups.public, body=lambda _: body)
+    target, seen = unique("swapped"), []
+    with pytest.raises(RestoreFailed, match=r"sha256") as failure:
+        restore(backups, key, manifest, gnupghome=gpg_key.home, seen=seen, target=target, scratch=scratch)
+    assert max(seen) >= DOCS_PER_COLLECTION  # the documents were written (staged) before the end could tell
+    assert_untouched(scratch, target, failure.value, backups.storage.where(key))
+
+
+def test_a_missing_key_is_named_and_nothing_is_written(backups, scratch, tmp_path):
+    """No secret key at all (an empty GnuPG home): the same refusal as a wrong key, naming the object."""
+    empty = tmp_path / "empty-home"
+    empty.mkdir(mode=0o700)
+    target, key = unique("nokey"), backups.public.object_key
+    with pytest.raises(RestoreFailed, match="no secret key for this message") as failure:
+        restore(backups, key, backups.public, gnupghome=empty, target=target, scratch=scratch)
+    assert failure.value.stage == "decrypt"
+    assert_untouched(scratch, target, failure.value, f"gpg could not decrypt {backups.storage.where(key)}")
+
+
+def test_a_key_that_expired_since_the_backup_still_restores_it(backups, gpg_key, scratch, tmp_path):
+    """Holds: expiry stops new encryption to a key, never the decryption of what was encrypted to it."""
+    home = tmp_path / "expired-home"
+    shutil.copytree(gpg_key.home, home, ignore=shutil.ignore_patterns("S.*", "*.lock"))
+    subprocess.run(
+        ["gpg", "--homedir", str(home), "--batch", "--quick-set-expire", gpg_key.fingerprint, "seconds=1", "*"],
+        capture_output=True,
+        check=True,
+    )
+    time.sleep(2)  # let the expiry pass
+    listed = subprocess.run(
+        ["gpg", "--homedir", str(home), "--with-colons", "--list-keys", gpg_key.fingerprint],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert any(line.split(":")[1] == "e" for line in listed.splitlines() if line.startswith("sub")), listed
+    target = unique("expired")
+    try:
+        restore(backups, backups.public.object_key, backups.public, gnupghome=home, target=target, scratch=scratch)
+        with MongoClient(scratch) as client:
+            assert client[target].a.count_documents({}) == DOCS_PER_COLLECTION
+    finally:
+        with MongoClient(scratch) as client:
+            client.drop_database(target)

@@ -7,21 +7,17 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import httpx
-
 from flows.watchdog import main as watchdog_main
 from flows.watchdog import watchdog
+from tests.helpers import influx_points
 from tests.planfiles import write_plan
 
 
 def stale_points(services, instance: str) -> list[dict]:
-    query = (
-        f'SELECT * FROM "instance_backup_stale" WHERE "instance" = \'{instance}\' '
-        "AND time > now() - 7d AND time < now() + 7d"
+    # The points of a what-if lie in the future: ask for a range around now.
+    return influx_points(
+        services, "instance_backup_stale", f"\"instance\" = '{instance}' AND time > now() - 7d AND time < now() + 7d"
     )
-    reply = httpx.get(f"{services.url('influxdb')}/query", params={"db": "backups", "q": query}, timeout=10).json()
-    series = reply["results"][0].get("series", [])
-    return [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
 
 
 def test_a_what_if_writes_no_alarm_unless_asked(services, bucket, prefect, aws_env, tmp_path, capsys):
