@@ -1,6 +1,6 @@
 """Measurement, tag and field names of the backup events: the one module where they are spelled.
 
-The notifier writes what is declared here, and the Grafana dashboards and alert rules (`dashboards.py`) are
+The notifier writes what is declared here, and the Grafana dashboards and alert rules (`mongobackup.dashboards`) are
 generated from the same declarations, so a panel can never query a name the code does not write. Every
 measurement is a `MeasurementSpec` listing its tag and field names and field types; `Event` refuses names that
 are not in its measurement's spec.
@@ -33,18 +33,13 @@ bucket counts failures (InfluxQL's sum() refuses booleans; count() works on eith
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import Enum
 from types import MappingProxyType
 
 from mongobackup.errors import one_line
-
-#: Timestamp precision of the line protocol we write (the `precision=` of the write endpoints). Nanoseconds
-#: keep the microseconds of `Event.time`, so two runs never collapse into one point by rounding; a retried
-#: write of the same event has the same timestamp and overwrites itself instead of adding a second point.
-PRECISION = "ns"
 
 # Tag names.
 INSTANCE = "instance"  # the replica set name (what the team's panel filters on)
@@ -79,7 +74,6 @@ ERROR_MAX_CHARS = 240
 FieldValue = bool | int | float | str
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -229,8 +223,8 @@ MEASUREMENTS: Mapping[str, MeasurementSpec] = MappingProxyType(
 class Event:
     """Event is one point: a declared measurement, its tags and fields, and an aware time (kept in UTC).
 
-    Construction validates everything the line protocol cannot carry, so `to_line_protocol` never produces
-    a line a server would reject or misread.
+    Construction validates everything the line protocol cannot carry, so `line_protocol.to_line_protocol` never
+    produces a line a server would reject or misread.
     """
 
     measurement: str
@@ -376,56 +370,3 @@ def snapshot_failed(kind: str, source: str, tier: str | Enum | None, stage: str,
     return Event(
         measurement=SNAPSHOT_FAILED[kind].name, tags=tags, fields={VALUE: 1, ERROR: one_line(error)}, time=when
     )
-
-
-def _escape(text: str, specials: str) -> str:
-    # Only the separators are escaped. InfluxDB (1.x and 2.x) does not unescape a doubled backslash in
-    # names or tag values, so escaping backslashes there would store them doubled; a backslash is kept
-    # as it is and only reads as an escape in front of a separator, which we escape ourselves anyway.
-    for char in specials:
-        text = text.replace(char, "\\" + char)
-    return text
-
-
-def _measurement(name: str) -> str:
-    return _escape(name, ", ")
-
-
-def _key(name: str) -> str:  # tag keys, tag values and field keys
-    return _escape(name, ",= ")
-
-
-def _field_value(value: FieldValue) -> str:
-    if isinstance(value, bool):  # before int: bool is an int subclass
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value}i"
-    if isinstance(value, float):
-        return repr(value)  # shortest round-trip form; exponents ("1e-05") are valid line protocol
-    # Strings: a backslash and a double quote are the only escapes inside quotes, and the server unescapes
-    # both, so the backslash must go first or it would double the quote's escape.
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def timestamp_ns(when: datetime) -> int:
-    """timestamp_ns is the Unix time of an aware datetime in integer nanoseconds (exact: no float math)."""
-    return (when - _EPOCH) // timedelta(microseconds=1) * 1000
-
-
-def to_line_protocol(event: Event) -> str:
-    """to_line_protocol renders one event as an InfluxDB line (no trailing newline), timestamp in nanoseconds.
-
-    Tags are sorted by key (what InfluxDB recommends, and a stable text for tests); fields follow the
-    order of the measurement's spec.
-    """
-    spec = MEASUREMENTS[event.measurement]
-    tags = "".join(f",{_key(name)}={_key(event.tags[name])}" for name in sorted(event.tags))
-    fields = ",".join(
-        f"{_key(name)}={_field_value(event.fields[name])}" for name in spec.fields if name in event.fields
-    )
-    return f"{_measurement(event.measurement)}{tags} {fields} {timestamp_ns(event.time)}"
-
-
-def to_line_protocol_batch(events: Sequence[Event]) -> str:
-    """to_line_protocol_batch is the body of one write request: one line per event."""
-    return "\n".join(to_line_protocol(event) for event in events)
