@@ -28,6 +28,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+# Re-exported: callers name both automations through the command that creates them.
+from flows.automations import CRASH_AUTOMATION as CRASH_AUTOMATION
 from flows.automations import (
     NOTIFY_AUTOMATION,
     WEBHOOK_BLOCK,
