@@ -21,6 +21,8 @@ ENV_NAMES: dict[str, str] = {
     "mongo-a": "MONGO_A_URI",
     "mongo-b": "MONGO_B_URI",
     "mongo-scratch": "MONGO_SCRATCH_URI",
+    "mongo-pitr": "MONGO_PITR_URI",
+    "mongo-pitr-small": "MONGO_PITR_SMALL_URI",
     "moto": "S3_ENDPOINT_URL",
     "influxdb": "INFLUX_V1_URL",
     "victoria": "VICTORIA_URL",
@@ -28,6 +30,7 @@ ENV_NAMES: dict[str, str] = {
     "prefect-worker": "PREFECT_WORKER_HEALTH_URL",
     "prefect-worker-2": "PREFECT_WORKER_2_HEALTH_URL",
     "prefect-worker-control": "PREFECT_WORKER_CONTROL_HEALTH_URL",
+    "prefect-worker-oplog": "PREFECT_WORKER_OPLOG_HEALTH_URL",
     "seaweedfs": "SEAWEEDFS_S3_URL",
 }
 

@@ -103,8 +103,16 @@ class SecantusSpec(ServiceSpec):
     binary = "secantusd-py"
     install_hint = 'pip install "SecantusDB==0.7.0b3" (the project\'s dev extra)'
 
+    def __init__(self, name: str, *, noop_heartbeat_s: int | None = None, oplog_max_entries: int | None = None):
+        super().__init__(name)
+        #: An `op: n` entry every N seconds, as mongod's periodic no-op writer does every 10 s: the oplog (and
+        #: so an archiver's recovery point) moves on while nothing is written.
+        self.noop_heartbeat_s = noop_heartbeat_s
+        #: A small oplog rolls over quickly: what the oplog archiver's gap detection is tested with.
+        self.oplog_max_entries = oplog_max_entries
+
     def argv(self, launch: Launch) -> list[str]:
-        return [
+        argv = [
             str(launch.binary),
             "--host",
             "127.0.0.1",
@@ -113,6 +121,11 @@ class SecantusSpec(ServiceSpec):
             "--storage-path",
             str(launch.data_dir),
         ]
+        if self.noop_heartbeat_s is not None:
+            argv += ["--noop-heartbeat-seconds", str(self.noop_heartbeat_s)]
+        if self.oplog_max_entries is not None:
+            argv += ["--oplog-max-entries", str(self.oplog_max_entries)]
+        return argv
 
     def healthy(self, port: int) -> bool:
         import pymongo
@@ -429,6 +442,9 @@ SPECS: dict[str, ServiceSpec] = {
         SecantusSpec("mongo-a"),
         SecantusSpec("mongo-b"),
         SecantusSpec("mongo-scratch"),
+        # For the oplog archiver's tests: restarted and rolled over on purpose, so never shared.
+        SecantusSpec("mongo-pitr", noop_heartbeat_s=1),
+        SecantusSpec("mongo-pitr-small", noop_heartbeat_s=1, oplog_max_entries=200),
         MotoSpec("moto"),
         InfluxSpec("influxdb"),
         VictoriaSpec("victoria"),
@@ -436,6 +452,7 @@ SPECS: dict[str, ServiceSpec] = {
         PrefectWorkerSpec("prefect-worker", "backups", 1),
         PrefectWorkerSpec("prefect-worker-2", "backups", 1),
         PrefectWorkerSpec("prefect-worker-control", "control", None),
+        PrefectWorkerSpec("prefect-worker-oplog", "oplog", None),  # the long-running oplog archivers
         SeaweedSpec("seaweedfs"),
         EtcdSpec("etcd"),
         ConsulStubSpec("consul"),

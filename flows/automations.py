@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from flows.steps import Step, _outcome
 
 #: The flows whose runs the automations watch (flow names, as the UI shows them).
-WATCHED_FLOWS = ("backup", "snapshot", "firedrill", "watchdog", "retention")
+WATCHED_FLOWS = ("backup", "snapshot", "firedrill", "watchdog", "retention", "oplog")
 NOTIFY_AUTOMATION = "mongo-backup notify on failed or crashed runs"
 CRASH_AUTOMATION = "mongo-backup crash runs without heartbeats"
 WEBHOOK_BLOCK = "mongo-backup-alerts"

@@ -25,6 +25,7 @@ from prefect.utilities.annotations import allow_failure
 
 from flows.cli import load_plan_or_report, run_flow
 from flows.resources import RunResources
+from mongobackup.errors import BackupError
 from mongobackup.keys import BackupLocation, short_run_id
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.tiers import Tier
@@ -315,7 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.dry_run:
         when = scheduled_time(args.at) if args.at else datetime.now(UTC)
-        for line in dry_run_lines(plan, when, args.instances):
+        try:
+            lines = dry_run_lines(plan, when, args.instances)
+        except BackupError as exc:  # an instance it must list is unreachable, or its URI is unusable
+            print(f"backup: dry run: {exc}", file=sys.stderr)
+            return 1
+        for line in lines:
             print(line)
         return 0
     return run_flow("backup", backup, plan_path=args.plan, at=args.at, instances=args.instances)

@@ -18,6 +18,10 @@ Each backup drilled gets an `instance_restore_drill` event (tags instance, datab
 stage) and a row in the run's artifacts. The run ends Failed when any drill failed: no committed backup, not
 thawed, a restore or verification failure, or a newest backup older than `drill.max_age_h` (an old backup is
 a missed backup, even if it restores).
+
+With a `pitr` section, one database (at random among those with a window) is also restored to a random
+second of its point-in-time window, its oplog chain checked segment by segment (mongobackup.pitr.drill); a
+failure there fails the run too.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prefect import flow, get_run_logger, runtime
+from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
-from prefect.states import State
+from prefect.states import Failed, State
 from prefect.utilities.annotations import allow_failure
 
 from flows.cli import load_plan_or_report, run_flow
@@ -38,11 +43,13 @@ from flows.drill_report import drill_state, publish_drill, publish_thaws
 from flows.resources import RunResources
 from mongobackup.errors import one_line
 from mongobackup.keys import short_run_id
+from mongobackup.pitr.drill import PointDrill
 from mongobackup.plan import load_plan
 from mongobackup.status import StatusRow
 from mongobackup.thaw import ThawOutcome
 from mongobackup.times import parse_at
 from tasks import drill as t
+from tasks import pitr as t_pitr
 from tasks import snapshot as snapshot_tasks
 from tasks.backup import failure_message
 from tasks.drill import DrillRow
@@ -111,9 +118,14 @@ def _drill(resources: RunResources, now: datetime, as_of: datetime, instances: l
         previous = drill.with_options(**retrying(plan)).submit(resources, row.key, run_id, wait_for=wait_for)
         drills.append((row, previous))
     _collect(drills)
+    point = _point_in_time(resources, run_id, instances, now) if plan.pitr is not None else None
     notified = _notify(resources, rows, now)
     publish_drill(rows, run_id, settings.max_age_h)
-    return drill_state(rows, notified)
+    state = drill_state(rows, notified)
+    if point is None or point.passed:
+        return state
+    failed = f"point-in-time drill failed: {point.describe()}"
+    return Failed(message=f"{state.message}; {failed}" if state.is_failed() else failed)
 
 
 def _thaw(resources: RunResources, as_of: datetime, instances: list[str] | None) -> State:
@@ -127,6 +139,22 @@ def _thaw(resources: RunResources, as_of: datetime, instances: list[str] | None)
         except Exception as exc:  # one refused thaw must not keep the others from being asked
             results.append((row, None, one_line(exc)))
     return publish_thaws(results, as_of.isoformat())
+
+
+def _point_in_time(resources: RunResources, run_id: str, instances: list[str] | None, now: datetime) -> PointDrill:
+    """The point-in-time drill of one database; its failure is reported, never raised over the other drills."""
+    plan = resources.plan
+    try:
+        drill_task = t_pitr.drill_point_in_time.with_options(**retrying(plan))
+        point = drill_task(resources, run_id, instances, now.toordinal())
+    except Exception as exc:
+        point = PointDrill("*", "*", problems=[" ".join(str(exc).split())[:500] or type(exc).__name__])
+    create_markdown_artifact(markdown=point.describe(), key="restore-drill-pitr", description=f"Point-in-time {run_id}")
+    try:
+        t_pitr.notify_point_drill.with_options(**retrying(plan))(resources, point, now)
+    except Exception as exc:  # the result stands; the event is only its echo
+        get_run_logger().error("could not write the point-in-time drill event: %s", exc)
+    return point
 
 
 def _row_for(target: StatusRow, max_age_h: float) -> DrillRow:

@@ -22,15 +22,17 @@ from types import TracebackType
 from typing import Any
 
 from pymongo import MongoClient
+from pymongo.errors import ConfigurationError
 
 from mongobackup.backup import ArchiveSource, tool_version
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.dump import DatabaseDump, open_client, source_errors
-from mongobackup.errors import BackupError, EncryptionError, StorageError
+from mongobackup.errors import BackupError, EncryptionError, SourceError, StorageError, one_line
 from mongobackup.keys import BackupLocation
 from mongobackup.mongodump import MongodumpDump
 from mongobackup.notify import EventSink, make_sink
 from mongobackup.plan import BackupPlan, DrillPlan, SecretRef
+from mongobackup.redact import redact_text
 from mongobackup.s3 import S3Storage, s3_client
 from mongobackup.units import MIB
 
@@ -141,12 +143,20 @@ class RunResources:
         """The instance's client, opened on first use and kept until `close()`."""
         with self._lock:
             if instance not in self._clients:
-                settings = self.plan.instance(instance)[1]
-                self._clients[instance] = open_client(
-                    self.instance_uri(instance),
-                    read_preference=settings.read_preference,
-                    timeout_s=settings.connect_timeout_s,
-                )
+                index, settings = self.plan.instance(instance)
+                try:
+                    self._clients[instance] = open_client(
+                        self.instance_uri(instance),
+                        read_preference=settings.read_preference,
+                        timeout_s=settings.connect_timeout_s,
+                    )
+                except (ConfigurationError, ValueError) as exc:
+                    # pymongo parses the URI here, before any connection: no retry can mend it. The plan
+                    # checks only the scheme of an inline URI; one from a variable or a block it never sees.
+                    field_name = f"instances.{index}.{settings.uri.source}"
+                    raise SourceError(
+                        instance, None, f"{field_name}: not a usable MongoDB URI: {redact_text(one_line(exc))}"
+                    ) from exc
             return self._clients[instance]
 
     def archive_source(self, location: BackupLocation, log: Callable[[str], None]) -> ArchiveSource:

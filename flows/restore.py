@@ -1,6 +1,7 @@
 """`python -m flows.restore`: restore one backup, or check it, from a terminal. No Prefect server is involved.
 
-    python -m flows.restore --plan PLAN.yaml --instance NAME --database DB [--at TIME | --key KEY]
+    python -m flows.restore --plan PLAN.yaml --instance NAME --database DB [--at TIME | --key KEY |
+                            --point-in-time TIME]
                             [--uncommitted] [--to URI] [--as NAME] [--drop] [--verify-only]
                             [--include NS] [--exclude NS] [--no-oplog] [--no-verify] [--gnupghome DIR]
     python -m flows.restore --plan PLAN.yaml --instance NAME --database DB --list
@@ -9,6 +10,8 @@
     python -m flows.restore --plan PLAN.yaml --snapshot SOURCE [--at TIME | --key KEY] --out FILE [--list]
 
 Without --at or --key the newest committed backup is restored; --at picks the newest at or before a time.
+--point-in-time restores the database as it was at that second: the newest base backup that ended before
+it, then the archived oplog up to it (see mongobackup.pitr.point); --list shows the restorable windows.
 The target is the instance itself unless --to names another server; collections that already exist there
 are refused unless --drop. --verify-only downloads, decrypts and checks every CRC and digest against the
 manifest and writes nothing. --archive restores a stock `mongodump --archive` file (plain or --gzip).
@@ -39,6 +42,8 @@ from mongobackup.errors import BackupError, one_line
 from mongobackup.glacier import RETRIEVALS
 from mongobackup.inventory import StoredBackup, age_hours, list_backups, load_manifest, select_backup
 from mongobackup.manifest import BackupManifest
+from mongobackup.pitr.chain import describe_chains, scan_archive
+from mongobackup.pitr.point import bases, describe_windows, plan_point_restore, restore_to_point, windows
 from mongobackup.plan import BackupPlan, PlanError, load_plan
 from mongobackup.redact import redact_text, redact_uri
 from mongobackup.restore import (
@@ -69,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     pick = source.add_mutually_exclusive_group()
     pick.add_argument("--at", help="the newest committed backup at or before this ISO-8601 time (default zone UTC)")
     pick.add_argument("--key", help="this backup object (or manifest) key")
+    pick.add_argument(
+        "--point-in-time",
+        dest="point_in_time",
+        help="the database as it was at this ISO-8601 second: a base backup plus the archived oplog",
+    )
     source.add_argument(
         "--uncommitted",
         action="store_true",
@@ -144,12 +154,19 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--parallel must be at least 1")
     if args.at:
         parse_time(args.at)
+    if args.point_in_time:
+        parse_time(args.point_in_time, "--point-in-time")
+        if args.verify_only or args.no_oplog or args.uncommitted:
+            raise UsageError(
+                "--point-in-time restores and replays the oplog: no --verify-only, --no-oplog, --uncommitted"
+            )
 
 
-def parse_time(text: str) -> datetime:
-    """`--at` by the one rule of `mongobackup.times` (without a zone: UTC); UsageError when it is no time."""
+def parse_time(text: str, flag: str = "--at") -> datetime:
+    """`--at` (or `--point-in-time`) by the one rule of `mongobackup.times` (without a zone: UTC); UsageError
+    when it is no time."""
     try:
-        return parse_at(text)
+        return parse_at(text, flag)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -202,6 +219,8 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
     """Finds the backup, then restores or verifies it; returns the result and a line describing the backup."""
     resources = RunResources(plan)
     storage = resources.storage
+    if args.point_in_time:
+        return restore_point_from_plan(resources, args, bar)
     backup = select_backup(
         storage,
         plan.storage.prefix,
@@ -238,6 +257,25 @@ def restore_from_plan(plan: BackupPlan, args: argparse.Namespace, bar: ProgressB
         return restore(None)
     with open_client(args.to or resources.instance_uri(args.instance)) as client:
         return restore(client)
+
+
+def restore_point_from_plan(
+    resources: RunResources, args: argparse.Namespace, bar: ProgressBar
+) -> tuple[RestoreResult, str]:
+    """A restore to --point-in-time: the base backup, then the archived oplog up to the point."""
+    plan, storage = resources.plan, resources.storage
+    point = parse_time(args.point_in_time, "--point-in-time")
+    chosen = plan_point_restore(storage, plan.storage.prefix, args.instance, args.database, point)
+    gpg, passphrase = resources.decryption(args.gnupghome)
+    about = (
+        f"{describe_backup(chosen.base.backup, chosen.base.manifest)}; then the oplog up to "
+        f"{chosen.point:%Y-%m-%dT%H:%M:%SZ} from {len(chosen.segments)} archived segments"
+    )
+    with open_client(args.to or resources.instance_uri(args.instance)) as client:
+        result = restore_to_point(
+            storage, gpg, client, chosen, options_from(args), passphrase=passphrase, on_progress=bar.update
+        )
+    return result, about
 
 
 def restore_from_file(args: argparse.Namespace, bar: ProgressBar) -> RestoreResult:
@@ -300,7 +338,12 @@ def list_lines(plan: BackupPlan, instance: str, database: str) -> list[str]:
         f"{b.object_key}"
         for b in backups
     ]
-    return lines or [f"no backups of {instance}/{database} in {storage.where(plan.storage.prefix)}"]
+    lines = lines or [f"no backups of {instance}/{database} in {storage.where(plan.storage.prefix)}"]
+    if plan.pitr is not None:
+        archive = scan_archive(storage, plan.storage.prefix, instance)
+        found = windows(archive, bases(storage, plan.storage.prefix, instance, database))
+        lines.append(f"point-in-time windows: {describe_windows(found)} (oplog archive: {describe_chains(archive)})")
+    return lines
 
 
 def leftover_lines(plan: BackupPlan, args: argparse.Namespace) -> list[str]:

@@ -37,6 +37,7 @@ from mongobackup.lifecycle import (
     object_lock_setting,
     versioning_setting,
 )
+from mongobackup.pitr.retention import oplog_rules, prune_plan_segments
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.prune import prune
 from mongobackup.tiercost import cost_lines, lint_lines, stored_by_tier
@@ -107,7 +108,8 @@ def _lifecycle(
 def _prune(resources: RunResources, now: datetime, dry_run: bool, aborted: list[str]) -> State:
     plan = resources.plan
     report = t.prune_expired.with_options(**retrying(plan))(resources, now, dry_run)
-    lines = report.lines() + aborted
+    oplog = t.prune_oplog.with_options(**retrying(plan))(resources, now, dry_run)
+    lines = report.lines() + (oplog.lines() if oplog else []) + aborted
     _publish("retention-prune", lines, f"Prune of s3://{plan.storage.bucket}" + (" (dry run)" * dry_run))
     return Completed(message=lines[0])
 
@@ -130,13 +132,16 @@ def dry_run_lines(
     after = timedelta(hours=plan.storage.abort_uploads_after_h)
     abort_stale_uploads(storage, plan.storage.prefix, datetime.now(UTC), after, dry_run=True, log=aborted.append)
     if prune_at is not None:
-        return prune(storage, scan(storage, plan.storage.prefix), plan.tiers, prune_at, dry_run=True).lines() + aborted
+        inventory = scan(storage, plan.storage.prefix)
+        oplog = prune_plan_segments(storage, inventory, plan, prune_at, dry_run=True)
+        pruned = prune(storage, inventory, plan.tiers, prune_at, dry_run=True).lines()
+        return pruned + (oplog.lines() if oplog else []) + aborted
     lines: list[str] = []
     if versioning or object_lock_days is not None:
         lines += versioning_setting(storage).lines()
     if object_lock_days is not None:
         lines += object_lock_setting(storage, plan.tiers, object_lock_days, object_lock_mode).lines()
-    lines += diff_lifecycle(storage, plan.tiers, plan.storage.prefix).lines() + aborted
+    lines += diff_lifecycle(storage, plan.tiers, plan.storage.prefix, oplog_rules(plan)).lines() + aborted
     lines += ["", *lint_lines(plan.tiers, plan.prices), ""]
     where = storage.where(plan.storage.prefix)
     return lines + cost_lines(stored_by_tier(storage, plan.storage.prefix), plan.prices, where)

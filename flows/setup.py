@@ -10,7 +10,7 @@ Run it from the project folder (where prefect.yaml is) with PREFECT_API_URL set.
   naming each missing one with the command that creates it: blocks hold secrets, so it never invents them;
 - creates or updates the notification block (`--webhook-url`: a custom webhook block `mongo-backup-alerts`;
   `--notify-block`: one you made, e.g. `slack-webhook/team-alerts`) and two automations: one notifies through it
-  when a run of backup, firedrill, watchdog or retention ends Failed or Crashed; one marks a run of those flows
+  when a run of backup, firedrill, watchdog, retention or oplog ends Failed or Crashed; one marks a run of those flows
   Crashed when its heartbeats stop (a process killed with -9, a lost machine).
 A second run changes nothing. Each line says what was done: `created`, `updated`, `ok`, or `MISSING` (exit 1);
 `--check` only reports.

@@ -48,18 +48,23 @@ def watchdog(plan_path: str, max_age_h: float | None = None, at: str | None = No
     alarms = at is None or emit
     with RunResources(plan) as resources:
         report = t.read_backup_status.with_options(**retrying(plan))(resources, parse_at(at), max_age_h)
-        written = t.write_stale_events.with_options(**retrying(plan))(resources, report) if report.red and alarms else 0
+        writes = not report.ok and alarms
+        written = t.write_stale_events.with_options(**retrying(plan))(resources, report) if writes else 0
     _publish(report)
     if report.ok:
         return Completed(message=f"all {len(report.rows)} databases GREEN (max age {report.max_age_h:g} h)")
-    names = ", ".join(f"{r.instance}/{r.database}" for r in report.red)
+    names = ", ".join(
+        [f"{r.instance}/{r.database}" for r in report.red]
+        + [f"{r.instance} oplog ({r.reason})" for r in report.red_pitr]
+    )
+    red, judged = len(report.red) + len(report.red_pitr), len(report.rows) + len(report.pitr)
     if not alarms:
         return Completed(
-            message=f"what-if at {report.now.isoformat()}: {len(report.red)} of {len(report.rows)} would be RED: "
+            message=f"what-if at {report.now.isoformat()}: {red} of {judged} would be RED: "
             f"{names}; no events written (emit / --emit writes them)"
         )
     get_run_logger().error("stale or missing backups: %s", names)
-    return Failed(message=f"{len(report.red)} of {len(report.rows)} RED: {names}; {written} stale events written")
+    return Failed(message=f"{red} of {judged} RED: {names}; {written} events written")
 
 
 def _publish(report: StatusReport) -> None:
@@ -75,6 +80,18 @@ def _publish(report: StatusReport) -> None:
             "note": r.reason,
         }
         for r in report.rows
+    ] + [
+        {
+            "health": "GREEN" if r.green else "RED",
+            "instance": r.instance,
+            "database": "(oplog)",
+            "age_h": None,
+            "tier": None,
+            "size_bytes": None,
+            "finished_at": r.newest.isoformat() if r.newest else None,
+            "note": f"recovery point lag {r.lag_s} s; {r.reason}".rstrip("; "),
+        }
+        for r in report.pitr
     ]
     create_table_artifact(
         table=table,

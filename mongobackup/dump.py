@@ -46,7 +46,7 @@ RAW = CodecOptions(document_class=RawBSONDocument)
 BATCH_BYTES = 2 << 20
 DEFAULT_BATCH_DOCUMENTS = 1000
 MIN_BATCH_DOCUMENTS, MAX_BATCH_DOCUMENTS = 16, 10_000
-_AUTH_FAILED = {18, 13, 8000}  # AuthenticationFailed, Unauthorized, Atlas' AtlasError for bad credentials
+AUTH_FAILED_CODES = {18, 13, 8000}  # AuthenticationFailed, Unauthorized, Atlas' AtlasError for bad credentials
 
 
 @dataclass
@@ -92,7 +92,7 @@ def source_errors(instance: str, database: str | None) -> Iterator[None]:
     except (AutoReconnect, ConnectionFailure) as exc:
         raise SourceError(instance, database, f"connection lost: {one_line(exc)}", transient=True) from exc
     except OperationFailure as exc:
-        if exc.code in _AUTH_FAILED:
+        if exc.code in AUTH_FAILED_CODES:
             raise SourceError(instance, database, f"bad credentials or missing privileges: {one_line(exc)}") from exc
         raise SourceError(instance, database, f"server refused: {one_line(exc)}") from exc
     except PyMongoError as exc:

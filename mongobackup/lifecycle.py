@@ -252,15 +252,19 @@ def read_rules(storage: BucketAdmin) -> tuple[list[Rule], str | None]:
     return rules, (size if size and size != DEFAULT_MIN_TRANSITION_SIZE else None)
 
 
-def diff_lifecycle(storage: BucketAdmin, policy: TierPolicy, prefix: str = "") -> LifecycleDiff:
-    """What applying the policy's rules to the bucket would change; reads only."""
+def diff_lifecycle(
+    storage: BucketAdmin, policy: TierPolicy, prefix: str = "", extra: Sequence[Rule] = ()
+) -> LifecycleDiff:
+    """What applying the policy's rules (and `extra` rules of ours, e.g. the oplog's) would change; reads only."""
     current, size = read_rules(storage)
-    return diff_rules(storage.bucket, current, lifecycle_rules(policy, prefix), size)
+    return diff_rules(storage.bucket, current, [*lifecycle_rules(policy, prefix), *extra], size)
 
 
-def apply_lifecycle(storage: BucketAdmin, policy: TierPolicy, prefix: str = "") -> LifecycleDiff:
-    """Merges the policy's rules into the bucket's configuration; writes only when something changes."""
-    diff = diff_lifecycle(storage, policy, prefix)
+def apply_lifecycle(
+    storage: BucketAdmin, policy: TierPolicy, prefix: str = "", extra: Sequence[Rule] = ()
+) -> LifecycleDiff:
+    """Merges the policy's rules (and `extra`) into the bucket's configuration; writes only when something changes."""
+    diff = diff_lifecycle(storage, policy, prefix, extra)
     if diff.changed:
         _put_rules(storage, list(diff.merged), diff.min_transition_size)
     return diff

@@ -149,6 +149,11 @@ class OplogReplayer:
 
     def _apply(self, entry: Mapping[str, Any]) -> None:
         op, ns = entry.get("op"), str(entry.get("ns", ""))
+        if op == "c" and "applyOps" in entry["o"]:
+            # A transaction: logged under admin.$cmd, its entries carry their own namespaces.
+            for inner in entry["o"]["applyOps"]:
+                self._apply(inner)
+            return
         source_db, _, name = ns.partition(".")
         if op == "n" or source_db not in self.databases:
             self.skipped += 1
@@ -199,10 +204,6 @@ class OplogReplayer:
     def _command(self, source_db: str, raw: Mapping[str, Any]) -> None:
         command = bson.decode(raw.raw) if isinstance(raw, RawBSONDocument) else dict(raw)
         verb = next(iter(command), "")
-        if verb == "applyOps":  # a transaction: its entries carry their own namespaces
-            for inner in raw["applyOps"]:
-                self._apply(inner)
-            return
         if verb in _IGNORED_COMMANDS:
             self.skipped += 1
             return

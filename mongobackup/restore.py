@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -151,13 +151,16 @@ def restore_stream(
     source: str = "archive",
     on_progress: ProgressCallback | None = None,
     download: ObjectDownload | None = None,
+    oplog_tail: Iterable[bytes] | None = None,
 ) -> RestoreResult:
     """Restores a plain (uncompressed, decrypted) archive stream into `client`; client None: verify only.
 
     `download`, when the stream is a stored object's, reports how much of the object was read and checks it
-    against the manifest once the archive has ended (size, SHA-256). Raises TargetNotEmpty before writing
-    anything, RestoreFailed (naming the stage) on any later failure, after dropping what was written.
-    Without a client nothing is written and the verdict is returned.
+    against the manifest once the archive has ended (size, SHA-256). `oplog_tail`: oplog entries replayed
+    after the archive's own slice, the same way and into the same staging collections, before the swap (a
+    point-in-time restore). Raises TargetNotEmpty before writing anything, RestoreFailed (naming the stage) on
+    any later failure, after dropping what was written. Without a client nothing is written and the verdict
+    is returned.
     """
     started = time.monotonic()
     clock = StageClock()
@@ -176,6 +179,8 @@ def restore_stream(
             writer.prepare()
         _consume(run, reader, archive, on_progress, download)
         _after_data(run)
+        if writer is not None and oplog_tail is not None:
+            _replay_tail(run, oplog_tail, manifest)
         if writer is not None:
             ttl = writer.create_ttl_indexes()
             if run.verdict is not None:
@@ -269,6 +274,16 @@ def _replay(run: _Run, event: DocumentsEvent) -> None:
         replayer.apply(entry)
 
 
+def _replay_tail(run: _Run, entries: Iterable[bytes], manifest: BackupManifest | None) -> None:
+    """Entries after the archive's slice (a point-in-time restore), replayed after it by the same replayer."""
+    assert run.writer is not None
+    replayer = run.writer.start_oplog(run.targets)
+    if manifest is not None:  # a database whose archive holds no collection still maps to its target
+        replayer.databases.setdefault(manifest.database, run.options.target_database or manifest.database)
+    for entry in entries:
+        replayer.apply(entry)
+
+
 def _after_data(run: _Run) -> None:
     """Indexes, views and the verification of the data as dumped, once (before any oplog entry)."""
     if run.writer is None or run.writer.data_done:
@@ -351,6 +366,7 @@ def restore_backup(
     passphrase: str | None = None,
     on_progress: ProgressCallback | None = None,
     thaw: Thawing | None = None,
+    oplog_tail: Iterable[bytes] | None = None,
 ) -> RestoreResult:
     """Restores (client None: verifies) one stored backup: S3 -> gpg -> zstd -> archive -> MongoDB.
 
@@ -363,7 +379,14 @@ def restore_backup(
     try:
         plain = download.open()
         result = restore_stream(
-            plain, client, options, manifest=manifest, source=download.where, on_progress=on_progress, download=download
+            plain,
+            client,
+            options,
+            manifest=manifest,
+            source=download.where,
+            on_progress=on_progress,
+            download=download,
+            oplog_tail=oplog_tail,
         )
         result.thaw = download.thawed
         return result

@@ -38,6 +38,7 @@ from mongobackup.keys import KV_SNAPSHOT, SNAPSHOT_SEGMENT
 from mongobackup.manifest import BackupManifest
 from mongobackup.metrics import Event
 from mongobackup.names import is_system_database
+from mongobackup.pitr.lag import LagRow, judge_lag, lag_events, lag_table, read_archives
 from mongobackup.plan import BackupPlan, InstancePlan
 from mongobackup.roster import read_roster
 from mongobackup.snapshots.manifest import SnapshotManifest, load_snapshot_manifest
@@ -87,6 +88,9 @@ class StatusReport:
     rows: tuple[StatusRow, ...]
     #: Open multipart uploads of ours; None when they were not looked at.
     open_uploads: UploadSummary | None = None
+    #: Each instance's recovery point lag, when the plan archives the oplog (`pitr:`); see mongobackup.pitr.lag.
+    pitr: tuple[LagRow, ...] = ()
+    max_lag_s: float | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -101,8 +105,12 @@ class StatusReport:
         return [row for row in self.rows if row.health is Health.RED]
 
     @property
+    def red_pitr(self) -> list[LagRow]:
+        return [row for row in self.pitr if not row.green]
+
+    @property
     def ok(self) -> bool:
-        return not self.red
+        return not self.red and not self.red_pitr
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +120,7 @@ class StatusReport:
             "ok": self.ok,
             "red": len(self.red),
             "rows": [row.to_json_dict() for row in self.rows],
+            "pitr": [row.to_json_dict() for row in self.pitr],
             "open_uploads": _uploads_json(self.open_uploads),
             "warnings": self.warnings,
         }
@@ -137,14 +146,14 @@ class StatusReport:
             ("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1]).rstrip()
             for line in (header, *body)
         ]
-        verdict = "all GREEN" if self.ok else f"{len(self.red)} of {len(self.rows)} RED"
-        return "\n".join(
-            [
-                *lines,
-                f"s3://{self.bucket} at {self.now.isoformat()}, max age {self.max_age_h:g} h: {verdict}",
-                *(f"WARNING: {warning}" for warning in self.warnings),
-            ]
-        )
+        verdict = "all GREEN" if not self.red else f"{len(self.red)} of {len(self.rows)} RED"
+        lines += [
+            f"s3://{self.bucket} at {self.now.isoformat()}, max age {self.max_age_h:g} h: {verdict}",
+            *(f"WARNING: {warning}" for warning in self.warnings),
+        ]
+        if self.max_lag_s is not None:
+            lines += ["", lag_table(self.pitr, self.max_lag_s)]
+        return "\n".join(lines)
 
 
 def _uploads_json(summary: UploadSummary | None) -> dict[str, Any] | None:
@@ -335,7 +344,7 @@ def read_status(storage: Storage, plan: BackupPlan, now: datetime, max_age_h: fl
         if roster is not None:
             rosters[instance.name] = roster.databases
     uploads = UploadSummary.of(our_open_uploads(storage, prefix))
-    return judge(
+    report = judge(
         plan,
         inventory,
         manifest_reader(storage),
@@ -346,13 +355,20 @@ def read_status(storage: Storage, plan: BackupPlan, now: datetime, max_age_h: fl
         roster_problems=problems,
         open_uploads=uploads,
     )
+    if plan.pitr is None:
+        return report
+    archives = read_archives(storage, prefix, plan.instance_names)
+    finished = {name: [r.finished_at for r in report.rows if r.instance == name] for name in plan.instance_names}
+    rows = judge_lag(plan.pitr, archives, finished, now)
+    return replace(report, pitr=tuple(rows), max_lag_s=plan.pitr.max_lag_s)
 
 
 def stale_events(report: StatusReport) -> list[Event]:
-    """One `instance_backup_stale` event per RED row, timed at the report's `now`."""
+    """One `instance_backup_stale` event per RED row, and one `instance_oplog_lag` per RED recovery point,
+    timed at the report's `now`."""
     return [
         metrics.backup_stale(
             row.instance, None if row.database == ANY_DATABASE else row.database, row.age_h, report.now
         )
         for row in report.red
-    ]
+    ] + lag_events(report.pitr, report.now)

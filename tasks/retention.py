@@ -1,8 +1,8 @@
 """Prefect tasks of the retention flow: the bucket's lifecycle rules and settings, and prune.
 
-Each body calls plain functions of `mongobackup.lifecycle`, `mongobackup.prune` and `mongobackup.uploads`.
-Retries (transient faults only) are safe: applying reads and merges again, and a retried prune or sweep scans
-again and deletes what is left.
+Each body calls plain functions of `mongobackup.lifecycle`, `mongobackup.prune`, `mongobackup.uploads` and
+`mongobackup.pitr.retention`. Retries (transient faults only) are safe: applying reads and merges again, and a
+retried prune or sweep scans again and deletes what is left.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from mongobackup.lifecycle import (
     enable_object_lock,
     enable_versioning,
 )
+from mongobackup.pitr.retention import SegmentPruneReport, oplog_rules, prune_plan_segments
 from mongobackup.prune import PruneReport, prune
 
 if TYPE_CHECKING:  # the flow builds the resources and hands them in: tasks never import flows
@@ -55,7 +56,7 @@ def bucket_settings(
 def lifecycle(resources: RunResources, dry_run: bool) -> LifecycleDiff:
     """The policy's lifecycle rules merged into the bucket's (or only the diff, in a dry run)."""
     storage, plan = resources.storage, resources.plan
-    diff = (diff_lifecycle if dry_run else apply_lifecycle)(storage, plan.tiers, plan.storage.prefix)
+    diff = (diff_lifecycle if dry_run else apply_lifecycle)(storage, plan.tiers, plan.storage.prefix, oplog_rules(plan))
     for line in diff.lines():
         get_run_logger().info("%s", line)
     return diff
@@ -93,5 +94,18 @@ def prune_expired(resources: RunResources, now: datetime, dry_run: bool) -> Prun
         )
     report = prune(storage, inventory, plan.tiers, now, dry_run=dry_run, log=logger.info)
     for line in report.lines():
+        logger.info("%s", line)
+    return report
+
+
+@task(name="prune-oplog", cache_policy=NO_CACHE)
+def prune_oplog(resources: RunResources, now: datetime, dry_run: bool) -> SegmentPruneReport | None:
+    """Deletes archived oplog segments no kept base backup needs (None: the plan archives no oplog)."""
+    logger = get_run_logger()
+    storage, plan = resources.storage, resources.plan
+    report = prune_plan_segments(
+        storage, scan(storage, plan.storage.prefix), plan, now, dry_run=dry_run, log=logger.info
+    )
+    for line in report.lines() if report else []:
         logger.info("%s", line)
     return report

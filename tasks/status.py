@@ -24,7 +24,8 @@ def read_backup_status(resources: RunResources, now: datetime, max_age_h: float 
 
 @task(name="write-stale-events", cache_policy=NO_CACHE)
 def write_stale_events(resources: RunResources, report: StatusReport) -> int:
-    """One `instance_backup_stale` event per RED row; the number written (0 without a notify section)."""
+    """One `instance_backup_stale` event per RED row and one `instance_oplog_lag` per RED recovery point; the
+    number written (0 without a notify section)."""
     events = stale_events(report)
     sink = resources.event_sink
     if sink is None:

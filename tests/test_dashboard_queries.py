@@ -100,6 +100,11 @@ def scene(services) -> Scene:
             ago(hours=3),
         ),
         metrics.backup_failed(s.failing, None, "daily", "list", "SourceError: instance unreachable", ago(hours=1)),
+        # Point-in-time recovery: fresh's archiver keeps up, late's fell behind and found a gap.
+        metrics.oplog_archived(s.fresh, 20.0, 100, 4096, ago(minutes=1)),
+        metrics.oplog_archived(s.late, 300.0, 10, 512, ago(minutes=2)),
+        metrics.oplog_gap(s.late, 3600.0, ago(minutes=30)),
+        metrics.oplog_lag(s.late, 400.0, ago(minutes=10)),
         # Key/value snapshot sources, named like the instances: fresh snapshotted an hour ago, late 30 h ago and
         # refused by its check since.
         metrics.snapshot_completed("etcd", s.fresh, "daily", 900, 4096, 1.5, 42, ago(hours=1)),
@@ -355,3 +360,16 @@ def test_snapshot_panels_and_rules_tell_a_fresh_source_from_a_late_one(influx, s
     failed = next(r for r in rules() if r["uid"] == "kv-snapshot-failed-influxql")
     fired = {(a.labels["source"], a.labels["stage"]): a.firing for a in evaluate_rule(failed, influx, now)}
     assert fired[(scene.late, "check")] is True and not any(source == scene.fresh for source, _ in fired)
+
+
+def test_recovery_point_lag_panel_and_oplog_rules(influx, scene):
+    lag = rows_by(panel_series(influx, "Recovery point lag (oplog archive)", [scene.fresh, scene.late]), "instance")
+    assert {instance: row["max"] for (instance,), row in lag.items()} == {scene.fresh: 20.0, scene.late: 300.0}
+    gaps = rows_by(panel_series(influx, "Oplog archive gaps", [scene.fresh, scene.late]), "instance")
+    assert list(gaps) == [(scene.late,)] and gaps[(scene.late,)]["lost_s"] == 3600.0
+    assert firing("mongo-oplog-lag", influx, [scene.fresh, scene.late]) == {
+        (scene.fresh, ""): False,
+        (scene.late, ""): True,
+    }
+    assert firing("mongo-oplog-behind", influx, [scene.fresh, scene.late]) == {(scene.late, ""): True}
+    assert firing("mongo-oplog-gap", influx, [scene.fresh, scene.late]) == {(scene.late, ""): True}

@@ -65,7 +65,7 @@ def test_every_file_parses_and_alerts_point_at_the_provisioned_datasource():
             ref_ids = {d["refId"] for d in rule["data"]}
             assert rule["condition"] in ref_ids
             assert {d["datasourceUid"] for d in rule["data"]} == {source["uid"], "__expr__"}
-        assert len({r["uid"] for r in rules}) == len(rules) == 6
+        assert len({r["uid"] for r in rules}) == len(rules) == 9
     assert (
         json.loads(files["flux/dashboards/mongo-backups.json"])["uid"]
         != json.loads(files["influxql/dashboards/mongo-backups.json"])["uid"]
@@ -118,7 +118,7 @@ def _flux_names(query: str) -> tuple[list[str], list[tuple[str, str]]]:
 
 def test_every_query_uses_only_names_the_code_writes():
     queries = all_queries()
-    assert len(queries) == 2 * (16 + 2 + 6)  # per flavour: 16 panels, 2 variables, 6 alert rules
+    assert len(queries) == 2 * (18 + 2 + 9)  # per flavour: 18 panels, 2 variables, 9 alert rules
     for flavor, where, query in queries:
         assert "__BUCKET__" not in query
         names = _influxql_names if flavor == "influxql" else _flux_names

@@ -146,6 +146,7 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
         "flows/firedrill.py:firedrill": "firedrill",
         "flows/watchdog.py:watchdog": "watchdog",
         "flows/retention.py:retention": "retention",
+        "flows/oplog.py:oplog": "oplog",
         "flows/snapshot.py:snapshot": "snapshot",
     }
     wanted = {f"{flow_of[d['entrypoint']]}/{d['name']}" for d in spec["deployments"]}
@@ -159,6 +160,8 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
         "watchdog/hourly",
         "retention/apply",
         "retention/prune",
+        "oplog/rs-a",
+        "oplog/rs-b",
     }
     with get_client(sync_client=True) as client:
         for name in wanted:
@@ -171,3 +174,55 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):
         assert thaw.schedules[0].schedule.cron == "0 6 1 * *" and thaw.parameters["thaw_only"] is True
         # Snapshots on the same schedule as the databases.
         assert client.read_deployment_by_name("snapshot/nightly").schedules[0].schedule.cron == "30 1 * * *"
+        archiver = client.read_deployment_by_name("oplog/rs-a")
+        assert archiver.parameters["instance"] == "rs-a"
+        assert archiver.global_concurrency_limit is not None and archiver.global_concurrency_limit.limit == 1
+
+
+def test_the_oplog_deployment_archives_until_cancelled_and_commits_what_it_read(
+    services, deployed, s3_client, bucket, gpg_key, moto_block, tmp_path
+):
+    """A long-running archiver as a deployment run on a worker; cancelling it (SIGTERM to its process)
+    commits the open segment before the run ends Cancelled."""
+    from prefect.client.orchestration import get_client
+
+    from mongobackup.pitr.chain import scan_archive
+    from mongobackup.s3 import S3Storage
+
+    services.start(["mongo-pitr", "prefect-worker-oplog"])
+    uri = services.mongo_uri("mongo-pitr")
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": "rs-flow", "uri": uri}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+        storage={
+            "bucket": bucket,
+            "endpoint_url": services.url("moto"),
+            "region": "us-east-1",
+            "credentials_block": moto_block,
+        },
+        pitr={"segment_s": 600, "segment_mib": 16, "max_lag_s": 1200},  # no cut before the cancel
+    )
+    out = prefect_cli(
+        "deployment", "run", "oplog/rs-a", "-p", f"plan_path={plan}", "-p", "instance=rs-flow", api_url=deployed
+    )
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
+    storage = S3Storage(s3_client, bucket)
+    with MongoClient(uri) as client, get_client(sync_client=True) as prefect_client:
+        deadline = time.monotonic() + 120
+        while prefect_client.read_flow_run(flow_run_id).state.name != "Running":
+            assert time.monotonic() < deadline, "the archiver run did not start"
+            time.sleep(1)
+        time.sleep(5)  # the archiver has read the oplog by now; nothing is due for ten minutes
+        client[f"flow-{uuid.uuid4().hex[:6]}"].marker.insert_one({"_id": "written before the cancel"})
+        written = client.local["oplog.rs"].find_one({}, sort=[("$natural", -1)])["ts"]
+        time.sleep(3)
+        assert scan_archive(storage, "", "rs-flow").segments == ()
+        prefect_cli("flow-run", "cancel", flow_run_id, api_url=deployed)
+        run = wait_final(flow_run_id)
+    assert run.state.is_cancelled(), run.state
+    newest = scan_archive(storage, "", "rs-flow").newest
+    assert newest is not None and newest.last >= written, "the open segment was not committed on cancel"

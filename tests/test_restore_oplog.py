@@ -220,3 +220,30 @@ def test_secantus_change_description_diffs():
     ]
     with pytest.raises(ValueError, match="unknown field 'x' in an update diff"):
         diff_to_updates({"x": 1})
+
+
+def test_a_transaction_logged_as_applyops_under_admin_is_unwrapped_into_its_operations(databases):
+    """MongoDB logs a transaction as one `applyOps` command on admin.$cmd whose entries name their own
+    namespaces (SecantusDB writes one entry per write instead, so this entry is built by hand)."""
+    _, copy, source_db, copy_db = databases
+    from bson import Timestamp, encode
+
+    entry = encode(
+        {
+            "ts": Timestamp(1_700_000_000, 4),
+            "op": "c",
+            "ns": "admin.$cmd",
+            "o": {
+                "applyOps": [
+                    {"op": "i", "ns": f"{source_db}.ledger", "o": {"_id": "debit", "amount": -5}},
+                    {"op": "i", "ns": f"{source_db}.ledger", "o": {"_id": "credit", "amount": 5}},
+                    {"op": "i", "ns": "someone_else.ledger", "o": {"_id": "not ours"}},
+                ]
+            },
+        }
+    )
+    replayer = OplogReplayer(copy, {source_db: copy_db}, wants=lambda ns: True, on_create=lambda d, n: None)
+    replayer.apply(entry)
+    assert sorted(d["_id"] for d in copy[copy_db].ledger.find()) == ["credit", "debit"]
+    assert (replayer.applied, replayer.skipped) == (2, 1)
+    assert "someone_else" not in copy.list_database_names()

@@ -10,6 +10,7 @@ from mongobackup.dashboards.queries import (
     DATASOURCE_UID,
     DEFAULT_FLUX_BUCKET,
     FOLDER,
+    OPLOG_LAG_ALERT_S,
     STATUS_THRESHOLD,
     Flavor,
     Query,
@@ -17,6 +18,9 @@ from mongobackup.dashboards.queries import (
     alert_drill_query,
     alert_failed_query,
     alert_missing_query,
+    alert_oplog_behind_query,
+    alert_oplog_gap_query,
+    alert_oplog_lag_query,
     alert_stale_query,
 )
 
@@ -78,6 +82,38 @@ def _database_alert_rules() -> list[AlertRule]:
             0,
             above=True,
             summary="{{ $labels.instance }}/{{ $labels.database }} failed at stage {{ $labels.stage }}.",
+        ),
+        AlertRule(
+            "mongo-oplog-lag",
+            "Mongo recovery point lag too high",
+            alert_oplog_lag_query(),
+            600,
+            OPLOG_LAG_ALERT_S,
+            above=True,
+            no_data="Alerting",
+            summary="The oplog archive of {{ $labels.instance }} is more than "
+            f"{OPLOG_LAG_ALERT_S:g} s behind (or no archiver reported in 10 min): restores cannot reach the "
+            "last minutes. Check the oplog/<instance> run.",
+        ),
+        AlertRule(
+            "mongo-oplog-behind",
+            "Mongo oplog archive behind (watchdog)",
+            alert_oplog_behind_query(),
+            2 * 3600,
+            0,
+            above=True,
+            summary="{{ $labels.instance }}: the watchdog found the recovery point lag above pitr.max_lag_s "
+            "(or nothing archived). Run flows.status for details.",
+        ),
+        AlertRule(
+            "mongo-oplog-gap",
+            "Mongo oplog archive has a gap",
+            alert_oplog_gap_query(),
+            86400,
+            0,
+            above=True,
+            summary="{{ $labels.instance }}: the oplog rolled over while no archiver ran; points in the gap cannot "
+            "be restored. Take a base backup of every database of the instance to close it.",
         ),
         AlertRule(
             "mongo-restore-drill-failed",

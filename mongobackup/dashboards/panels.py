@@ -8,13 +8,16 @@ from typing import Any
 
 from mongobackup import metrics
 from mongobackup.dashboards.queries import (
+    ARCHIVED,
     COMPLETED,
     DASHBOARD_TITLE,
     DASHBOARD_UID,
     DATASOURCE_UID,
     DEFAULT_FLUX_BUCKET,
+    GAP,
     GENERATED_NOTE,
     I_,
+    OPLOG_LAG_ALERT_S,
     STALE,
     STATUS_THRESHOLD,
     Flavor,
@@ -27,6 +30,8 @@ from mongobackup.dashboards.queries import (
     failures_query,
     instance_variable_query,
     last_errors_query,
+    oplog_gaps_query,
+    oplog_lag_query,
     per_database_query,
     restore_time_by_tier_query,
     stale_query,
@@ -147,6 +152,27 @@ def panels() -> list[Panel]:
             defaults={"custom": {"drawStyle": "points", "pointSize": 6}},
         ),
         Panel("Restore drill: last result per tier", "table", drill_by_tier_query(), width=12),
+        Panel(
+            "Recovery point lag (oplog archive)",
+            "timeseries",
+            oplog_lag_query(),
+            width=16,
+            unit="s",
+            description=f"{ARCHIVED.name}: now minus the newest archived oplog entry, right after each committed "
+            f"segment; a point-in-time restore can reach that far. Red above {OPLOG_LAG_ALERT_S:g} s.",
+            defaults={
+                "custom": {"drawStyle": "line", "thresholdsStyle": {"mode": "line"}},
+                "thresholds": _green_red(OPLOG_LAG_ALERT_S),
+            },
+        ),
+        Panel(
+            "Oplog archive gaps",
+            "table",
+            oplog_gaps_query(),
+            width=8,
+            description=f"{GAP.name}: the oplog rolled over while no archiver ran; points inside a gap cannot be "
+            "restored until the next base backup.",
+        ),
         *snapshot_panels(stat_options),
     ]
 

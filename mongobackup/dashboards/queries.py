@@ -35,6 +35,11 @@ COMPLETED = metrics.INSTANCE_BACKUP_COMPLETED
 FAILED = metrics.INSTANCE_BACKUP_FAILED
 DRILL = metrics.INSTANCE_RESTORE_DRILL
 STALE = metrics.INSTANCE_BACKUP_STALE
+ARCHIVED = metrics.INSTANCE_OPLOG_ARCHIVED
+GAP = metrics.INSTANCE_OPLOG_GAP
+LAG = metrics.INSTANCE_OPLOG_LAG
+#: The recovery point lag the archiver's alert fires above: pitr.max_lag_s's default (the plan is not read here).
+OPLOG_LAG_ALERT_S = 120.0
 
 
 class _Names:
@@ -66,6 +71,7 @@ class _Names:
 
 
 C, F, D, S = _Names(COMPLETED), _Names(FAILED), _Names(DRILL), _Names(STALE)
+A, G, L = _Names(ARCHIVED), _Names(GAP), _Names(LAG)
 I_ = metrics.INSTANCE  # the tag every measurement has; the dashboard variable is named after it
 
 
@@ -219,6 +225,27 @@ def drill_by_tier_query() -> Query:
     )
 
 
+def oplog_lag_query() -> Query:
+    """The recovery point lag per instance, as the archiver reports it after each committed segment."""
+    return Query(
+        f"SELECT max({A.f('lag_s')}) FROM {A.m} WHERE {A.t(I_)} =~ /^${I_}$/ AND $timeFilter "
+        f"GROUP BY time($__interval), {A.t(I_)} fill(none)",
+        _flux(A, "lag_s")
+        + f'\n  |> group(columns: ["{A.tag(I_)}"])'
+        + "\n  |> aggregateWindow(every: v.windowPeriod, fn: max, createEmpty: false)",
+    )
+
+
+def oplog_gaps_query() -> Query:
+    """Gaps in the oplog archive (and the watchdog's lag findings) per instance over the dashboard's range."""
+    return Query(
+        f'SELECT count({G.f("value")}) AS "gaps", sum({G.f("gap_s")}) AS "lost_s" FROM {G.m} '
+        f"WHERE {G.t(I_)} =~ /^${I_}$/ AND $timeFilter GROUP BY {G.t(I_)}",
+        _flux(G, "gap_s") + f'\n  |> group(columns: ["{G.tag(I_)}"])\n  |> sum()',
+        table=True,
+    )
+
+
 def instance_variable_query() -> Query:
     """The instances the dashboard offers: every instance that completed a backup, failed one or was found stale
     (so that an instance that never succeeded still gets its red status panel)."""
@@ -270,6 +297,34 @@ def alert_failed_query() -> Query:
         f"{F.t('stage')}",
         _flux(F, "value", instance_filter=False)
         + f'\n  |> group(columns: ["{F.tag(I_)}", "{F.tag("database")}", "{F.tag("stage")}"])\n  |> sum()'
+        + "\n  |> map(fn: (r) => ({r with _value: float(v: r._value)}))",
+    )
+
+
+def alert_oplog_lag_query() -> Query:
+    """Per instance: the largest recovery point lag the archiver reported in the rule's window."""
+    return Query(
+        f"SELECT max({A.f('lag_s')}) FROM {A.m} WHERE $timeFilter GROUP BY {A.t(I_)}",
+        _flux(A, "lag_s", instance_filter=False) + f'\n  |> group(columns: ["{A.tag(I_)}"])\n  |> max()',
+    )
+
+
+def alert_oplog_behind_query() -> Query:
+    """Per instance: the watchdog's findings of a recovery point lag above pitr.max_lag_s in the window."""
+    return Query(
+        f"SELECT count({L.f('value')}) FROM {L.m} WHERE $timeFilter GROUP BY {L.t(I_)}",
+        _flux(L, "value", instance_filter=False)
+        + f'\n  |> group(columns: ["{L.tag(I_)}"])\n  |> count()'
+        + "\n  |> map(fn: (r) => ({r with _value: float(v: r._value)}))",
+    )
+
+
+def alert_oplog_gap_query() -> Query:
+    """Per instance: gaps the archiver found in the window."""
+    return Query(
+        f"SELECT count({G.f('value')}) FROM {G.m} WHERE $timeFilter GROUP BY {G.t(I_)}",
+        _flux(G, "value", instance_filter=False)
+        + f'\n  |> group(columns: ["{G.tag(I_)}"])\n  |> count()'
         + "\n  |> map(fn: (r) => ({r with _value: float(v: r._value)}))",
     )
 

@@ -32,6 +32,7 @@ from mongobackup.names import (
     check_key_id,
     is_system_database,
 )
+from mongobackup.pitr.settings import PitrPlan
 from mongobackup.plan.fields import (
     SecretField,
     SecretRef,
@@ -305,6 +306,8 @@ class BackupPlan(Section):
     #: How a restore thaws a backup from Glacier; prices for the retention dry run's cost table and lint.
     restore: RestorePlan = Field(default_factory=RestorePlan)
     prices: PricePlan = Field(default_factory=PricePlan)
+    #: Continuous oplog archiving for point-in-time recovery; None: no instance is archived.
+    pitr: PitrPlan | None = None
 
     @field_validator("instances")
     @classmethod

@@ -104,7 +104,8 @@ def check_backup_fault(case: BackupFault) -> None:
 
 def next_run(storage: S3Storage, back_up: Callable[[], object]) -> None:
     """The next backup run: sweeps stale uploads of ours first, as the flow does, then backs up; after it no
-    upload may be open anywhere in the bucket."""
+    upload may be open anywhere in the bucket. (moto reports every upload as started in 2010, so a dead run's
+    upload is past the plan's 24 h here; the age rule itself is test_open_uploads.py's, on SeaweedFS.)"""
     abort_stale_uploads(storage, "", datetime.now(UTC), STALE_AFTER)
     back_up()
     assert storage.open_uploads() == [], "an open multipart upload survived the next run"

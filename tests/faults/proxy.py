@@ -9,6 +9,7 @@ the request instead, in the way `fault` says:
 Everything else (abort, list, head) passes, so the test can check what the failed upload left behind on the
 real server, unless `dead_after_failure` is set: then once a part has failed, every request fails the same way
 (S3 gone for good: even the abort cannot get through).
+`down`: every request is answered 503, as by a store that is down for a while.
 
 Glacier: moto finishes a RestoreObject at once. With `thaw_in_progress` the proxy shows every finished thaw
 as still under way (`x-amz-restore: ongoing-request="true"`), as S3 does for hours; `restore_requests` counts
@@ -42,6 +43,7 @@ class FaultyS3Proxy:
         self.fault = "503"
         self.hold_s = 5.0
         self.dead_after_failure = False
+        self.down = False  # every request answered 503, as by a store that is down
         self.failed_requests = 0
         self.thaw_in_progress = False
         self.restore_requests: list[str] = []  # paths of the RestoreObject requests forwarded
@@ -61,7 +63,7 @@ class FaultyS3Proxy:
                 if part:
                     time.sleep(proxy.part_delay_s)
                 dead = proxy.dead_after_failure and proxy.failed_requests > 0
-                if dead or (self.command == "PUT" and proxy.should_fail(part)):
+                if proxy.down or dead or (self.command == "PUT" and proxy.should_fail(part)):
                     proxy.failed_requests += 1
                     self._fail()
                     return

@@ -43,6 +43,7 @@ from mongobackup.s3 import S3Storage, s3_client
 from mongobackup.staging import is_reserved, lease_name, staging_name
 from mongobackup.tiers import Tier
 from tests.dataset import snapshot
+from tests.faults.contract import RestoreFault, check_restore_fault, target_state
 from tests.planfiles import write_plan
 
 DOCS = 1200  # per big collection: about 5 MB stored, a few seconds of restore to be killed in
@@ -185,11 +186,13 @@ def damaged_copy(stored: Stored) -> str:
 def test_a_damaged_backup_restored_with_drop_leaves_the_target_exactly_as_it_was(stored, services, target, capsys):
     scratch = services.mongo_uri("mongo-scratch")
     key = damaged_copy(stored)
+    before = target_state(scratch, target)
     assert main(cli(stored, scratch, target, "--drop", "--key", key)) == 1
     assert seed_is_intact(scratch, target), "the 7 documents of the target must survive a failed restore"
     assert collections(scratch, target) == {"orders": 7}, "nothing of the failed restore may stay behind"
-    err = capsys.readouterr().err
-    assert f"restore of {stored.storage.where(key)}" in err and "the target is as it was" in err
+    out, err = capsys.readouterr()
+    where = f"restore of {stored.storage.where(key)}"
+    check_restore_fault(RestoreFault(err, [where, "the target is as it was"], scratch, target, before, outputs=[out]))
 
 
 def test_a_good_backup_replaces_the_target_with_its_options_indexes_and_views(stored, services, target, capsys):
