@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, runtime, tags
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import allow_failure
 
@@ -27,6 +28,7 @@ from flows.cli import load_plan_or_report, run_flow
 from flows.resources import RunResources
 from mongobackup.errors import BackupError
 from mongobackup.keys import BackupLocation, short_run_id
+from mongobackup.malloc import return_large_buffers
 from mongobackup.plan import BackupPlan, load_plan
 from mongobackup.tiers import Tier
 from mongobackup.times import parse_at
@@ -89,6 +91,7 @@ def backup(
     fan_out_deployment: run each instance as its own run of this deployment (e.g. "backup/nightly"), so that
     every worker polling its pool, on any machine, can take an instance; all runs share this run's tier.
     """
+    return_large_buffers()  # before the tasks' threads allocate: see mongobackup.malloc
     logger = get_run_logger()
     plan = load_plan(plan_path)
     for warning in plan.warnings():
@@ -123,7 +126,7 @@ def _back_up(resources: RunResources, wanted: list[str], when: datetime, tier: T
         for name in wanted
     }
     rows: list[BackupRow] = []
-    chains: list[tuple[BackupRow, PrefectFuture, PrefectFuture]] = []
+    queues: dict[str, deque[tuple[BackupRow, BackupLocation]]] = {}
     for instance, listing in listings.items():
         listing.wait()
         if not listing.state.is_completed():
@@ -136,16 +139,14 @@ def _back_up(resources: RunResources, wanted: list[str], when: datetime, tier: T
             error = f"instance {instance}: database {database} not found (listed in the plan)"
             t.record_failure(resources, instance, database, tier.value, "list", error)
             rows.append(BackupRow(instance, database, tier.value, "", state="Failed", error=error))
-        # Each lane runs its databases one after another: max_parallel lanes per instance at most.
-        lanes: list[PrefectFuture | None] = [None] * plan.instance(instance)[1].max_parallel
-        for n, location in enumerate(planned_locations(plan, {instance: found}, when, run_id)):
+        queues[instance] = deque()
+        for location in planned_locations(plan, {instance: found}, when, run_id):
             row = BackupRow(instance, location.database, tier.value, location.object_key)
             rows.append(row)
-            committed, notified = _submit_chain(resources, location, run_id, when, after=lanes[n % len(lanes)])
-            lanes[n % len(lanes)] = notified
-            chains.append((row, committed, notified))
+            queues[instance].append((row, location))
+    del listings  # their futures hold the listings' results and task engines
 
-    _collect(chains)
+    _run_chains(resources, queues, run_id, when)
     for instance in wanted:
         mine = [r for r in rows if r.instance == instance]
         if mine and all(r.state == "Completed" for r in mine):
@@ -194,6 +195,53 @@ def _fan_out(deployment: str, plan_path: str, when: datetime, instances: list[st
     return Completed(message=f"{len(final)} instance runs completed")
 
 
+@dataclass
+class _Chain:
+    """One database's tasks in flight: the row they fill in, and the futures of its last two tasks."""
+
+    row: BackupRow
+    committed: PrefectFuture
+    notified: PrefectFuture
+
+
+def _run_chains(
+    resources: RunResources,
+    queues: dict[str, deque[tuple[BackupRow, BackupLocation]]],
+    run_id: str,
+    when: datetime,
+) -> None:
+    """Runs every queued database's chain, at most `max_parallel` per instance at once, instances side by side.
+
+    Each instance has `max_parallel` lanes; a lane runs its chains one after another. Chains are submitted as
+    the run goes, one running and one waiting per lane (the waiting one's task runs are created while the
+    other transfers, so Prefect's bookkeeping stays off the critical path), and a finished chain's futures are
+    dropped once its row is filled in: the run holds at most 2 x `max_parallel` chains per instance whatever
+    the number of databases. (Submitting every chain at once kept a thread, a task engine and a result per
+    task for the whole run.)
+    """
+    running: dict[str, list[_Chain]] = {instance: [] for instance in queues}
+    tails: dict[str, list[PrefectFuture | None]] = {
+        instance: [None] * resources.plan.instance(instance)[1].max_parallel for instance in queues
+    }
+    submitted = dict.fromkeys(queues, 0)
+    while True:
+        for instance, queue in queues.items():
+            lanes = tails[instance]
+            while queue and len(running[instance]) < 2 * len(lanes):
+                lane = submitted[instance] % len(lanes)
+                row, location = queue.popleft()
+                chain = _Chain(row, *_submit_chain(resources, location, run_id, when, after=lanes[lane]))
+                lanes[lane] = chain.notified
+                submitted[instance] += 1
+                running[instance].append(chain)
+        in_flight = {chain.notified: chain for chains in running.values() for chain in chains}
+        if not in_flight:
+            return
+        finished = in_flight[next(iter(as_completed(list(in_flight))))]
+        _collect(finished)
+        running[finished.row.instance].remove(finished)
+
+
 def _submit_chain(
     resources: RunResources, location: BackupLocation, run_id: str, when: datetime, after: PrefectFuture | None
 ) -> tuple[PrefectFuture, PrefectFuture]:
@@ -214,19 +262,20 @@ def _submit_chain(
     return committed, notified
 
 
-def _collect(chains: list[tuple[BackupRow, PrefectFuture, PrefectFuture]]) -> None:
-    for row, committed, notified in chains:
-        committed.wait()
-        if committed.state.is_completed():
-            manifest = committed.result()
-            row.bytes, row.docs = manifest.sizes.encrypted_bytes, manifest.documents
-            row.duration_s = round((manifest.finished_at - manifest.started_at).total_seconds(), 2)
-            row.state = "Completed"
-            notified.wait()
-            if not notified.state.is_completed():
-                row.state, row.error = "Completed (notify failed)", t.failure_message(notified.state)
-        else:
-            row.state, row.error = "Failed", t.failure_message(committed.state)
+def _collect(chain: _Chain) -> None:
+    """Fills in the chain's row from its finished tasks (the notify task has ended, run or not)."""
+    row, committed, notified = chain.row, chain.committed, chain.notified
+    committed.wait()
+    if committed.state.is_completed():
+        manifest = committed.result()
+        row.bytes, row.docs = manifest.sizes.encrypted_bytes, manifest.documents
+        row.duration_s = round((manifest.finished_at - manifest.started_at).total_seconds(), 2)
+        row.state = "Completed"
+        notified.wait()
+        if not notified.state.is_completed():
+            row.state, row.error = "Completed (notify failed)", t.failure_message(notified.state)
+    else:
+        row.state, row.error = "Failed", t.failure_message(committed.state)
 
 
 def _publish(rows: list[BackupRow], tier: Tier, run_id: str) -> None:

@@ -42,8 +42,10 @@ from mongobackup.staging import is_reserved
 
 #: Documents as the raw BSON bytes the server sent: passed on untouched, hashed without re-encoding.
 RAW = CodecOptions(document_class=RawBSONDocument)
-#: Target bytes per cursor reply (see DatabaseDump._size_and_batch), and the bounds of the batch size.
+#: Target bytes per cursor reply (see scan_collection), and the bounds of the batch size.
 BATCH_BYTES = 2 << 20
+#: The first reply's documents: the server's own default first batch. Later replies are sized from it.
+FIRST_BATCH_DOCUMENTS = 101
 DEFAULT_BATCH_DOCUMENTS = 1000
 MIN_BATCH_DOCUMENTS, MAX_BATCH_DOCUMENTS = 16, 10_000
 AUTH_FAILED_CODES = {18, 13, 8000}  # AuthenticationFailed, Unauthorized, Atlas' AtlasError for bad credentials
@@ -152,8 +154,7 @@ class DatabaseDump:
                 continue
             self._on_namespace(f"{self.database}.{info['name']}")
             digest = DocumentDigest()
-            cursor = db.get_collection(info["name"]).find({}, batch_size=info["batch_size"])
-            docs = _raw_documents(cursor, digest)
+            docs = _raw_documents(scan_collection(db, info["name"]), digest)
             yield from writer.documents(self.database, info["name"], docs)
             yield writer.end_namespace(self.database, info["name"])
             self.summary.namespaces.append(
@@ -194,24 +195,23 @@ class DatabaseDump:
                     "options": options,
                     "indexes": indexes,
                     "metadata": collection_metadata_json(options, indexes, _uuid_bytes(uuid), name, kind),
+                    # The prelude's size only feeds mongorestore's progress bar; mongodump writes 0 too. Asking
+                    # for it (collStats) costs some servers a scan of the collection.
+                    "size": 0,
                 }
             )
-            described[-1].update(self._size_and_batch(db, name) if kind != "view" else {"size": 0})
         return described
 
-    def _size_and_batch(self, db: Any, name: str) -> dict[str, int]:
-        """The collection's data size (only mongorestore's progress bar uses it) and a cursor batch size.
+    def _window(self, start: Timestamp, end: Timestamp) -> Any:
+        """This database's oplog entries from `start` to `end`, oldest first: bounded on both sides, so a server
+        that seeks the oplog by time (MongoDB) reads only the window.
 
-        Left alone, the server fills each reply up to 16 MiB and pymongo holds several such replies at once,
-        so memory would climb with the collection's size; replies of about BATCH_BYTES keep it flat.
+        $gte, not $gt: some servers answer an exclusive bound on ts very slowly. The entry at `start` was
+        applied before the dump began; replaying it again is harmless. Only this database's entries (its
+        collections and its `$cmd`) are fetched: other databases' writes during the dump stay on the server.
         """
-        try:
-            stats = _decoded(db.command("collStats", name))
-            size, average = int(stats.get("size", 0)), int(stats.get("avgObjSize", 0))
-        except (OperationFailure, TypeError, ValueError):
-            size, average = 0, 0  # a server without collStats: a batch size that suits 0.5-4 KB documents
-        batch = BATCH_BYTES // average if average > 0 else DEFAULT_BATCH_DOCUMENTS
-        return {"size": size, "batch_size": max(MIN_BATCH_DOCUMENTS, min(batch, MAX_BATCH_DOCUMENTS))}
+        query = {"ts": {"$gte": start, "$lte": end}, "ns": {"$regex": "^" + re.escape(self.database) + r"\."}}
+        return self._oplog().find(query, batch_size=DEFAULT_BATCH_DOCUMENTS).sort("$natural", 1)
 
     def _oplog(self) -> Any:
         return self.client.get_database("local", codec_options=RAW).get_collection("oplog.rs")
@@ -236,12 +236,10 @@ class DatabaseDump:
         end = self._last_oplog_ts() or start
         self._on_namespace("oplog")
         digest = DocumentDigest()
-        # $gte, not $gt: some servers answer an exclusive bound on ts very slowly. The entry at `start` was
-        # applied before the dump began; replaying it again is harmless. Only this database's entries (its
-        # collections and its `$cmd`) are fetched: other databases' writes during the dump stay on the server.
-        query = {"ts": {"$gte": start, "$lte": end}, "ns": {"$regex": "^" + re.escape(self.database) + r"\."}}
-        cursor = self._oplog().find(query, batch_size=DEFAULT_BATCH_DOCUMENTS).sort("$natural", 1)
-        yield from writer.documents(OPLOG_DB, OPLOG_COLLECTION, _raw_documents(cursor, digest))
+        if end != start:
+            yield from writer.documents(OPLOG_DB, OPLOG_COLLECTION, _raw_documents(self._window(start, end), digest))
+        # else nothing was written anywhere during the dump: the window is empty, and no query is sent (some
+        # servers answer any oplog query by scanning the whole oplog).
         yield writer.end_namespace(OPLOG_DB, OPLOG_COLLECTION)
         self.summary.namespaces.append(
             NamespaceRecord(
@@ -254,6 +252,35 @@ class DatabaseDump:
             )
         )
         self.summary.oplog = OplogWindow(start=(start.time, start.inc), end=(end.time, end.inc), entries=digest.count)
+
+
+def scan_collection(db: Any, name: str) -> Iterator[RawBSONDocument]:
+    """Every document of the collection `name`, as raw BSON, in replies of about BATCH_BYTES each.
+
+    Left alone, the server fills each reply up to 16 MiB and pymongo holds several replies at once, so memory
+    would climb with the collection's size. The first reply holds FIRST_BATCH_DOCUMENTS; every later one is
+    sized from the average document of the first (no collStats: some servers answer it with a scan). A find
+    cursor fixes its batch size at the first request, a command cursor does not, hence `cursor_command`.
+    """
+    cursor = db.cursor_command(
+        SON([("find", name), ("filter", {}), ("batchSize", FIRST_BATCH_DOCUMENTS)]),
+        read_preference=db.read_preference,
+        codec_options=RAW,
+    )
+    with cursor:
+        size = 0
+        for count, document in enumerate(cursor, start=1):
+            size += len(document.raw)
+            if count == FIRST_BATCH_DOCUMENTS:
+                # The first reply is consumed and the next getMore not sent yet: size it now.
+                cursor.batch_size(batch_documents(size // count))
+            yield document
+
+
+def batch_documents(average_size: int) -> int:
+    """Documents per reply for documents of `average_size` bytes: about BATCH_BYTES, within the bounds."""
+    batch = BATCH_BYTES // average_size if average_size > 0 else DEFAULT_BATCH_DOCUMENTS
+    return max(MIN_BATCH_DOCUMENTS, min(batch, MAX_BATCH_DOCUMENTS))
 
 
 def _raw_documents(cursor: Any, digest: DocumentDigest) -> Iterator[bytes]:

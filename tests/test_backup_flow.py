@@ -247,3 +247,45 @@ def test_stock_mongodump_failure_names_instance_and_database(
     assert state.is_failed() and f"rs-b/{database}" in state.message
     assert stored_keys(s3_client, bucket) == []
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_chains_are_submitted_as_lanes_free_up(services, s3_client, bucket, gpg_key, prefect, tmp_path, monkeypatch):
+    """Memory flat in the number of databases: with one lane, at most two databases' chains (one running, one
+    waiting) are in flight at any time, however many databases the run backs up; all of them are stored."""
+    import flows.backup as flow_module
+
+    databases = [unique(f"lane{n}") for n in range(5)]
+    with MongoClient(services.mongo_uri("mongo-b")) as client:
+        for name in databases:
+            client[name].things.insert_one({"name": name})
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": unique("rs"), "uri": services.mongo_uri("mongo-b"), "databases": databases}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+    )
+    in_flight, most = [0], [0]
+    submit, collect = flow_module._submit_chain, flow_module._collect
+
+    def counted_submit(*args, **kwargs):
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        return submit(*args, **kwargs)
+
+    def counted_collect(chain):
+        in_flight[0] -= 1
+        return collect(chain)
+
+    monkeypatch.setattr(flow_module, "_submit_chain", counted_submit)
+    monkeypatch.setattr(flow_module, "_collect", counted_collect)
+    try:
+        state = backup(plan_path=str(plan), return_state=True)
+    finally:
+        with MongoClient(services.mongo_uri("mongo-b")) as client:
+            for name in databases:
+                client.drop_database(name)
+    assert state.is_completed(), state.message
+    assert len(stored_keys(s3_client, bucket)) == 2 * len(databases)  # objects and manifests
+    assert most[0] == 2 and in_flight[0] == 0

@@ -39,7 +39,7 @@ def test_compare_rows_at_one_megabyte(
 
     summaries = summarize(measures)
     by = {s.subject: s for s in summaries}
-    assert set(by) == {*SUBJECTS_HERE, "pipeline_alone"}
+    assert set(by) == {*SUBJECTS_HERE, "pipeline_alone", "pipe_cli"}
     for summary in summaries:
         assert summary.size_mb == 1 and summary.runs == 1
         assert summary.wall_s > 0 and summary.mb_per_s > 0, summary
@@ -50,6 +50,9 @@ def test_compare_rows_at_one_megabyte(
         assert ours.temp_disk_mb == 0  # the streamed backup's promise, not a timing
         assert ours.ratios["floor"] > 0
     assert by["pipeline_alone"].stored_mb is not None and by["pipeline_alone"].stored_mb > 0
+    # The command-line pipe stored the same archive: zstd's and gpg's framing differ, not the size class.
+    assert by["pipe_cli"].stored_mb is not None and by["pipe_cli"].stored_mb > 0
+    assert by["pipeline_alone"].ratios["pipe"] > 0
     assert by["dump_alone"].ratios["floor"] > 0
 
     table = format_table(summaries)
@@ -57,7 +60,7 @@ def test_compare_rows_at_one_megabyte(
         assert SUBJECTS[subject] in table
     assert SUBJECTS["ours_db"] in markdown_table(summaries)
     lines = [t.line() for t in check_targets(summaries)]
-    assert len(lines) == 6 and any(line.startswith("NOT MEASURED") for line in lines)  # no wine rows here
+    assert len(lines) == 7 and any(line.startswith("NOT MEASURED") for line in lines)  # no wine rows here
     chart = tmp_path / "compare.png"
     draw_chart(summaries, chart, title="smoke")
     assert chart.stat().st_size > 0

@@ -7,7 +7,12 @@ import re
 import uuid
 from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "deployments" / "k8s" / "base-job-template.json"
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "deployments" / "k8s" / "base-job-template.json"
+#: What `python -m bench.flow_runs --record` measured last: the largest peak RSS of a flow run's process tree.
+RECORDED_PEAK = ROOT / "bench" / "recorded" / "flow_peak_rss.json"
+#: The limit's stated headroom over that peak (see the template's memory_limit description).
+HEADROOM = 1.5
 
 
 def mebibytes(quantity: str) -> float:
@@ -19,6 +24,15 @@ def test_resources_fit_well_under_the_old_containers_500_mb():
     variables = json.loads(TEMPLATE.read_text())["variables"]["properties"]
     request, limit = mebibytes(variables["memory_request"]["default"]), mebibytes(variables["memory_limit"]["default"])
     assert request <= limit < 500
+
+
+def test_the_limit_covers_the_last_recorded_peak_of_a_flow_run_with_headroom():
+    variables = json.loads(TEMPLATE.read_text())["variables"]["properties"]
+    limit = mebibytes(variables["memory_limit"]["default"])
+    request = mebibytes(variables["memory_request"]["default"])
+    peak = json.loads(RECORDED_PEAK.read_text())["peak_rss_tree_mb"]  # bench MB = 2**20 bytes = 1 Mi
+    assert limit >= HEADROOM * peak, f"memory_limit {limit} Mi is under {HEADROOM}x the recorded peak {peak} MB"
+    assert request >= peak, f"memory_request {request} Mi is under the recorded peak {peak} MB"
 
 
 def test_a_prefect_server_accepts_it_as_a_work_pool_template(prefect):

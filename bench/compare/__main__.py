@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import bench.compare
 from bench.compare.children import CHILDREN
 from bench.compare.settings import DEFAULT_RUNS, DEFAULT_SIZES, KEEP_RUN_DIR, MIN_SIZES
+from bench.flow_runs import DEFAULT_COLD_COUNTS, DEFAULT_COUNTS
+from bench.flow_runs import parse_counts as _counts
 from bench.harness import PROJECT_ROOT, parse_sizes
 
 
@@ -35,6 +37,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"keep the services' state in {KEEP_RUN_DIR.relative_to(PROJECT_ROOT)} and reuse the databases an "
         "earlier run generated",
     )
+    parser.add_argument(
+        "--flow-counts",
+        type=_counts,
+        default=list(DEFAULT_COUNTS),
+        help="tiny databases per flow run against the running Prefect server (default 1,10,50)",
+    )
+    parser.add_argument(
+        "--cold-counts",
+        type=_counts,
+        default=list(DEFAULT_COLD_COUNTS),
+        help="tiny databases per flow run with no server running (default 1,10; '' for none)",
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -52,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from bench.compare.run import run_benchmark  # not for a child: it needs none of it
 
-    return run_benchmark(args.sizes, args.runs, args.keep_data)
+    return run_benchmark(args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts)
 
 
 if __name__ == "__main__":

@@ -363,6 +363,7 @@ def measure_pipeline_alone(bench: Bench, size_mb: int, *, runs: int) -> list[Mea
         "gnupghome": str(bench.key.home),
         "fingerprint": bench.key.fingerprint,
         "prefix": f"pipeline/{size_mb}mb/",
+        "s3cmd_config": str(s3cmd_config(bench)),
     }
     load = load1()
     done = checked(
@@ -387,6 +388,17 @@ def measure_pipeline_alone(bench: Bench, size_mb: int, *, runs: int) -> list[Mea
             },
         )
         for n, r in enumerate(report["runs"], start=1)
+    ] + [
+        Measure(
+            "pipe_cli",
+            size_mb,
+            n,
+            r["seconds"],
+            r["raw_bytes"],
+            stored_bytes=r["stored_bytes"],
+            extra={"load1": load},
+        )
+        for n, r in enumerate(report.get("pipe_runs", []), start=1)
     ]
 
 

@@ -163,7 +163,35 @@ def _child_pipeline(params: dict[str, Any]) -> dict[str, Any]:
                 "stage_seconds": outcome.stage_seconds,
             }
         )
-    return {"documents": len(documents), "bson_bytes": total, "runs": runs}
+    pipe_runs = [_pipe_cli(params, documents) for _ in range(params["runs"])] if params.get("s3cmd_config") else []
+    return {"documents": len(documents), "bson_bytes": total, "runs": runs, "pipe_runs": pipe_runs}
+
+
+def _pipe_cli(params: dict[str, Any], documents: Sequence[bytes]) -> dict[str, Any]:
+    """The same stages as stock command-line tools, fed the same archive bytes from memory:
+    `zstd -3 -T2 | gpg --compress-algo none -e | s3cmd put - s3://...` (a multipart upload of 8 MiB parts)."""
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    archive = b"".join(bytes(chunk) for chunk in _GeneratedArchive(documents, "generated").chunks())
+    key = f"{params['prefix']}cli-{uuid.uuid4().hex[:8]}.archive.zst.gpg"
+    gpg = ["gpg", "--homedir", params["gnupghome"], "--batch", "--quiet", "--trust-model", "always"]
+    gpg += ["--compress-algo", "none", "--recipient", params["fingerprint"], "--encrypt"]
+    s3cmd = [str(Path(sys.executable).parent / "s3cmd"), "-c", params["s3cmd_config"], "--no-progress", "--quiet"]
+    s3cmd += ["put", "-", f"s3://{params['bucket']}/{key}", "--multipart-chunk-size-mb=8"]
+    script = f"set -o pipefail; zstd -{ZSTD_LEVEL} -T{ZSTD_THREADS} -q -c | {shlex.join(gpg)} | {shlex.join(s3cmd)}"
+    started = time.perf_counter()
+    subprocess.run(["bash", "-c", script], input=archive, check=True, stdout=subprocess.DEVNULL, timeout=3600)
+    seconds = time.perf_counter() - started
+    from mongobackup.s3 import S3Storage, s3_client
+
+    storage = S3Storage(
+        s3_client(endpoint_url=params["endpoint"], region=MOTO_ENV["AWS_DEFAULT_REGION"]), params["bucket"]
+    )
+    info = storage.head(key)
+    storage.delete(key)
+    return {"seconds": round(seconds, 3), "raw_bytes": len(archive), "stored_bytes": info.size if info else 0}
 
 
 def _child_restore(params: dict[str, Any]) -> dict[str, Any]:

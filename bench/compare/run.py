@@ -11,7 +11,9 @@ import statistics
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,11 +45,29 @@ from bench.compare.settings import (
     ZSTD_THREADS,
 )
 from bench.compare.workspace import Bench, delete_prefix, prepare_size
+from bench.datasets import ensure_dataset
+from bench.flow_runs import (
+    DEFAULT_COLD_COUNTS,
+    DEFAULT_COUNTS,
+    TINY_BYTES,
+    FlowRun,
+    measure_flow_run,
+    memory_verdict,
+    plan_document,
+)
+from bench.flow_runs import cases as flow_cases
+from bench.flow_runs import format_table as flow_table
 from bench.harness import PROJECT_ROOT, write_json
 from devservices import MongoTools
 
 
-def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
+def run_benchmark(
+    sizes: Sequence[int],
+    runs: int,
+    keep_data: bool,
+    flow_counts: Sequence[int] = DEFAULT_COUNTS,
+    cold_counts: Sequence[int] = DEFAULT_COLD_COUNTS,
+) -> int:
     from devservices import LocalServices, create_gpg_key, remove_gpg_home
 
     began = time.perf_counter()
@@ -62,6 +82,7 @@ def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-compare-work-"))
     tools = MongoTools(run_dir / "wine")
     measures: list[Measure] = []
+    flow_runs: list[FlowRun] = []
     phases: dict[str, float] = {}
     try:
         key = create_gpg_key("Backup Compare <compare@localhost>", home=gpg_home)
@@ -87,6 +108,9 @@ def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
                 prepare_size(client, size, reuse=keep_data, progress=lambda line: print(line, flush=True))
                 for size in sizes
             ]
+            tiny_cases = flow_cases(flow_counts, cold_counts, [], 0)
+            for name in sorted({d for case in tiny_cases for d in case.databases}):
+                ensure_dataset(client, name, TINY_BYTES, reuse=keep_data, progress=lambda line: None)
             phases["generate"] = time.perf_counter() - clock
         finally:
             client.close()
@@ -123,6 +147,22 @@ def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
                 measure = measure_flow(bench, size_data)
                 _print(progress_line(measure))
                 measures.append(measure)
+            # The fixed cost of a run and its memory by number of databases (bench.flow_runs' cases).
+            for case in tiny_cases:
+                plan = plan_document(
+                    case,
+                    uri=bench.source_uri,
+                    endpoint=bench.endpoint,
+                    fingerprint=key.fingerprint,
+                    gnupghome=str(key.home),
+                    prefix=f"flow-runs/{uuid.uuid4().hex[:6]}/",
+                    bucket=BUCKET,
+                )
+                flow_run = measure_flow_run(
+                    case, work=work, storage=bench.storage(), prefect_url=bench.prefect_url, plan=plan
+                )
+                _print(f"flow run, {case.label}: {flow_run.wall_s:.1f} s, peak RSS {flow_run.peak_rss_tree_mb:.1f} MB")
+                flow_runs.append(flow_run)
         finally:
             services.stop(["prefect"])
         phases["flow"] = time.perf_counter() - clock
@@ -139,6 +179,10 @@ def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
     summaries = summarize(measures)
     targets = check_targets(summaries)
     print(results_text(summaries, targets, machine, sizes, runs, total))
+    flow_verdict = memory_verdict(flow_runs)
+    flow_text = f"Flow runs by number of databases (one run each):\n{flow_table(flow_runs)}\n{flow_verdict.line()}"
+    if flow_runs:
+        print("\n" + flow_text)
     finished_at = datetime.now(UTC)
     datasets = [d for size_data in data for d in (size_data.single, *size_data.parts)]
     document = results_document(
@@ -153,9 +197,14 @@ def run_benchmark(sizes: Sequence[int], runs: int, keep_data: bool) -> int:
         datasets=datasets,
         finished_at=finished_at,
     )
+    document["flow_runs"] = [asdict(r) | {"fixed_per_database_s": round(r.fixed_per_database_s, 3)} for r in flow_runs]
+    document["flow_memory_verdict"] = asdict(flow_verdict) | {"line": flow_verdict.line()}
     write_json(RESULTS_JSON, document)
     draw_chart(summaries, RESULTS_PNG, title=f"bench.compare on {machine['cpu_model']} x{machine['nproc']}")
-    PUBLISHED_MD.write_text(results_markdown(summaries, targets, machine, sizes, runs, total, finished_at))
+    markdown = results_markdown(summaries, targets, machine, sizes, runs, total, finished_at)
+    if flow_runs:
+        markdown += f"\n## Flow runs by number of databases\n\n```\n{flow_text}\n```\n"
+    PUBLISHED_MD.write_text(markdown)
     shutil.copyfile(RESULTS_PNG, PUBLISHED_PNG)
     print(
         f"\nwritten: {_rel(RESULTS_JSON)}, {_rel(RESULTS_PNG)}; published: {_rel(PUBLISHED_MD)}, "
