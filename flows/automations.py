@@ -1,20 +1,15 @@
-"""The notification block and the two automations `python -m flows.setup` creates, each idempotently.
-
-- "notify on failed or crashed runs": a run of any of WATCHED_FLOWS that ends Failed or Crashed sends its
-  name, state, message and UI link through the operator's notification block;
-- "crash runs without heartbeats": a run of those flows whose heartbeats stop (its process killed with -9, out of
-  memory, its machine lost) is set Crashed, a few heartbeat periods after the last one (Prefect's zombie-run
-  recipe: a proactive trigger on a missing `prefect.flow-run.heartbeat`).
-"""
+"""The notification block and the two automations `flows.setup` creates: notify when a watched flow's run ends
+Failed or Crashed, and mark a run Crashed when its heartbeats stop."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
+
+from flows.steps import Step, _outcome
 
 #: The flows whose runs the automations watch (flow names, as the UI shows them).
 WATCHED_FLOWS = ("backup", "snapshot", "firedrill", "watchdog", "retention", "oplog")
@@ -22,22 +17,6 @@ NOTIFY_AUTOMATION = "mongo-backup notify on failed or crashed runs"
 CRASH_AUTOMATION = "mongo-backup crash runs without heartbeats"
 WEBHOOK_BLOCK = "mongo-backup-alerts"
 TERMINAL_EVENTS = ("Completed", "Failed", "Cancelled", "Crashed")
-
-
-@dataclass(frozen=True)
-class Step:
-    """One line of the report: what, and whether it was created, updated, already right, or is missing."""
-
-    outcome: str  # created | updated | ok | MISSING | would create | would update
-    what: str
-    detail: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.outcome:<12} {self.what}" + (f": {self.detail}" if self.detail else "")
-
-
-def outcome(verb: str, check: bool) -> str:
-    return f"would {verb}" if check else f"{verb}d"
 
 
 def _is_private(url: str) -> bool:
@@ -79,9 +58,9 @@ def ensure_notification_block(
         return Step("ok", what), existing._block_document_id
     verb = "update" if existing else "create"
     if check:
-        return Step(outcome(verb, check), what), getattr(existing, "_block_document_id", None)
+        return Step(_outcome(verb, check), what), getattr(existing, "_block_document_id", None)
     block_id = wanted.save(WEBHOOK_BLOCK, overwrite=True)
-    return Step(outcome(verb, check), what, f"POST to {urlsplit(webhook_url).netloc}"), block_id
+    return Step(_outcome(verb, check), what, f"POST to {urlsplit(webhook_url).netloc}"), block_id
 
 
 def _webhook_block(url: str) -> Any:
@@ -170,7 +149,7 @@ def ensure_automation(client: Any, wanted: Any, check: bool) -> Step:
     if found and _comparable(found[0]) == _comparable(wanted):
         return Step("ok", what)
     if check:
-        return Step(outcome("update" if found else "create", check), what)
+        return Step(_outcome("update" if found else "create", check), what)
     if found:
         client.update_automation(found[0].id, wanted)
         for duplicate in found[1:]:

@@ -28,23 +28,23 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+# Re-exported: callers name both automations through the command that creates them.
+from flows.automations import CRASH_AUTOMATION as CRASH_AUTOMATION
 from flows.automations import (
     NOTIFY_AUTOMATION,
     WEBHOOK_BLOCK,
-    Step,
     crash_automation,
     ensure_automation,
     ensure_notification_block,
     notify_automation,
-    outcome,
 )
 from flows.cli import load_plan_or_report
+from flows.steps import Step, _outcome
 from mongobackup.plan import BackupPlan
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A run is crashed after this many heartbeats in a row did not arrive.
 MISSED_HEARTBEATS = 3
-
 
 # --- prefect.yaml ----------------------------------------------------------------------------------------------
 
@@ -95,7 +95,7 @@ def ensure_work_pools(client: Any, spec: dict[str, Any], check: bool) -> list[St
         except ObjectNotFound:
             if not check:
                 client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-            steps.append(Step(outcome("create", check), f"work pool {pool}", "type process"))
+            steps.append(Step(_outcome("create", check), f"work pool {pool}", "type process"))
         for name in sorted(names):
             try:
                 client.read_work_queue_by_name(name, work_pool_name=pool)
@@ -103,7 +103,7 @@ def ensure_work_pools(client: Any, spec: dict[str, Any], check: bool) -> list[St
             except ObjectNotFound:
                 if not check:
                     client.create_work_queue(name=name, work_pool_name=pool)
-                steps.append(Step(outcome("create", check), f"work queue {pool}/{name}"))
+                steps.append(Step(_outcome("create", check), f"work queue {pool}/{name}"))
     return steps
 
 
@@ -143,14 +143,14 @@ def ensure_deployments(client: Any, spec: dict[str, Any], plan_path: str, check:
         name = deployment_name(spec, wanted)
         try:
             differences = deployment_differences(client.read_deployment_by_name(name), wanted, plan_path)
-            verb = "update"
+            outcome = "update"
         except ObjectNotFound:
-            differences, verb = ["not on the server"], "create"
+            differences, outcome = ["not on the server"], "create"
         if not differences:
             steps.append(Step("ok", f"deployment {name}"))
             continue
         stale.append(name)
-        steps.append(Step(outcome(verb, check), f"deployment {name}", "; ".join(differences)))
+        steps.append(Step(_outcome(outcome, check), f"deployment {name}", "; ".join(differences)))
     if stale and not check:
         _prefect_deploy(stale)
         # `prefect deploy` of several deployments takes no parameter overrides: set the plan path afterwards.

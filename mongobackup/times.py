@@ -1,7 +1,7 @@
 """The one reading of a time given as `--at` (backup, restore, retention, status, watchdog, and their flows).
 
 The rule: an ISO-8601 date or date-time; one without a zone is UTC, like the timestamps in the object keys.
-The result is a plain aware `datetime` in UTC, not pendulum's: `metrics.timestamp_ns` divides `time - epoch`
+The result is a plain aware `datetime` in UTC, not pendulum's: `line_protocol.timestamp_ns` divides `time - epoch`
 by a timedelta, which a pendulum Interval refuses.
 """
 
