@@ -73,7 +73,7 @@ def two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block, **section
     instances = [f"rs-x{uuid.uuid4().hex[:4]}", f"rs-y{uuid.uuid4().hex[:4]}"]
     for service in ("mongo-a", "mongo-b"):
         with MongoClient(services.mongo_uri(service)) as client:
-            client[database].c.insert_many([{"n": n} for n in range(20)])
+            client[database].c.insert_many([{"n": n, "pad": "x" * 300} for n in range(docs)])
     plan = write_plan(
         tmp_path / "plan.yaml",
         instances=[
@@ -119,7 +119,9 @@ def worker_of(run) -> str | None:
 def test_nightly_fans_out_over_two_workers_at_once(
     services, deployed, s3_client, bucket, gpg_key, moto_block, tmp_path
 ):
-    plan, instances, database = two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block)
+    # Enough data (about 10 MB each) that each instance run outlasts the few seconds by which a loaded machine
+    # may start one worker's flow process after the other's.
+    plan, instances, database = two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block, docs=30_000)
     parent, children = run_nightly(plan, deployed)
     assert parent.state.is_completed(), parent.state.message
     assert worker_of(parent) == "prefect-worker-control"  # the parent holds no backup slot while it waits
