@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, runtime, tags
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture, as_completed
-from prefect.states import Completed, Failed, State
+from prefect.states import State
 from prefect.utilities.annotations import allow_failure
 
+from flows.backup_report import WHOLE_INSTANCE, BackupRow, final_state, publish
 from flows.cli import load_plan_or_report, run_flow
+from flows.fan_out import fan_out
+from flows.parameters import When
 from flows.resources import RunResources
+from mongobackup import uploads
 from mongobackup.errors import BackupError
 from mongobackup.keys import BackupLocation, short_run_id
 from mongobackup.malloc import return_large_buffers
@@ -34,21 +37,6 @@ from mongobackup.tiers import Tier
 from mongobackup.times import parse_at
 from tasks import backup as t
 from tasks.retries import retrying
-
-
-@dataclass
-class BackupRow:
-    """One line of the run's artifact table."""
-
-    instance: str
-    database: str
-    tier: str
-    key: str
-    bytes: int = 0
-    docs: int = 0
-    duration_s: float = 0.0
-    state: str = "Pending"
-    error: str = ""
 
 
 def planned_locations(
@@ -63,7 +51,7 @@ def planned_locations(
     ]
 
 
-def scheduled_time(at: str | None) -> datetime:
+def scheduled_time(at: str | datetime | None) -> datetime:
     """The time the run's tier is decided from: --at, else the flow run's scheduled start (kept by retries)."""
     if at:
         return parse_at(at)
@@ -78,18 +66,36 @@ def selected_instances(plan: BackupPlan, names: Sequence[str] | None) -> list[st
     return [name for name in plan.instance_names if not names or name in names]
 
 
-def _run_name() -> str:
-    return "backup-" + Path(runtime.flow_run.parameters["plan_path"]).stem
+def run_name(plan: BackupPlan, when: datetime, instances: Sequence[str] = ()) -> str:
+    """`backup-<tier>-<scheduled date in the plan's timezone>`, and `-<instance>` for a run of given instances:
+    a nightly run and its instance runs read as one family in the UI, each telling its tier and day."""
+    day = plan.tiers.local_time(when).date().isoformat()
+    return "-".join(["backup", plan.tiers.tier_for(when).value, day, *instances])
 
 
-@flow(name="backup", flow_run_name=_run_name, log_prints=False)
-def backup(
-    plan_path: str, at: str | None = None, instances: list[str] | None = None, fan_out_deployment: str | None = None
-) -> State:
-    """Backs up every database the plan selects; returns Failed when any backup or event failed.
+def _flow_run_name() -> str:
+    """The run's name from its parameters; the plan file's name when the plan cannot be read (the run then
+    fails and says why)."""
+    parameters: dict[str, Any] = runtime.flow_run.parameters
+    try:
+        plan = load_plan(parameters["plan_path"])
+        when = scheduled_time(parameters.get("at"))
+    except Exception:
+        return "backup-" + Path(str(parameters.get("plan_path", "plan"))).stem
+    return run_name(plan, when, () if parameters.get("fan_out_deployment") else parameters.get("instances") or ())
 
-    fan_out_deployment: run each instance as its own run of this deployment (e.g. "backup/nightly"), so that
-    every worker polling its pool, on any machine, can take an instance; all runs share this run's tier.
+
+@flow(name="backup", flow_run_name=_flow_run_name, log_prints=False)
+def backup(plan_path: str, at: When = None, instances: tuple[str, ...] = (), fan_out_deployment: str = "") -> State:
+    """Backs up every database the plan selects; ends Failed when any backup or its success event failed.
+
+    Args:
+        plan_path: The backup plan (YAML), relative to the project folder the worker runs in, or absolute.
+        at: Decide the tier (daily, weekly, ...) from this time instead of the run's scheduled time.
+        instances: Only these instances of the plan; empty: all of them.
+        fan_out_deployment: Run each instance as its own run of this deployment (backup/nightly gives
+            backup/instance), all for this run's scheduled time, and wait for them up to the plan's
+            fan_out.deadline_h; empty: back up here.
     """
     return_large_buffers()  # before the tasks' threads allocate: see mongobackup.malloc
     logger = get_run_logger()
@@ -102,7 +108,8 @@ def backup(
     wanted = selected_instances(plan, instances)
     logger.info("run %s: tier %s for %s (%s)", run_id, tier.value, when.isoformat(), plan.tiers.timezone)
     if fan_out_deployment:
-        return _fan_out(fan_out_deployment, plan_path, when, wanted)
+        deadline = timedelta(hours=plan.fan_out.deadline_h)
+        return fan_out(fan_out_deployment, plan_path, when, wanted, run_name=run_name(plan, when), deadline=deadline)
     with RunResources(plan) as resources:
         return _back_up(resources, wanted, when, tier, run_id)
 
@@ -121,24 +128,26 @@ def _back_up(resources: RunResources, wanted: list[str], when: datetime, tier: T
         get_run_logger().warning("stale open uploads not aborted: %s", t.failure_message(swept))
     listings = {
         name: t.list_instance_databases.with_options(
-            **retrying(plan, on_failure=[t.failure_event_hook(resources, name, None, tier.value, "list")])
+            task_run_name=f"list-databases {name}",
+            **retrying(plan, on_failure=[t.failure_event_hook(resources, name, None, tier.value, "list")]),
         ).submit(resources, name, run_id)
         for name in wanted
     }
+    open_now = _open_uploads(resources)
     rows: list[BackupRow] = []
     queues: dict[str, deque[tuple[BackupRow, BackupLocation]]] = {}
     for instance, listing in listings.items():
         listing.wait()
         if not listing.state.is_completed():
-            rows.append(
-                BackupRow(instance, "*", tier.value, "", state="Failed", error=t.failure_message(listing.state))
-            )
+            error = t.failure_message(listing.state)
+            rows.append(BackupRow(instance, WHOLE_INSTANCE, tier.value, "", state="Failed", error=error))
             continue
         found, missing = listing.result()
         for database in missing:
             error = f"instance {instance}: database {database} not found (listed in the plan)"
             t.record_failure(resources, instance, database, tier.value, "list", error)
             rows.append(BackupRow(instance, database, tier.value, "", state="Failed", error=error))
+        _warn_other_runs(resources, open_now, {(instance, database) for database in found}, run_id)
         queues[instance] = deque()
         for location in planned_locations(plan, {instance: found}, when, run_id):
             row = BackupRow(instance, location.database, tier.value, location.object_key)
@@ -151,48 +160,30 @@ def _back_up(resources: RunResources, wanted: list[str], when: datetime, tier: T
         mine = [r for r in rows if r.instance == instance]
         if mine and all(r.state == "Completed" for r in mine):
             try:
-                t.notify_instance(resources, instance)
+                t.notify_instance.with_options(task_run_name=f"notify {instance}")(resources, instance)
             except Exception as exc:
                 for r in mine:
                     r.state, r.error = "Completed (notify failed)", str(exc)
-    _publish(rows, tier, run_id)
-    return _final_state(rows)
+    publish(rows, tier.value, run_id)
+    return final_state(rows)
 
 
-def _fan_out(deployment: str, plan_path: str, when: datetime, instances: list[str]) -> State:
-    """One run of `deployment` per instance, all for this run's scheduled time; Failed unless all complete."""
-    from prefect.client.orchestration import get_client
-    from prefect.deployments import run_deployment
+def _open_uploads(resources: RunResources) -> list:
+    """Our open uploads now (after the sweep of stale ones); none when they cannot be listed (logged)."""
+    try:
+        return uploads.our_open_uploads(resources.storage, resources.plan.storage.prefix)
+    except Exception as exc:  # a listing that fails must not stop the backups; the sweep already said why
+        get_run_logger().warning("could not list open uploads: %s", exc)
+        return []
 
-    logger = get_run_logger()
-    children = {
-        name: run_deployment(
-            deployment,
-            parameters={"plan_path": plan_path, "at": when.isoformat(), "instances": [name]},
-            flow_run_name=f"backup-{name}",
-            timeout=0,
-        )
-        for name in instances
-    }
-    logger.info("fanned out %d instances to %s: %s", len(children), deployment, ", ".join(children))
-    final: dict[str, State] = {}
-    with get_client(sync_client=True) as client:
-        while len(final) < len(children):
-            for name, run in children.items():
-                if name not in final:
-                    state = client.read_flow_run(run.id).state
-                    if state is not None and state.is_final():
-                        final[name] = state
-            time.sleep(1)
-    table = [
-        {"instance": name, "flow_run": str(children[name].id), "state": state.name, "message": state.message or ""}
-        for name, state in final.items()
-    ]
-    create_table_artifact(table=table, key="backup-fan-out", description=f"Instance runs of {deployment}")
-    failed = [name for name, state in final.items() if not state.is_completed()]
-    if failed:
-        return Failed(message=f"{len(failed)} of {len(final)} instance runs failed: {', '.join(failed)}")
-    return Completed(message=f"{len(final)} instance runs completed")
+
+def _warn_other_runs(resources: RunResources, open_now: list, databases: set[tuple[str, str]], run_id: str) -> None:
+    """Says so when another run is uploading one of these databases right now: a command-line run is not held
+    back by the deployment's concurrency limit, and two runs at once store every backup twice."""
+    after = timedelta(hours=resources.plan.storage.abort_uploads_after_h)
+    prefix = resources.plan.storage.prefix
+    for line in uploads.other_runs_uploading(open_now, prefix, databases, datetime.now(UTC), after, run_id):
+        get_run_logger().warning(line)
 
 
 @dataclass
@@ -250,16 +241,26 @@ def _submit_chain(
     wait_for = [allow_failure(after)] if after is not None else []
     with tags(f"mongo-instance:{instance}"):
         stored = t.transfer.with_options(
-            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "transfer")])
+            task_run_name=_named("transfer", instance, database),
+            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "transfer")]),
         ).submit(resources, location, wait_for=wait_for)
         verified = t.verify.with_options(
-            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "verify")])
+            task_run_name=_named("verify", instance, database),
+            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "verify")]),
         ).submit(resources, stored)
         committed = t.commit.with_options(
-            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "commit")])
+            task_run_name=_named("commit", instance, database),
+            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "commit")]),
         ).submit(resources, verified, run_id, when)
-        notified = t.notify_database.with_options(**retrying(plan)).submit(resources, committed)
+        notified = t.notify_database.with_options(
+            task_run_name=_named("notify", instance, database), **retrying(plan)
+        ).submit(resources, committed)
     return committed, notified
+
+
+def _named(step: str, instance: str, database: str):
+    """`transfer rs-a/shop`: a callable, so that Prefect does not read braces in a database name as a template."""
+    return lambda: f"{step} {instance}/{database}"
 
 
 def _collect(chain: _Chain) -> None:
@@ -276,53 +277,6 @@ def _collect(chain: _Chain) -> None:
             row.state, row.error = "Completed (notify failed)", t.failure_message(notified.state)
     else:
         row.state, row.error = "Failed", t.failure_message(committed.state)
-
-
-def _publish(rows: list[BackupRow], tier: Tier, run_id: str) -> None:
-    table = [
-        {
-            "instance": r.instance,
-            "database": r.database,
-            "tier": r.tier,
-            "key": r.key,
-            "bytes": r.bytes,
-            "docs": r.docs,
-            "duration_s": r.duration_s,
-            "state": r.state,
-            "error": r.error,
-        }
-        for r in rows
-    ]
-    create_table_artifact(table=table, key="backup-run", description=f"Backups of run {run_id} (tier {tier.value})")
-    lines = [
-        "| instance | database | tier | key | bytes | docs | duration s | state |",
-        "|---|---|---|---|---:|---:|---:|---|",
-    ]
-    lines += [
-        f"| {r.instance} | {r.database} | {r.tier} | `{r.key}` | {r.bytes} | {r.docs} | {r.duration_s} | "
-        f"{r.state}{': ' + r.error if r.error else ''} |"
-        for r in rows
-    ]
-    create_markdown_artifact(
-        markdown="\n".join(lines), key="backup-run-summary", description=f"Backups of run {run_id}"
-    )
-
-
-def _final_state(rows: list[BackupRow]) -> State:
-    failed = [r for r in rows if r.state == "Failed"]
-    unnotified = [r for r in rows if r.state == "Completed (notify failed)"]
-    stored = len(rows) - len(failed)
-    if failed or unnotified:
-        parts = []
-        if failed:
-            parts.append(
-                f"{len(failed)} of {len(rows)} backups failed: "
-                + ", ".join(f"{r.instance}/{r.database}" for r in failed)
-            )
-        if unnotified:
-            parts.append(f"{len(unnotified)} stored backups have no success event (InfluxDB write failed)")
-        return Failed(message="; ".join(parts))
-    return Completed(message=f"{stored} backups stored and committed")
 
 
 def dry_run_lines(plan: BackupPlan, when: datetime, instances: Sequence[str] | None = None) -> list[str]:
@@ -373,7 +327,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in lines:
             print(line)
         return 0
-    return run_flow("backup", backup, plan_path=args.plan, at=args.at, instances=args.instances)
+    try:
+        at = parse_at(args.at) if args.at else None  # the run form's type: a datetime, read by the one --at rule
+    except ValueError as exc:
+        print(f"backup: {exc}", file=sys.stderr)
+        return 2
+    return run_flow("backup", backup, plan_path=args.plan, at=at, instances=tuple(args.instances or ()))
 
 
 if __name__ == "__main__":

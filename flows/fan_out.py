@@ -18,7 +18,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.states import Cancelled, Completed, Failed, State
 
-from mongobackup.metrics import one_line
+from mongobackup.errors import one_line
 
 #: How often the parent reads its children's states.
 POLL_S = 2.0

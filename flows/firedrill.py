@@ -40,6 +40,7 @@ from prefect.utilities.annotations import allow_failure
 
 from flows.cli import load_plan_or_report, run_flow
 from flows.drill_report import drill_state, publish_drill, publish_thaws
+from flows.parameters import When
 from flows.resources import RunResources
 from mongobackup.errors import one_line
 from mongobackup.keys import short_run_id
@@ -61,12 +62,17 @@ def _run_name() -> str:
 
 
 @flow(name="firedrill", flow_run_name=_run_name, log_prints=False)
-def firedrill(
-    plan_path: str, instances: list[str] | None = None, thaw_only: bool = False, drill_at: str | None = None
-) -> State:
+def firedrill(plan_path: str, instances: tuple[str, ...] = (), thaw_only: bool = False, drill_at: When = None) -> State:
     """Drills the newest committed backup of every expected database and one archived backup per tier;
-    Failed when any drill failed. `thaw_only`: ask for the thaws the drill at `drill_at` (default: a day from
-    now) will need, and return."""
+    Failed when any drill failed.
+
+    Args:
+        plan_path: The backup plan (YAML) with its drill section, relative to the project folder the worker
+            runs in, or absolute.
+        instances: Only these instances of the plan; empty: all of them.
+        thaw_only: Only ask for the thaws the drill at drill_at will need (run it the day before), and return.
+        drill_at: The drill's time, for the archived picks; empty: now (with thaw_only: a day from now).
+    """
     now = datetime.now(UTC)
     with RunResources(load_plan(plan_path)) as resources:
         if thaw_only:
@@ -211,9 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "firedrill",
         firedrill,
         plan_path=args.plan,
-        instances=args.instances,
+        instances=tuple(args.instances or ()),
         thaw_only=args.thaw_only,
-        drill_at=args.drill_at,
+        drill_at=parse_at(args.drill_at, "--drill-at") if args.drill_at else None,
     )
 
 

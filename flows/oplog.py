@@ -93,7 +93,12 @@ def _run_name() -> str:
 
 @flow(name="oplog", flow_run_name=_run_name, log_prints=False)
 def oplog(plan_path: str, instance: str) -> int:
-    """Archives the oplog of `instance` until the run is cancelled; returns the segments committed."""
+    """Archives the oplog of `instance` until the run is cancelled; returns the segments committed.
+
+    Args:
+        plan_path: The backup plan (YAML), relative to the project folder the worker runs in, or absolute.
+        instance: The instance (replica set) of the plan whose oplog is archived.
+    """
     logger = get_run_logger()
     with RunResources(load_plan(plan_path)) as resources:
         archiver = build_archiver(resources, instance, logger.info)

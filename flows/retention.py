@@ -27,6 +27,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
 
 from flows.cli import load_plan_or_report, run_flow
+from flows.parameters import When
 from flows.resources import RunResources
 from mongobackup.errors import BackupError
 from mongobackup.inventory import scan
@@ -59,13 +60,21 @@ def retention(
     dry_run: bool = False,
     prune: bool = False,
     versioning: bool = False,
-    object_lock_days: int | None = None,
+    object_lock_days: int = 0,
     object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE",
-    at: str | None = None,
+    at: When = None,
 ) -> State:
     """Applies the plan's lifecycle rules (and bucket settings), or prunes expired backups (`prune=True`).
 
-    `at` (prune only): judge expiry as of this ISO-8601 time instead of now.
+    Args:
+        plan_path: The backup plan (YAML), relative to the project folder the worker runs in, or absolute.
+        dry_run: Only show what would change (the diff of rules, or the backups prune would delete).
+        prune: Delete expired backups by the tier policy instead (stores that do not enforce lifecycle rules).
+        versioning: Also turn bucket versioning on.
+        object_lock_days: Also set a default Object Lock retention of this many days (implies versioning);
+            0: none.
+        object_lock_mode: GOVERNANCE (can be lifted with a permission) or COMPLIANCE (cannot).
+        at: Prune only: judge expiry as of this time instead of now.
     """
     plan = load_plan(plan_path)
     with RunResources(plan) as resources:
@@ -73,7 +82,8 @@ def retention(
         aborted = t.abort_stale_uploads.with_options(**retrying(plan))(resources, dry_run)
         if prune:
             return _prune(resources, parse_at(at), dry_run, aborted)
-        return _lifecycle(resources, dry_run, versioning, object_lock_days, object_lock_mode, aborted)
+        lock_days = object_lock_days or None  # 0 in the run form: no Object Lock
+        return _lifecycle(resources, dry_run, versioning, lock_days, object_lock_mode, aborted)
 
 
 def _lifecycle(
@@ -192,15 +202,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print("\n".join(lines))
         return 0
+    try:
+        at = parse_at(args.at) if args.at else None  # the run form's type: a datetime, read by the one --at rule
+    except ValueError as exc:
+        print(f"retention: {exc}", file=sys.stderr)
+        return 2
     return run_flow(
         "retention",
         retention,
         plan_path=args.plan,
         prune=args.prune,
         versioning=args.versioning,
-        object_lock_days=args.object_lock_days,
+        object_lock_days=args.object_lock_days or 0,
         object_lock_mode=args.object_lock_mode,
-        at=args.at,
+        at=at,
     )
 
 

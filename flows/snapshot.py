@@ -30,9 +30,11 @@ from prefect.states import Completed, Failed, State
 from flows.backup import scheduled_time
 from flows.cli import load_plan_or_report, run_flow
 from flows.fan_out import fan_out
+from flows.parameters import When
 from flows.resources import RunResources
 from mongobackup.keys import BackupLocation, short_run_id
 from mongobackup.plan import BackupPlan, load_plan
+from mongobackup.times import parse_at
 from tasks import snapshot as t
 from tasks.backup import failure_message, preflight
 from tasks.retries import retrying
@@ -76,12 +78,15 @@ def _run_name() -> str:
 
 
 @flow(name="snapshot", flow_run_name=_run_name, log_prints=False)
-def snapshot(
-    plan_path: str, at: str | None = None, sources: list[str] | None = None, fan_out_deployment: str | None = None
-) -> State:
+def snapshot(plan_path: str, at: When = None, sources: tuple[str, ...] = (), fan_out_deployment: str = "") -> State:
     """Snapshots every key/value store the plan names; returns Failed when any snapshot or event failed.
 
-    fan_out_deployment: run each source as its own run of this deployment (prefect.yaml: "snapshot/source").
+    Args:
+        plan_path: The backup plan (YAML), relative to the project folder the worker runs in, or absolute.
+        at: Decide the tier from this time instead of the run's scheduled time.
+        sources: Only these snapshot sources of the plan; empty: all of them.
+        fan_out_deployment: Run each source as its own run of this deployment (prefect.yaml: snapshot/source);
+            empty: snapshot here.
     """
     logger = get_run_logger()
     plan = load_plan(plan_path)
@@ -213,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for location in planned_locations(plan, names, when, "dryrun"):
             print(f"{location.tier.value} {location.instance} {kinds[location.instance]} {location.object_key}")
         return 0
-    return run_flow("snapshot", snapshot, plan_path=args.plan, at=args.at, sources=args.sources)
+    at = parse_at(args.at) if args.at else None  # the run form's type: a datetime, read by the one --at rule
+    return run_flow("snapshot", snapshot, plan_path=args.plan, at=at, sources=tuple(args.sources or ()))
 
 
 if __name__ == "__main__":

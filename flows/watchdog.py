@@ -25,6 +25,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.states import Completed, Failed, State
 
 from flows.cli import load_plan_or_report, run_flow
+from flows.parameters import When
 from flows.resources import RunResources
 from mongobackup.plan import load_plan
 from mongobackup.status import StatusReport
@@ -38,16 +39,21 @@ def _run_name() -> str:
 
 
 @flow(name="watchdog", flow_run_name=_run_name, log_prints=False)
-def watchdog(plan_path: str, max_age_h: float | None = None, at: str | None = None, emit: bool = False) -> State:
+def watchdog(plan_path: str, max_age_h: float = 0.0, at: When = None, emit: bool = False) -> State:
     """Judges every expected (instance, database) and writes an event per RED one; Failed when any is RED.
 
-    `max_age_h`: overrides the plan's status.max_age_h. `at`: judge as of this ISO-8601 time instead of now:
-    a what-if, which writes no event and does not fail (both are alarms) unless `emit` asks for them.
+    Args:
+        plan_path: The backup plan (YAML), relative to the project folder the worker runs in, or absolute.
+        max_age_h: RED when the newest committed backup is older than this many hours; 0: the plan's
+            status.max_age_h.
+        at: Judge as of this time instead of now: a what-if, which writes no event and does not fail (both
+            are alarms) unless emit asks for them.
+        emit: With at: write the stale events and fail all the same.
     """
     plan = load_plan(plan_path)
     alarms = at is None or emit
     with RunResources(plan) as resources:
-        report = t.read_backup_status.with_options(**retrying(plan))(resources, parse_at(at), max_age_h)
+        report = t.read_backup_status.with_options(**retrying(plan))(resources, parse_at(at), max_age_h or None)
         writes = not report.ok and alarms
         written = t.write_stale_events.with_options(**retrying(plan))(resources, report) if writes else 0
     _publish(report)
@@ -112,7 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--emit goes with --at (a run as of now always writes its events)")
     if load_plan_or_report("watchdog", args.plan) is None:
         return 2
-    return run_flow("watchdog", watchdog, plan_path=args.plan, max_age_h=args.max_age_h, at=args.at, emit=args.emit)
+    try:
+        at = parse_at(args.at) if args.at else None  # the run form's type: a datetime, read by the one --at rule
+    except ValueError as exc:
+        parser.error(str(exc))
+    max_age_h = args.max_age_h or 0.0
+    return run_flow("watchdog", watchdog, plan_path=args.plan, max_age_h=max_age_h, at=at, emit=args.emit)
 
 
 if __name__ == "__main__":

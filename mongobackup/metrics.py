@@ -1,271 +1,116 @@
-"""Measurement, tag and field names of the backup events: the one module where they are spelled.
+"""The backup events: `Event`, one validated point of a measurement declared in `mongobackup.measurements`, and
+the constructors the code writes events with.
 
-The notifier writes what is declared here, and the Grafana dashboards and alert rules (`dashboards.py`) are
-generated from the same declarations, so a panel can never query a name the code does not write. Every
-measurement is a `MeasurementSpec` listing its tag and field names and field types; `Event` refuses names that
-are not in its measurement's spec.
-
-Shapes written today (<r> is the replica set; each line ends with a nanosecond timestamp):
-
-  instance_backup_completed,database=<db>,instance=<r>,tier=<t> value=true,bytes=<n>i,docs=<n>i,duration_s=<x>
-  instance_backup_completed,instance=<r> value=true
-  instance_backup_failed,database=<db>,instance=<r>,stage=<stage>,tier=<t> value=1i,error="<short text>"
-  instance_backup_stale,database=<db>,instance=<r> value=1i,age_h=<x>          (the watchdog; no age_h: missing)
-  instance_oplog_archived,instance=<r> value=true,lag_s=<x>,entries=<n>i,bytes=<n>i   (each committed segment)
-  instance_oplog_gap,instance=<r> value=1i,gap_s=<x>                          (the oplog rolled over unarchived)
-  instance_oplog_lag,instance=<r> value=1i,lag_s=<x>                          (the watchdog: lag above max_lag_s)
-  consul_snapshot_completed,source=<s>,tier=<t> value=true,bytes=<n>i,snapshot_bytes=<n>i,duration_s=<x>,index=<n>i
-  consul_snapshot_failed,source=<s>,stage=<stage>,tier=<t> value=1i,error="<short text>"
-  etcd_snapshot_completed,... / etcd_snapshot_failed,...                     (the same shapes; index: the revision)
-
-The watchdog and the drill report a snapshot source like an instance with one database called `snapshot`
-(`instance_backup_stale,database=snapshot,instance=<s>`, `instance_restore_drill,...`), so the existing
-stale and drill panels and alerts cover snapshots too.
-
-The second line is the team's existing contract: their Grafana panel runs
-`SELECT last("value") FROM "instance_backup_completed" WHERE "instance"='<rs>' AND time > now() - 24h` and
-turns red when it finds nothing. It is written once per instance when every database of that instance
-succeeded, with only the `instance` tag, so that the panel's query matches it exactly as it did before.
-
-Field types are part of the contract: InfluxDB fixes a field's type per shard and rejects a point whose
-field has another type ("field type conflict"). `value` is a boolean in `instance_backup_completed` because
-the existing points are; `instance_backup_failed` uses an integer 1 so that InfluxQL `sum("value")` per time
-bucket counts failures (InfluxQL's sum() refuses booleans; count() works on either).
+The names and specs are re-exported here, so that `metrics.INSTANCE`, `metrics.MEASUREMENTS` and the like keep
+reading as one vocabulary with the constructors; `mongobackup.line_protocol` writes an `Event` on the wire.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import Enum
-from types import MappingProxyType
 
 from mongobackup.errors import one_line
+from mongobackup.measurements import (
+    AGE_H,
+    BACKUP_AGE_H,
+    BYTES,
+    DATABASE,
+    DOCS,
+    DOWNLOAD_S,
+    DURATION_S,
+    ENTRIES,
+    ERROR,
+    ERROR_MAX_CHARS,
+    GAP_S,
+    INDEX,
+    INSTANCE,
+    INSTANCE_BACKUP_COMPLETED,
+    INSTANCE_BACKUP_FAILED,
+    INSTANCE_BACKUP_STALE,
+    INSTANCE_OPLOG_ARCHIVED,
+    INSTANCE_OPLOG_GAP,
+    INSTANCE_OPLOG_LAG,
+    INSTANCE_RESTORE_DRILL,
+    LAG_S,
+    MEASUREMENTS,
+    RESTORE_MB_S,
+    RESTORE_S,
+    SNAPSHOT_BYTES,
+    SNAPSHOT_COMPLETED,
+    SNAPSHOT_FAILED,
+    SOURCE,
+    STAGE,
+    THAW_WAIT_S,
+    TIER,
+    TOTAL_S,
+    VALUE,
+    VERIFY_S,
+    FieldValue,
+    MeasurementSpec,
+)
 
-#: Timestamp precision of the line protocol we write (the `precision=` of the write endpoints). Nanoseconds
-#: keep the microseconds of `Event.time`, so two runs never collapse into one point by rounding; a retried
-#: write of the same event has the same timestamp and overwrites itself instead of adding a second point.
-PRECISION = "ns"
-
-# Tag names.
-INSTANCE = "instance"  # the replica set name (what the team's panel filters on)
-DATABASE = "database"
-TIER = "tier"  # daily, weekly, monthly, quarterly, yearly
-SOURCE = "source"  # a key/value store snapshotted (snapshots[].name in the plan)
-STAGE = "stage"  # where a backup failed: dump, compress, encrypt, upload, verify, commit, list-databases, ...
-
-# Field names.
-VALUE = "value"
-BYTES = "bytes"  # bytes stored in S3 (after compression and encryption)
-DOCS = "docs"
-DURATION_S = "duration_s"
-ERROR = "error"  # a short, one-line, already redacted description of the failure
-RESTORE_MB_S = "restore_mb_s"
-BACKUP_AGE_H = "backup_age_h"
-# The restore drill's time to restore, per stage: waiting for a thaw from Glacier, reading and decrypting the
-# object, writing into MongoDB, verifying the restored data, and all of it.
-THAW_WAIT_S = "thaw_wait_s"
-DOWNLOAD_S = "download_s"
-RESTORE_S = "restore_s"
-VERIFY_S = "verify_s"
-TOTAL_S = "total_s"
-AGE_H = "age_h"
-LAG_S = "lag_s"  # recovery point lag: now minus the newest archived oplog entry's time
-ENTRIES = "entries"  # oplog entries in a segment
-GAP_S = "gap_s"  # seconds of oplog lost between two chains
-SNAPSHOT_BYTES = "snapshot_bytes"  # the snapshot file's size, before compression and encryption
-INDEX = "index"  # the store's position in the snapshot: Consul's Raft index, etcd's revision
-
-#: The longest `error` string we write: enough for "SourceError: instance rs-a, database x: ..." and short
-#: enough that a dashboard table stays readable. Longer messages are cut with an ellipsis.
-ERROR_MAX_CHARS = 240
-
-FieldValue = bool | int | float | str
+__all__ = [
+    "AGE_H",
+    "BACKUP_AGE_H",
+    "BYTES",
+    "DATABASE",
+    "DOCS",
+    "DOWNLOAD_S",
+    "DURATION_S",
+    "ENTRIES",
+    "ERROR",
+    "ERROR_MAX_CHARS",
+    "Event",
+    "FieldValue",
+    "GAP_S",
+    "INDEX",
+    "INSTANCE",
+    "INSTANCE_BACKUP_COMPLETED",
+    "INSTANCE_BACKUP_FAILED",
+    "INSTANCE_BACKUP_STALE",
+    "INSTANCE_OPLOG_ARCHIVED",
+    "INSTANCE_OPLOG_GAP",
+    "INSTANCE_OPLOG_LAG",
+    "INSTANCE_RESTORE_DRILL",
+    "LAG_S",
+    "MEASUREMENTS",
+    "MeasurementSpec",
+    "RESTORE_MB_S",
+    "RESTORE_S",
+    "SNAPSHOT_BYTES",
+    "SNAPSHOT_COMPLETED",
+    "SNAPSHOT_FAILED",
+    "SOURCE",
+    "STAGE",
+    "THAW_WAIT_S",
+    "TIER",
+    "TOTAL_S",
+    "VALUE",
+    "VERIFY_S",
+    "backup_completed",
+    "backup_failed",
+    "backup_stale",
+    "instance_completed",
+    "one_line",
+    "oplog_archived",
+    "oplog_gap",
+    "oplog_lag",
+    "snapshot_completed",
+    "snapshot_failed",
+]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class MeasurementSpec:
-    """MeasurementSpec declares a measurement: the tags and fields (with types) its points may carry.
-
-    `required_tags`/`required_fields` are what every point of the measurement has; the other declared names
-    are optional (the per-instance completion point has no database, tier or sizes).
-    """
-
-    name: str
-    tags: tuple[str, ...]
-    fields: Mapping[str, type]
-    required_tags: tuple[str, ...] = (INSTANCE,)
-    required_fields: tuple[str, ...] = (VALUE,)
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        # Read-only, so that no caller can widen the contract at run time.
-        object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
-
-    @property
-    def tag_names(self) -> frozenset[str]:
-        return frozenset(self.tags)
-
-    @property
-    def field_names(self) -> frozenset[str]:
-        return frozenset(self.fields)
-
-    def check(self, tags: Mapping[str, str], fields: Mapping[str, FieldValue]) -> None:
-        """check raises ValueError/TypeError naming a tag or field this measurement does not declare."""
-        unknown_tags = sorted(set(tags) - self.tag_names)
-        if unknown_tags:
-            raise ValueError(f"measurement {self.name}: undeclared tag(s) {', '.join(unknown_tags)}")
-        unknown_fields = sorted(set(fields) - self.field_names)
-        if unknown_fields:
-            raise ValueError(f"measurement {self.name}: undeclared field(s) {', '.join(unknown_fields)}")
-        missing = [name for name in self.required_tags if name not in tags]
-        missing += [name for name in self.required_fields if name not in fields]
-        if missing:
-            raise ValueError(f"measurement {self.name}: missing {', '.join(missing)}")
-        for name, value in fields.items():
-            expected = self.fields[name]
-            # Exact type: bool is an int subclass, and an int where a float was declared would be written
-            # with the `i` suffix, as an integer, and hit a field type conflict in InfluxDB.
-            if type(value) is not expected:
-                raise TypeError(
-                    f"measurement {self.name}: field {name} must be {expected.__name__}, not {type(value).__name__}"
-                )
-
-
-INSTANCE_BACKUP_COMPLETED = MeasurementSpec(
-    name="instance_backup_completed",
-    tags=(INSTANCE, DATABASE, TIER),
-    fields={VALUE: bool, BYTES: int, DOCS: int, DURATION_S: float},
-    description="a database backup was committed (with database/tier/sizes), or every database of an "
-    "instance was (instance tag and value only: the existing Grafana panel's point)",
-)
-
-INSTANCE_BACKUP_FAILED = MeasurementSpec(
-    name="instance_backup_failed",
-    tags=(INSTANCE, DATABASE, TIER, STAGE),
-    fields={VALUE: int, ERROR: str},
-    description="a backup failed after its retries; value is always 1 so that sum() counts failures. "
-    "database and tier are absent when the instance itself failed (unreachable, listing failed)",
-)
-
-# Written by the restore fire drill (`flows.firedrill`), one point per database drilled. value is true when the
-# newest committed backup restored, verified against its manifest and was not older than drill.max_age_h.
-INSTANCE_RESTORE_DRILL = MeasurementSpec(
-    name="instance_restore_drill",
-    tags=(INSTANCE, DATABASE, TIER),
-    fields={
-        VALUE: bool,
-        BYTES: int,
-        DOCS: int,
-        DURATION_S: float,
-        RESTORE_MB_S: float,
-        BACKUP_AGE_H: float,
-        THAW_WAIT_S: float,
-        DOWNLOAD_S: float,
-        RESTORE_S: float,
-        VERIFY_S: float,
-        TOTAL_S: float,
-    },
-    description="a restore drill of one committed backup: the newest of a database, or a tier's archived pick",
-)
-
-# Written by the watchdog when the newest committed backup is too old or missing. value is always 1
-# (an integer, so that sum() counts stale databases); database is absent when an instance backed up with
-# `databases: all` has no backup at all.
-INSTANCE_BACKUP_STALE = MeasurementSpec(
-    name="instance_backup_stale",
-    tags=(INSTANCE, DATABASE),
-    fields={VALUE: int, AGE_H: float},
-    description="the newest committed backup of a database is older than the threshold (or missing: then no age_h)",
-)
-
-# Point-in-time recovery: the oplog archiver writes one point per committed segment (the lag right after the
-# commit, the segment's entries and stored bytes), and one when it finds the oplog rolled over unarchived.
-INSTANCE_OPLOG_ARCHIVED = MeasurementSpec(
-    name="instance_oplog_archived",
-    tags=(INSTANCE,),
-    fields={VALUE: bool, LAG_S: float, ENTRIES: int, BYTES: int},
-    required_fields=(VALUE, LAG_S),
-    description="an oplog segment was committed; lag_s is the recovery point lag right after it",
-)
-
-INSTANCE_OPLOG_GAP = MeasurementSpec(
-    name="instance_oplog_gap",
-    tags=(INSTANCE,),
-    fields={VALUE: int, GAP_S: float},
-    description="the oplog rolled over while nothing archived it: points inside the gap cannot be restored",
-)
-
-# Written by the watchdog when an instance's recovery point lag is above pitr.max_lag_s (no lag_s: nothing
-# archived at all).
-INSTANCE_OPLOG_LAG = MeasurementSpec(
-    name="instance_oplog_lag",
-    tags=(INSTANCE,),
-    fields={VALUE: int, LAG_S: float},
-    description="the recovery point lag of an instance is above pitr.max_lag_s (or nothing is archived)",
-)
-
-
-def _snapshot_specs(kind: str, store: str) -> tuple[MeasurementSpec, MeasurementSpec]:
-    completed = MeasurementSpec(
-        name=f"{kind}_snapshot_completed",
-        tags=(SOURCE, TIER),
-        fields={VALUE: bool, BYTES: int, SNAPSHOT_BYTES: int, DURATION_S: float, INDEX: int},
-        required_tags=(SOURCE, TIER),
-        description=f"a {store} snapshot passed its integrity check and was committed (value is always true); "
-        f"{INDEX} is {'the Raft index' if kind == 'consul' else 'the revision'} it holds",
-    )
-    failed = MeasurementSpec(
-        name=f"{kind}_snapshot_failed",
-        tags=(SOURCE, TIER, STAGE),
-        fields={VALUE: int, ERROR: str},
-        required_tags=(SOURCE, STAGE),
-        description=f"a {store} snapshot failed after its retries (value 1, so sum() counts failures); stage "
-        "check means the snapshot itself was refused by its integrity check and was not stored",
-    )
-    return completed, failed
-
-
-CONSUL_SNAPSHOT_COMPLETED, CONSUL_SNAPSHOT_FAILED = _snapshot_specs("consul", "Consul")
-ETCD_SNAPSHOT_COMPLETED, ETCD_SNAPSHOT_FAILED = _snapshot_specs("etcd", "etcd")
-#: The snapshot measurements by kind of store (the plan's `snapshots[].kind`).
-SNAPSHOT_COMPLETED: Mapping[str, MeasurementSpec] = MappingProxyType(
-    {"consul": CONSUL_SNAPSHOT_COMPLETED, "etcd": ETCD_SNAPSHOT_COMPLETED}
-)
-SNAPSHOT_FAILED: Mapping[str, MeasurementSpec] = MappingProxyType(
-    {"consul": CONSUL_SNAPSHOT_FAILED, "etcd": ETCD_SNAPSHOT_FAILED}
-)
-
-#: Every measurement the project writes, by name.
-MEASUREMENTS: Mapping[str, MeasurementSpec] = MappingProxyType(
-    {
-        spec.name: spec
-        for spec in (
-            INSTANCE_BACKUP_COMPLETED,
-            INSTANCE_BACKUP_FAILED,
-            INSTANCE_RESTORE_DRILL,
-            INSTANCE_BACKUP_STALE,
-            INSTANCE_OPLOG_ARCHIVED,
-            INSTANCE_OPLOG_GAP,
-            INSTANCE_OPLOG_LAG,
-            *SNAPSHOT_COMPLETED.values(),
-            *SNAPSHOT_FAILED.values(),
-        )
-    }
-)
 
 
 @dataclass(frozen=True)
 class Event:
     """Event is one point: a declared measurement, its tags and fields, and an aware time (kept in UTC).
 
-    Construction validates everything the line protocol cannot carry, so `to_line_protocol` never produces
-    a line a server would reject or misread.
+    Construction validates everything the line protocol cannot carry, so `line_protocol.to_line_protocol` never
+    produces a line a server would reject or misread.
     """
 
     measurement: str
@@ -439,56 +284,3 @@ def oplog_lag(instance: str, lag_s: float | None, when: datetime) -> Event:
     if lag_s is not None:
         fields[LAG_S] = float(lag_s)
     return Event(measurement=INSTANCE_OPLOG_LAG.name, tags={INSTANCE: instance}, fields=fields, time=when)
-
-
-def _escape(text: str, specials: str) -> str:
-    # Only the separators are escaped. InfluxDB (1.x and 2.x) does not unescape a doubled backslash in
-    # names or tag values, so escaping backslashes there would store them doubled; a backslash is kept
-    # as it is and only reads as an escape in front of a separator, which we escape ourselves anyway.
-    for char in specials:
-        text = text.replace(char, "\\" + char)
-    return text
-
-
-def _measurement(name: str) -> str:
-    return _escape(name, ", ")
-
-
-def _key(name: str) -> str:  # tag keys, tag values and field keys
-    return _escape(name, ",= ")
-
-
-def _field_value(value: FieldValue) -> str:
-    if isinstance(value, bool):  # before int: bool is an int subclass
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value}i"
-    if isinstance(value, float):
-        return repr(value)  # shortest round-trip form; exponents ("1e-05") are valid line protocol
-    # Strings: a backslash and a double quote are the only escapes inside quotes, and the server unescapes
-    # both, so the backslash must go first or it would double the quote's escape.
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def timestamp_ns(when: datetime) -> int:
-    """timestamp_ns is the Unix time of an aware datetime in integer nanoseconds (exact: no float math)."""
-    return (when - _EPOCH) // timedelta(microseconds=1) * 1000
-
-
-def to_line_protocol(event: Event) -> str:
-    """to_line_protocol renders one event as an InfluxDB line (no trailing newline), timestamp in nanoseconds.
-
-    Tags are sorted by key (what InfluxDB recommends, and a stable text for tests); fields follow the
-    order of the measurement's spec.
-    """
-    spec = MEASUREMENTS[event.measurement]
-    tags = "".join(f",{_key(name)}={_key(event.tags[name])}" for name in sorted(event.tags))
-    fields = ",".join(
-        f"{_key(name)}={_field_value(event.fields[name])}" for name in spec.fields if name in event.fields
-    )
-    return f"{_measurement(event.measurement)}{tags} {fields} {timestamp_ns(event.time)}"
-
-
-def to_line_protocol_batch(events: Sequence[Event]) -> str:
-    """to_line_protocol_batch is the body of one write request: one line per event."""
-    return "\n".join(to_line_protocol(event) for event in events)

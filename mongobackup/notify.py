@@ -19,7 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 
 from mongobackup.errors import BackupError
-from mongobackup.metrics import PRECISION, Event, to_line_protocol_batch
+from mongobackup.line_protocol import PRECISION, to_line_protocol_batch
+from mongobackup.metrics import Event
 from mongobackup.redact import redact_text
 
 #: How much of a server's error reply goes into a NotifyError: enough for InfluxDB's one-line JSON errors.

@@ -1,7 +1,7 @@
 """The one reading of a time given as `--at` (backup, restore, retention, status, watchdog, and their flows).
 
 The rule: an ISO-8601 date or date-time; one without a zone is UTC, like the timestamps in the object keys.
-The result is a plain aware `datetime` in UTC, not pendulum's: `metrics.timestamp_ns` divides `time - epoch`
+The result is a plain aware `datetime` in UTC, not pendulum's: `line_protocol.timestamp_ns` divides `time - epoch`
 by a timedelta, which a pendulum Interval refuses.
 """
 
@@ -10,8 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
-def parse_at(text: str | None, option: str = "--at") -> datetime:
-    """`text` as an aware UTC time; now when it is None or empty. ValueError naming `option` otherwise."""
+def parse_at(text: str | datetime | None, option: str = "--at") -> datetime:
+    """`text` as an aware UTC time; now when it is None or empty. ValueError naming `option` otherwise.
+
+    A datetime (a flow parameter from the run form) follows the same rule: without a zone it is UTC."""
+    if isinstance(text, datetime):
+        return (text if text.tzinfo else text.replace(tzinfo=UTC)).astimezone(UTC)
     if not text:
         return datetime.now(UTC)
     try:

@@ -90,3 +90,28 @@ class UploadSummary:
             "mid-upload or one is running now; the next backup or retention run aborts those older than "
             "storage.abort_uploads_after_h"
         )
+
+
+def other_runs_uploading(
+    uploads: list[OpenUpload],
+    prefix: str,
+    databases: set[tuple[str, str]],
+    now: datetime,
+    older_than: timedelta,
+    run_id: str,
+) -> list[str]:
+    """One line per open upload younger than `older_than` (so possibly of a run still going) for one of
+    `databases` ((instance, database) pairs) by a run other than `run_id`: two runs at once store every backup
+    twice, and a command-line run is not held back by the deployment's concurrency limit."""
+    lines = []
+    for upload in uploads:
+        if now - upload.initiated > older_than:
+            continue  # stale: no run lasts that long; the sweep aborts it
+        location = parse_stored(upload.key, prefix)
+        if (location.instance, location.database) in databases and location.run_id != run_id:
+            minutes = (now - upload.initiated).total_seconds() / 60
+            lines.append(
+                f"{location.instance}/{location.database}: another run ({location.run_id}) has an upload open, "
+                f"started {minutes:.0f} min ago ({upload.key}); if it is still running, both store this backup"
+            )
+    return lines

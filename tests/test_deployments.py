@@ -1,5 +1,6 @@
-"""prefect.yaml as a user runs it: `prefect deploy`, a worker, `prefect deployment run`, and a fan-out of one
-run per instance over two workers.
+"""prefect.yaml as a user runs it, with the workers the README starts (a control worker, two backup workers with
+one run each): `prefect deploy`, `prefect deployment run 'backup/nightly'`, whose parent fans out one run per
+instance: over two workers at once, over one worker one after the other, and failing cleanly at its deadline.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from pathlib import Path
 import pytest
 from pymongo import MongoClient
 
-from flows.backup import backup
-from tests.helpers import influx_points, run_artifact_rows, stored_keys
+from tests.helpers import influx_points, stored_keys
 from tests.planfiles import write_plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,8 @@ def wait_final(flow_run_id, timeout: float = 240.0):
 
 @pytest.fixture(scope="module")
 def deployed(services, prefect) -> str:
-    """The project's prefect.yaml deployed to the session's server, with two process workers polling."""
+    """The project's prefect.yaml deployed to the session's server, with the README's workers polling: one on the
+    control queue, two on the backups queue with --limit 1 (devservices starts them with those arguments)."""
     services.start(["prefect-worker", "prefect-worker-2", "prefect-worker-control"])
     prefect_cli("deploy", "--all", api_url=prefect)
     return prefect
@@ -67,7 +68,7 @@ def moto_block(services, deployed) -> str:
     return name
 
 
-def two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block) -> tuple[Path, list[str], str]:
+def two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block, **sections) -> tuple[Path, list[str], str]:
     database = f"deployed-{uuid.uuid4().hex[:6]}"
     instances = [f"rs-x{uuid.uuid4().hex[:4]}", f"rs-y{uuid.uuid4().hex[:4]}"]
     for service in ("mongo-a", "mongo-b"):
@@ -91,49 +92,98 @@ def two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block) -> tuple[
             "credentials_block": moto_block,
             "part_size_mib": 5,
         },
+        **sections,
     )
     return plan, instances, database
 
 
-def test_prefect_deployment_run_backs_up_and_notifies(
+def run_nightly(plan: Path, api_url: str, timeout: float = 600.0):
+    """`prefect deployment run 'backup/nightly'` as an operator types it; the parent and its instance runs once the
+    parent is final (each child's state as it was then)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    out = prefect_cli("deployment", "run", "backup/nightly", "-p", f"plan_path={plan}", api_url=api_url)
+    parent = wait_final(re.search(r"UUID: ([0-9a-f-]{36})", out).group(1), timeout=timeout)
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent.id]))
+        )
+    return parent, {run.parameters["instances"][0]: run for run in children}
+
+
+def worker_of(run) -> str | None:
+    return run.labels.get("prefect.worker.name")
+
+
+def test_nightly_fans_out_over_two_workers_at_once(
     services, deployed, s3_client, bucket, gpg_key, moto_block, tmp_path
 ):
     plan, instances, database = two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block)
-    out = prefect_cli("deployment", "run", "backup/nightly", "-p", f"plan_path={plan}", api_url=deployed)
-    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
-    run = wait_final(flow_run_id)
-    assert run.state.is_completed(), run.state.message
+    parent, children = run_nightly(plan, deployed)
+    assert parent.state.is_completed(), parent.state.message
+    assert worker_of(parent) == "prefect-worker-control"  # the parent holds no backup slot while it waits
+    assert re.fullmatch(r"backup-(daily|weekly|monthly|quarterly|yearly)-\d{4}-\d{2}-\d{2}", parent.name)
+    assert {name: run.name for name, run in children.items()} == {i: f"{parent.name}-{i}" for i in instances}
+    assert {worker_of(run) for run in children.values()} == {"prefect-worker", "prefect-worker-2"}
+    first, second = children.values()
+    assert max(first.start_time, second.start_time) < min(first.end_time, second.end_time), "ran one after the other"
+
     keys = stored_keys(s3_client, bucket)
     assert sorted({k.split("/")[1] for k in keys}) == sorted(instances) and len(keys) == 4
+    assert len({k.split("/")[0] for k in keys}) == 1  # every instance run used the parent's scheduled time
     for instance in instances:
-        assert (
-            len(
-                influx_points(
-                    services, "instance_backup_completed", f"\"instance\"='{instance}' AND \"database\"='{database}'"
-                )
-            )
-            == 1
-        )
+        where = f"\"instance\"='{instance}' AND \"database\"='{database}'"
+        assert len(influx_points(services, "instance_backup_completed", where)) == 1
 
 
-def test_fan_out_spreads_instances_over_two_workers(
+def test_one_worker_finishes_both_instances_one_after_the_other(
     services, deployed, s3_client, bucket, gpg_key, moto_block, tmp_path
+):
+    plan, instances, _ = two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block)
+    services.stop(["prefect-worker-2"])
+    try:
+        parent, children = run_nightly(plan, deployed)
+    finally:
+        services.start(["prefect-worker-2"])
+    assert parent.state.is_completed(), parent.state.message
+    assert {worker_of(run) for run in children.values()} == {"prefect-worker"}
+    assert sorted({k.split("/")[1] for k in stored_keys(s3_client, bucket)}) == sorted(instances)
+
+
+def test_a_deadline_fails_the_parent_naming_the_unfinished_instances(
+    services, deployed, bucket, gpg_key, moto_block, tmp_path
 ):
     from prefect.client.orchestration import get_client
 
-    plan, instances, _ = two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block)
-    state = backup(plan_path=str(plan), fan_out_deployment="backup/instance", return_state=True)
-    assert state.is_completed(), state.message
-    assert sorted({k.split("/")[1] for k in stored_keys(s3_client, bucket)}) == sorted(instances)
-    tiers = {k.split("/")[0] for k in stored_keys(s3_client, bucket)}
-    assert len(tiers) == 1  # every instance run used the parent's scheduled time
-
-    rows = run_artifact_rows(state.state_details.flow_run_id)
-    assert sorted(r["instance"] for r in rows) == sorted(instances)
+    plan, instances, _ = two_instance_plan(
+        tmp_path,
+        services,
+        bucket,
+        gpg_key,
+        moto_block,
+        fan_out={"deadline_h": 0.005},  # 18 s
+    )
     with get_client(sync_client=True) as client:
-        workers = {client.read_flow_run(r["flow_run"]).labels.get("prefect.worker.name") for r in rows}
-    # Each worker runs one flow run at a time, so two instance runs in flight at once need both of them.
-    assert workers == {"prefect-worker", "prefect-worker-2"}
+        queue = client.read_work_queue_by_name("backups", work_pool_name="local-process")
+        client.update_work_queue(queue.id, is_paused=True)  # no backup worker takes anything
+        try:
+            parent, children = run_nightly(plan, deployed)
+        finally:
+            client.update_work_queue(queue.id, is_paused=False)
+        logs = [log.message for log in client.read_logs(log_filter=_logs_of(parent.id))]
+    assert parent.state.is_failed()
+    for instance in instances:
+        assert f"{instance} (never started, cancelled)" in parent.state.message
+        assert children[instance].state.is_cancelled()
+    assert "deadline of 18 s passed" in parent.state.message
+    assert not [line for line in logs if "Traceback" in line or "unexpected exception" in line], logs
+
+
+def _logs_of(flow_run_id):
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    return LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
 
 
 def test_every_deployment_of_prefect_yaml_is_on_the_server(deployed):

@@ -23,7 +23,8 @@ import pytest
 
 from devservices import LocalServices
 from mongobackup import metrics
-from mongobackup.metrics import Event, timestamp_ns, to_line_protocol
+from mongobackup.line_protocol import timestamp_ns, to_line_protocol
+from mongobackup.metrics import Event
 from mongobackup.notify import InfluxV1Sink, InfluxV2Sink, NotifyError, make_sink, public_url
 from tests.helpers import free_port, influxql, unique, vm_export
 

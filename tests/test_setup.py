@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows import setup as prefect_setup
+from flows import automations
 from flows.backup import backup
 from tests.planfiles import write_plan
 
@@ -109,7 +109,7 @@ def configured(prefect, services, webhook, s3_client, gpg_key, tmp_path_factory)
         yield plan_path, first
     finally:
         with get_client(sync_client=True) as client:
-            for name in (prefect_setup.NOTIFY_AUTOMATION, prefect_setup.CRASH_AUTOMATION):
+            for name in (automations.NOTIFY_AUTOMATION, automations.CRASH_AUTOMATION):
                 for automation in client.read_automations_by_name(name):
                     client.delete_automation(automation.id)
 
@@ -145,8 +145,8 @@ def test_setup_twice_changes_nothing_the_second_time(configured, webhook):
         "work queue local-process/control",
         "deployment backup/nightly",
         "deployment firedrill/monthly",
-        f"automation {prefect_setup.NOTIFY_AUTOMATION!r}",
-        f"automation {prefect_setup.CRASH_AUTOMATION!r}",
+        f"automation {automations.NOTIFY_AUTOMATION!r}",
+        f"automation {automations.CRASH_AUTOMATION!r}",
     } <= set(outcomes)
     assert sum(1 for what in outcomes if what.startswith(("aws-credentials block", "secret block"))) == 2
 

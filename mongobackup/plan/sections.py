@@ -260,6 +260,13 @@ class StatusPlan(Section):
     max_age_h: float = Field(default=26.0, gt=0, le=24 * 400)
 
 
+class FanOutPlan(Section):
+    """The nightly parent that runs each instance as a run of its own (prefect.yaml: backup/nightly)."""
+
+    #: The parent fails after this long, naming the instances not finished, and cancels those never started.
+    deadline_h: float = Field(default=12.0, gt=0, le=24 * 7)
+
+
 class DrillPlan(Section):
     """The restore fire drill (`flows.firedrill`): where backups are restored to prove they restore.
 
@@ -303,6 +310,7 @@ class BackupPlan(Section):
     #: The restore fire drill; None: this plan is not drilled (flows.firedrill refuses it).
     drill: DrillPlan | None = None
     status: StatusPlan = Field(default_factory=StatusPlan)
+    fan_out: FanOutPlan = Field(default_factory=FanOutPlan)
     #: How a restore thaws a backup from Glacier; prices for the retention dry run's cost table and lint.
     restore: RestorePlan = Field(default_factory=RestorePlan)
     prices: PricePlan = Field(default_factory=PricePlan)

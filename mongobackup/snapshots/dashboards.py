@@ -15,7 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from mongobackup import metrics
-from mongobackup.dashboards import STATUS_THRESHOLD, AlertRule, Panel, Query, _Names, _red_green
+from mongobackup.dashboards.alerts import AlertRule
+from mongobackup.dashboards.panels import Panel, _red_green
+from mongobackup.dashboards.queries import STATUS_THRESHOLD, Query, _Names
 
 SOURCE = metrics.SOURCE
 COMPLETED = [_Names(spec) for spec in metrics.SNAPSHOT_COMPLETED.values()]
