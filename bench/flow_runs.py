@@ -94,7 +94,7 @@ def plan_document(
             {"name": "bench", "uri": uri, "databases": list(case.databases), "max_parallel": case.max_parallel}
         ],
         "storage": {
-            "bucket": BUCKET,
+            "bucket": bucket,
             "prefix": prefix,
             "endpoint_url": endpoint,
             "region": MOTO_ENV["AWS_DEFAULT_REGION"],

@@ -102,7 +102,9 @@ def final_state(rows: list[BackupRow]) -> State:
             parts.append(
                 f"{len(failed)} of {len(rows)} backups failed: "
                 + ", ".join(
-                    f"{r.instance}/{r.database}" if r.database != WHOLE_INSTANCE else r.instance for r in failed
+                    # `<instance>/*`: the whole instance failed (unreachable, not listed), no database was reached
+                    f"{r.instance}/{'*' if r.database == WHOLE_INSTANCE else r.database}"
+                    for r in failed
                 )
             )
         if unnotified:

@@ -30,7 +30,7 @@ _DATABASE_ONLY = ("instance", "database", "archive", "to", "as_name", "drop", "v
 
 def check_snapshot_arguments(args: argparse.Namespace) -> None:
     """UsageError for a --snapshot command line that asks for something contradictory or incomplete."""
-    from flows.restore import UsageError, parse_time
+    from flows.restore_args import UsageError, parse_time
 
     if not args.snapshot:
         raise UsageError("--out is for --snapshot SOURCE: a database restore writes to a server (--to)")
@@ -48,7 +48,7 @@ def check_snapshot_arguments(args: argparse.Namespace) -> None:
 def restore_snapshot_main(plan: BackupPlan, args: argparse.Namespace) -> int:
     """Lists, or restores to --out, one snapshot of `args.snapshot`; the exit status."""
     from flows.resources import RunResources  # after the checks: building the storage imports prefect-aws
-    from flows.restore import parse_time
+    from flows.restore_args import parse_time
 
     resources = RunResources(plan)
     storage = resources.storage

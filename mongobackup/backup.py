@@ -8,11 +8,12 @@ commit:   the manifest is written beside the object; only then does the backup e
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
@@ -32,7 +33,7 @@ from mongobackup.errors import (
 from mongobackup.keys import MONGODB_ARCHIVE, BackupLocation, StoredKind, manifest_key_for
 from mongobackup.manifest import BackupManifest, EncryptionRecord, Sizes
 from mongobackup.plan import Compression
-from mongobackup.storage import Storage, UploadReceipt
+from mongobackup.storage import Storage, Upload, UploadReceipt
 from mongobackup.streams import CountingReader, IteratorReader, StageClock, zstd_compressing_reader
 
 TOOL_NAME = "mongo-backup-flows"
@@ -75,6 +76,36 @@ class ArchiveSource(Protocol):
     def chunks(self) -> Iterator[bytes]: ...
 
 
+def encrypt_into_upload(
+    gpg: Gpg, stream: BinaryIO, keys: EncryptionKeys, upload: Upload, source: IteratorReader, clock: StageClock
+) -> None:
+    """gpg-encrypts `stream` into `upload`. A failed write stops `source` at once: nothing more can be stored,
+    so reading on from the database (or snapshot) would only waste the server's time."""
+
+    def store(chunk: bytes) -> None:
+        try:
+            with clock.measure("upload"):
+                upload.write(chunk)
+        except BaseException as exc:
+            source.abort(exc)
+            raise
+
+    gpg.encrypt_stream(stream, store, keys)
+
+
+@contextlib.contextmanager
+def pipeline_errors(target: str, stages: StageTable, default: str) -> Iterator[None]:
+    """Turns a failure inside a streamed transfer into PipelineError naming its stage and `target`."""
+    try:
+        yield
+    except BackupError as exc:
+        raise PipelineError(stage_of(exc, stages, default), target, exc) from exc
+    except zstandard.ZstdError as exc:
+        raise PipelineError("compress", target, exc) from exc
+    except OSError as exc:  # a broken pipe to gpg: it died mid-stream
+        raise PipelineError("encrypt", target, EncryptionError(f"gpg stream broken: {exc}")) from exc
+
+
 def transfer_database(
     *,
     dump: ArchiveSource,
@@ -105,27 +136,14 @@ def transfer_database(
         "database": location.database,
     }
     log(f"transfer: dump -> zstd(level {compression.level}) -> gpg -> {storage.where(location.object_key)}")
-    try:
-        with storage.open_upload(location.object_key, object_metadata) as upload:
-
-            def store(chunk: bytes) -> None:
-                try:
-                    with clock.measure("upload"):
-                        upload.write(chunk)
-                except BaseException as exc:
-                    source.abort(exc)  # nothing more can be stored: stop reading the database now
-                    raise
-
-            gpg.encrypt_stream(compressed, store, keys)
-            if not (source.exhausted and dump.summary.complete):
-                raise SourceError(location.instance, location.database, "the dump stream ended before its end")
-            receipt = upload.complete()
-    except BackupError as exc:
-        raise PipelineError(stage_of(exc, TRANSFER_STAGES, "transfer"), target, exc) from exc
-    except zstandard.ZstdError as exc:
-        raise PipelineError("compress", target, exc) from exc
-    except OSError as exc:  # a broken pipe to gpg: it died mid-stream
-        raise PipelineError("encrypt", target, EncryptionError(f"gpg stream broken: {exc}")) from exc
+    with (
+        pipeline_errors(target, TRANSFER_STAGES, "transfer"),
+        storage.open_upload(location.object_key, object_metadata) as upload,
+    ):
+        encrypt_into_upload(gpg, compressed, keys, upload, source, clock)
+        if not (source.exhausted and dump.summary.complete):
+            raise SourceError(location.instance, location.database, "the dump stream ended before its end")
+        receipt = upload.complete()
     finished = datetime.now(UTC)
     seconds = clock.rounded()
     seconds["total"] = round((finished - started).total_seconds(), 3)

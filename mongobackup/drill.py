@@ -15,7 +15,8 @@ from pymongo import MongoClient
 from mongobackup.crypto import Gpg
 from mongobackup.manifest import BackupManifest
 from mongobackup.names import DATABASE_NAME_MAX_BYTES, fits_database_name
-from mongobackup.restore import RestoreOptions, RestoreResult, restore_backup
+from mongobackup.restore import RestoreOptions, restore_backup
+from mongobackup.restore_result import RestoreResult
 from mongobackup.restore_targets import DEFAULT_PARALLEL
 from mongobackup.staging import find_runs
 from mongobackup.storage import Storage

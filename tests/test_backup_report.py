@@ -38,4 +38,4 @@ def test_markdown_shows_names_as_text_and_no_empty_backticks():
 
 def test_the_final_state_names_each_failed_backup():
     state = final_state(rows())
-    assert state.is_failed() and state.message == "2 of 3 backups failed: rs-down, rs-a/my_*db*"
+    assert state.is_failed() and state.message == "2 of 3 backups failed: rs-down/*, rs-a/my_*db*"

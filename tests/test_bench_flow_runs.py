@@ -62,3 +62,15 @@ def test_the_record_holds_the_largest_peak():
     )
     assert document["peak_rss_tree_mb"] == 190.0 and len(document["runs"]) == len(RUNS)
     assert document["measured_at"] == "2026-12-02T00:00:00+00:00" and document["git"] == "abc"
+
+
+def test_the_plan_backs_up_the_case_into_the_given_bucket():
+    from bench.flow_runs import FlowCase, plan_document
+
+    case = FlowCase("2 tiny", ("a", "b"), 2 * TINY_BYTES, True, max_parallel=1)
+    plan = plan_document(case, uri="mongodb://x", endpoint="http://s3", fingerprint="F", gnupghome="/g", prefix="p/")
+    assert plan["instances"][0]["databases"] == ["a", "b"] and plan["storage"]["bucket"] == "bench-flow-runs"
+    other = plan_document(
+        case, uri="mongodb://x", endpoint="http://s3", fingerprint="F", gnupghome="/g", prefix="p/", bucket="cmp"
+    )
+    assert other["storage"]["bucket"] == "cmp" and other["storage"]["prefix"] == "p/"

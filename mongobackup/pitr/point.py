@@ -29,7 +29,8 @@ from mongobackup.manifest import BackupManifest
 from mongobackup.pitr.chain import OplogArchive, OutsideWindow, chain_at, scan_archive, segments_between
 from mongobackup.pitr.keys import ts_datetime
 from mongobackup.pitr.segment import SegmentManifest, read_segment
-from mongobackup.restore import ProgressCallback, RestoreOptions, RestoreResult, restore_backup
+from mongobackup.restore import RestoreOptions, restore_backup
+from mongobackup.restore_result import ProgressCallback, RestoreResult
 from mongobackup.storage import Storage
 
 

@@ -16,20 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import zstandard
-
+from mongobackup.backup import encrypt_into_upload, encryption_record, pipeline_errors
 from mongobackup.crypto import EncryptionKeys, Gpg
-from mongobackup.errors import (
-    BackupError,
-    EncryptionError,
-    PipelineError,
-    SnapshotError,
-    SnapshotInvalid,
-    StageTable,
-    StorageError,
-    stage_of,
-)
+from mongobackup.errors import EncryptionError, SnapshotError, SnapshotInvalid, StageTable, StorageError
 from mongobackup.keys import BackupLocation
+from mongobackup.manifest import EncryptionRecord
 from mongobackup.plan import Compression
 from mongobackup.storage import Storage, UploadReceipt
 from mongobackup.streams import CountingReader, IteratorReader, StageClock, zstd_compressing_reader
@@ -65,7 +56,8 @@ class StoredSnapshot:
     compression: str  # "none" or "zstd-<level>"
     check_method: str
     checked: Any  # what the check returned (store-specific details)
-    keys: EncryptionKeys
+    #: Method, cipher and recipients only: no passphrase travels to verify and commit.
+    encryption: EncryptionRecord
     started_at: datetime
     finished_at: datetime
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -131,31 +123,18 @@ def store_snapshot(
     metadata = {"backup-format": "1", "tier": location.tier.value, "snapshot-source": location.instance}
     described = f"zstd(level {compression.level})" if compression else "no compression (already compressed)"
     log(f"snapshot: source -> check -> {described} -> gpg -> {storage.where(location.object_key)}")
-    try:
-        with storage.open_upload(location.object_key, metadata) as upload:
-
-            def store(chunk: bytes) -> None:
-                try:
-                    with clock.measure("upload"):
-                        upload.write(chunk)
-                except BaseException as exc:
-                    source.abort(exc)  # nothing more can be stored: stop reading the snapshot now
-                    raise
-
-            gpg.encrypt_stream(stream, store, keys)
-            if tap.failure is not None:
-                raise tap.failure
-            if not source.exhausted:
-                raise SnapshotError(location.instance, "the snapshot stream ended before its end")
-            with clock.measure("check"):
-                checked = check.finish()  # SnapshotInvalid: the upload is aborted, nothing is stored
-            receipt = upload.complete()
-    except BackupError as exc:
-        raise PipelineError(stage_of(exc, SNAPSHOT_STAGES, "snapshot"), target, exc) from exc
-    except zstandard.ZstdError as exc:
-        raise PipelineError("compress", target, exc) from exc
-    except OSError as exc:  # a broken pipe to gpg: it died mid-stream
-        raise PipelineError("encrypt", target, EncryptionError(f"gpg stream broken: {exc}")) from exc
+    with (
+        pipeline_errors(target, SNAPSHOT_STAGES, "snapshot"),
+        storage.open_upload(location.object_key, metadata) as upload,
+    ):
+        encrypt_into_upload(gpg, stream, keys, upload, source, clock)
+        if tap.failure is not None:
+            raise tap.failure
+        if not source.exhausted:
+            raise SnapshotError(location.instance, "the snapshot stream ended before its end")
+        with clock.measure("check"):
+            checked = check.finish()  # SnapshotInvalid: the upload is aborted, nothing is stored
+        receipt = upload.complete()
     finished = datetime.now(UTC)
     seconds = clock.rounded()
     seconds["total"] = round((finished - started).total_seconds(), 3)
@@ -169,7 +148,7 @@ def store_snapshot(
         compression=f"zstd-{compression.level}" if compression is not None else "none",
         check_method=check.method,
         checked=checked,
-        keys=keys,
+        encryption=encryption_record(keys),
         started_at=started,
         finished_at=finished,
         stage_seconds=seconds,

@@ -11,7 +11,7 @@ from datetime import datetime
 from mongobackup.backup import TOOL_NAME, commit_manifest, tool_version, verify_receipt
 from mongobackup.crypto import EncryptionKeys, Gpg
 from mongobackup.keys import KV_SNAPSHOT, BackupLocation
-from mongobackup.manifest import EncryptionRecord, Sizes
+from mongobackup.manifest import Sizes
 from mongobackup.plan import Compression
 from mongobackup.snapshots.consul import ConsulArchiveCheck, ConsulSnapshotInfo, consul_snapshot
 from mongobackup.snapshots.etcd import EtcdSnapshotCheck, etcd_gateway
@@ -118,7 +118,6 @@ def verify_snapshot(storage: Storage, taken: TakenSnapshot) -> None:
 
 def build_snapshot_manifest(taken: TakenSnapshot, *, run_id: str, scheduled_at: datetime) -> SnapshotManifest:
     stored = taken.stored
-    keys = stored.keys
     details = stored.checked if isinstance(stored.checked, dict) else stored.checked.details()
     return SnapshotManifest(
         kind=taken.kind,  # type: ignore[arg-type]
@@ -140,11 +139,7 @@ def build_snapshot_manifest(taken: TakenSnapshot, *, run_id: str, scheduled_at: 
         snapshot_sha256=stored.snapshot_sha256,
         sha256=stored.receipt.sha256,
         etag=stored.receipt.etag,
-        encryption=EncryptionRecord(
-            method="public-key" if keys.fingerprints else "symmetric",
-            cipher=keys.cipher,
-            recipients=list(keys.fingerprints),
-        ),
+        encryption=stored.encryption,
         check=CheckRecord(method=stored.check_method, passed=True, details=details),  # type: ignore[arg-type]
         consul=taken.consul,
         etcd=taken.etcd,

@@ -28,7 +28,8 @@ from mongobackup.errors import VerificationError
 from mongobackup.inventory import UncommittedBackup, select_backup
 from mongobackup.keys import BackupLocation
 from mongobackup.manifest import BackupManifest
-from mongobackup.restore import RestoreFailed, RestoreOptions, RestoreProgress, restore_backup
+from mongobackup.restore import RestoreOptions, restore_backup
+from mongobackup.restore_result import RestoreFailed, RestoreProgress
 from mongobackup.s3 import S3Storage
 from mongobackup.staging import is_lease
 from tests.faults.contract import RestoreFault, check_restore_fault
