@@ -68,7 +68,9 @@ def moto_block(services, deployed) -> str:
     return name
 
 
-def two_instance_plan(tmp_path, services, bucket, gpg_key, moto_block, **sections) -> tuple[Path, list[str], str]:
+def two_instance_plan(
+    tmp_path, services, bucket, gpg_key, moto_block, docs: int = 20, **sections
+) -> tuple[Path, list[str], str]:
     database = f"deployed-{uuid.uuid4().hex[:6]}"
     instances = [f"rs-x{uuid.uuid4().hex[:4]}", f"rs-y{uuid.uuid4().hex[:4]}"]
     for service in ("mongo-a", "mongo-b"):
