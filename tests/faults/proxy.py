@@ -45,8 +45,10 @@ class FaultyS3Proxy:
         self.dead_after_failure = False
         self.down = False  # every request answered 503, as by a store that is down
         self.failed_requests = 0
+        self.parts_held = 0  # UploadPart requests being held by `part_delay_s` right now
         self.thaw_in_progress = False
         self.restore_requests: list[str] = []  # paths of the RestoreObject requests forwarded
+        self._lock = threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,8 +62,12 @@ class FaultyS3Proxy:
                 body = self.rfile.read(length) if length else b""
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, keep_blank_values=True)
                 part = int(query.get("partNumber", ["0"])[0])
-                if part:
+                if part and proxy.part_delay_s:
+                    with proxy._lock:
+                        proxy.parts_held += 1
                     time.sleep(proxy.part_delay_s)
+                    with proxy._lock:
+                        proxy.parts_held -= 1
                 dead = proxy.dead_after_failure and proxy.failed_requests > 0
                 if proxy.down or dead or (self.command == "PUT" and proxy.should_fail(part)):
                     proxy.failed_requests += 1
