@@ -201,9 +201,10 @@ class MultipartUpload:
             if future.exception() is None:
                 self._stored[number] = future.result()
         self._in_flight.clear()
-        self._failure = min(failed, key=lambda item: item[0])[1] if failed else self._failure
-        assert self._failure is not None
-        raise self._failure
+        if failed:
+            self._failure = _first_of(failed)
+        if self._failure is not None:
+            raise self._failure
 
     def _stop_workers(self) -> None:
         if self._pool is not None:
@@ -217,3 +218,16 @@ class MultipartUpload:
     def __exit__(self, exc_type: object, exc: object, tb: Any) -> None:
         if not self.finished:
             self.abort()
+
+
+def _first_of(failed: list[tuple[int, BaseException | None]]) -> BaseException:
+    """The failure of the lowest-numbered part, naming the others that failed beside it (a store that went
+    down refuses every part in flight; which one gave up first is chance, so the message names them all)."""
+    failed = sorted(((number, exc) for number, exc in failed if exc is not None), key=lambda item: item[0])
+    first = failed[0][1]
+    if len(failed) == 1 or not isinstance(first, StorageError):
+        return first
+    others = ", ".join(f"upload part {n}" for n, _ in failed[1:])
+    combined = type(first)(f"{first}; {others} failed as well", transient=first.transient, code=first.code)
+    combined.__cause__ = first
+    return combined

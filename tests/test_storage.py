@@ -75,6 +75,17 @@ def test_a_part_failing_in_the_background_names_the_first_failed_part_and_leaves
     assert direct.open_uploads(key) == []
 
 
+def test_parts_failing_together_are_all_named_the_lowest_first():
+    from mongobackup.s3_upload import _first_of
+
+    part = lambda n: StorageError(f"upload part {n} s3://b/k: refused (SlowDown)", transient=True, code="SlowDown")  # noqa: E731
+    combined = _first_of([(3, part(3)), (2, part(2)), (4, None)])
+    assert str(combined) == "upload part 2 s3://b/k: refused (SlowDown); upload part 3 failed as well"
+    assert combined.transient and combined.code == "SlowDown"
+    alone = part(5)
+    assert _first_of([(5, alone)]) is alone
+
+
 def test_parts_land_in_order_whatever_finishes_first(storage):
     """Several parts in flight, chunks that straddle part boundaries: the object is the bytes written."""
     storage.upload_concurrency = 3
