@@ -20,14 +20,23 @@ def _sizes(text: str) -> list[int]:
     return parse_sizes(text, at_least=MIN_SIZES)
 
 
+def _only_sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes: comma-separated whole MB, got {text!r}") from None
+    if not sizes or sizes[0] < 1:
+        raise argparse.ArgumentTypeError(f"--sizes: at least one size >= 1 MB, got {text!r}")
+    return sizes
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.compare", description=(bench.compare.__doc__ or "").splitlines()[0]
     )
     parser.add_argument(
         "--sizes",
-        type=_sizes,
-        default=list(DEFAULT_SIZES),
+        default=",".join(map(str, DEFAULT_SIZES)),
         help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 8,24,64)",
     )
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="runs per figure (default: 3)")
@@ -49,11 +58,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=list(DEFAULT_COLD_COUNTS),
         help="tiny databases per flow run with no server running (default 1,10; '' for none)",
     )
+    parser.add_argument(
+        "--only",
+        choices=["pipeline"],
+        help="measure one row group only and print it (no RESULTS.md): 'pipeline' = zstd+gpg+S3 alone beside "
+        "the command-line pipe, with its profile, on moto alone (no MongoDB); e.g. --only pipeline --sizes 64 --runs 1",
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs: at least 1")
+    try:  # one row group alone may be measured at one size; the whole benchmark needs its span of sizes
+        args.sizes = _only_sizes(args.sizes) if args.only else _sizes(args.sizes)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
     if args.child and not args.params:
         parser.error("--child needs --params")
     return args
@@ -64,8 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         print(json.dumps(CHILDREN[args.child](json.loads(args.params))), flush=True)
         return 0
-    from bench.compare.run import run_benchmark  # not for a child: it needs none of it
+    from bench.compare.run import run_benchmark, run_pipeline_only  # not for a child: it needs none of it
 
+    if args.only == "pipeline":
+        return run_pipeline_only(args.sizes, args.runs)
     return run_benchmark(args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts)
 
 
