@@ -1,5 +1,6 @@
-"""`python -m bench.compare --only restore --sizes 24 --runs 1`: the restore rows alone (ours with verification
-on and off, the stock mongorestore), at any sizes, in under a minute at 24 MB: for working on the restore.
+"""`python -m bench.compare --only restore --sizes 24 --runs 1`: the restore rows alone (ours with the default
+verification, without it, and with `--read-back`; the stock mongorestore), at any sizes, in about a minute at
+24 MB: for working on the restore.
 
 It starts its own services and key like the whole benchmark, prints the rows and a one-line ratio per size, and
 publishes nothing (bench/RESULTS.md is the whole benchmark's).
@@ -61,7 +62,9 @@ def run_restores_only(sizes: Sequence[int], runs: int) -> int:
         sources = [prepare_restore_source(bench, dataset, size) for size, dataset in datasets]
         for run in range(1, runs + 1):
             for source in sources:
-                measures += measure_restores(bench, source, run=run, progress=lambda line: print(line, flush=True))
+                measures += measure_restores(
+                    bench, source, run=run, read_back=True, progress=lambda line: print(line, flush=True)
+                )
     finally:
         services.stop()
         tools.shutdown()
@@ -71,12 +74,13 @@ def run_restores_only(sizes: Sequence[int], runs: int) -> int:
     for size in sizes:
         walls = {
             subject: statistics.median(m.wall_s for m in measures if m.subject == subject and m.size_mb == size)
-            for subject in ("restore_ours", "restore_ours_noverify", "mongorestore")
+            for subject in ("restore_ours", "restore_ours_noverify", "restore_ours_readback", "mongorestore")
         }
         stock = walls["mongorestore"]
         print(
             f"{size} MB, median of {runs}: ours verify on {walls['restore_ours']:.2f} s "
             f"({walls['restore_ours'] / stock:.2f}x), verify off {walls['restore_ours_noverify']:.2f} s "
-            f"({walls['restore_ours_noverify'] / stock:.2f}x), stock mongorestore {stock:.2f} s"
+            f"({walls['restore_ours_noverify'] / stock:.2f}x), --read-back {walls['restore_ours_readback']:.2f} s "
+            f"({walls['restore_ours_readback'] / stock:.2f}x), stock mongorestore {stock:.2f} s"
         )
     return 0
