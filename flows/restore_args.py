@@ -16,7 +16,7 @@ it, then the archived oplog up to it (see mongobackup.pitr.point); --list shows 
 The target is the instance itself unless --to names another server; collections that already exist there
 are refused unless --drop. --verify-only downloads, decrypts and checks every CRC and digest against the
 manifest and writes nothing. A restore is verified before anything is moved into place (the digest of the
-documents the server acknowledged, the staged collections' counts and indexes, see mongobackup.restore_stream);
+documents the server acknowledged, the staged collections' counts and indexes, see mongobackup.restore_verify);
 --read-back verifies by reading every restored document back instead, as the drills do; --no-verify keeps only
 the archive's own checks. --archive restores a stock `mongodump --archive` file (plain or --gzip).
 A backup in GLACIER or DEEP_ARCHIVE is thawed first (RestoreObject at the plan's `restore.retrieval` or

@@ -10,7 +10,7 @@ batches are in memory at once (4 x 3 x 1 MiB with the defaults), whatever the si
 
 Each batch carries the digest of its documents (computed once, by the reader's `StreamCheck`); the thread adds it
 to its collection's `acknowledged` digest only once the server has acknowledged inserting the whole batch. The
-streamed verification (`MongoWriter.verify_streamed`) compares those digests with the manifest."""
+streamed verification (`restore_verify.verify_streamed`) compares those digests with the manifest."""
 
 from __future__ import annotations
 
