@@ -1,4 +1,5 @@
 """The comparative benchmark's command line: `python -m bench.compare [--sizes 8,24,64] [--runs 3] [--keep-data]`;
+`--only restore` measures the restore rows alone (one size is enough, nothing published);
 `--child KIND --params JSON` is how the benchmark starts a measured child of its own."""
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ def _sizes(text: str) -> list[int]:
     return parse_sizes(text, at_least=MIN_SIZES)
 
 
-def _only_sizes(text: str) -> list[int]:
+def _any_sizes(text: str) -> list[int]:
+    """--sizes of `--only`: any whole MB, no span required."""
     try:
         sizes = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
@@ -36,7 +38,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--sizes",
-        default=",".join(map(str, DEFAULT_SIZES)),
+        default=list(DEFAULT_SIZES),
         help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 8,24,64)",
     )
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="runs per figure (default: 3)")
@@ -60,19 +62,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["pipeline"],
-        help="measure one row group only and print it (no RESULTS.md): 'pipeline' = zstd+gpg+S3 alone beside "
-        "the command-line pipe, with its profile, on moto alone (no MongoDB); e.g. --only pipeline --sizes 64 --runs 1",
+        choices=["pipeline", "restore"],
+        help="measure only these rows, any number of sizes, nothing published (pipeline: zstd+gpg+S3 alone beside "
+        "the command-line pipe, with its profile, on moto alone; restore: ours with verification on and off, "
+        "stock mongorestore)",
     )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if isinstance(args.sizes, str):  # checked here: --only takes a single size, the whole run at least three
+        try:
+            args.sizes = _any_sizes(args.sizes) if args.only else _sizes(args.sizes)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(str(exc))
     if args.runs < 1:
         parser.error("--runs: at least 1")
-    try:  # one row group alone may be measured at one size; the whole benchmark needs its span of sizes
-        args.sizes = _only_sizes(args.sizes) if args.only else _sizes(args.sizes)
-    except argparse.ArgumentTypeError as exc:
-        parser.error(str(exc))
     if args.child and not args.params:
         parser.error("--child needs --params")
     return args
@@ -83,10 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         print(json.dumps(CHILDREN[args.child](json.loads(args.params))), flush=True)
         return 0
+    if args.only == "restore":
+        from bench.compare.restore_only import run_restores_only
+
+        return run_restores_only(args.sizes, args.runs)
     from bench.compare.run import run_benchmark, run_pipeline_only  # not for a child: it needs none of it
 
     if args.only == "pipeline":
         return run_pipeline_only(args.sizes, args.runs)
+
     return run_benchmark(args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts)
 
 
