@@ -1,4 +1,5 @@
 """The comparative benchmark's command line: `python -m bench.compare [--sizes 8,24,64] [--runs 3] [--keep-data]`;
+`--only restore` measures the restore rows alone (one size is enough, nothing published);
 `--child KIND --params JSON` is how the benchmark starts a measured child of its own."""
 
 from __future__ import annotations
@@ -20,13 +21,23 @@ def _sizes(text: str) -> list[int]:
     return parse_sizes(text, at_least=MIN_SIZES)
 
 
+def _any_sizes(text: str) -> list[int]:
+    """--sizes of `--only`: any whole MB, no span required."""
+    try:
+        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes: comma-separated whole MB, got {text!r}") from None
+    if not sizes or sizes[0] < 1:
+        raise argparse.ArgumentTypeError(f"--sizes: at least one size >= 1 MB, got {text!r}")
+    return sizes
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.compare", description=(bench.compare.__doc__ or "").splitlines()[0]
     )
     parser.add_argument(
         "--sizes",
-        type=_sizes,
         default=list(DEFAULT_SIZES),
         help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 8,24,64)",
     )
@@ -49,9 +60,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=list(DEFAULT_COLD_COUNTS),
         help="tiny databases per flow run with no server running (default 1,10; '' for none)",
     )
+    parser.add_argument(
+        "--only",
+        choices=["pipeline", "restore"],
+        help="measure only these rows, any number of sizes, nothing published (pipeline: zstd+gpg+S3 alone beside "
+        "the command-line pipe, with its profile, on moto alone; restore: ours with verification on and off, "
+        "stock mongorestore)",
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if isinstance(args.sizes, str):  # checked here: --only takes a single size, the whole run at least three
+        try:
+            args.sizes = _any_sizes(args.sizes) if args.only else _sizes(args.sizes)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(str(exc))
     if args.runs < 1:
         parser.error("--runs: at least 1")
     if args.child and not args.params:
@@ -64,7 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         print(json.dumps(CHILDREN[args.child](json.loads(args.params))), flush=True)
         return 0
-    from bench.compare.run import run_benchmark  # not for a child: it needs none of it
+    if args.only == "restore":
+        from bench.compare.restore_only import run_restores_only
+
+        return run_restores_only(args.sizes, args.runs)
+    from bench.compare.run import run_benchmark, run_pipeline_only  # not for a child: it needs none of it
+
+    if args.only == "pipeline":
+        return run_pipeline_only(args.sizes, args.runs)
 
     return run_benchmark(args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts)
 
