@@ -1,5 +1,7 @@
 """The comparative benchmark's command line: `python -m bench.compare [--sizes 8,24,64] [--runs 3] [--keep-data]`;
-`--child KIND --params JSON` is how the benchmark starts a measured child of its own."""
+`--only backup --sizes 24 --runs 1` measures one group of rows at any sizes (a partial run: printed and written to
+bench/results/, never published to bench/RESULTS.md); `--child KIND --params JSON` is how the benchmark starts a
+measured child of its own."""
 
 from __future__ import annotations
 
@@ -10,14 +12,18 @@ from collections.abc import Sequence
 
 import bench.compare
 from bench.compare.children import CHILDREN
-from bench.compare.settings import DEFAULT_RUNS, DEFAULT_SIZES, KEEP_RUN_DIR, MIN_SIZES
+from bench.compare.settings import DEFAULT_RUNS, DEFAULT_SIZES, GROUPS, KEEP_RUN_DIR, MIN_SIZES
 from bench.flow_runs import DEFAULT_COLD_COUNTS, DEFAULT_COUNTS
 from bench.flow_runs import parse_counts as _counts
-from bench.harness import PROJECT_ROOT, parse_sizes
+from bench.harness import MIN_SIZE_RATIO, PROJECT_ROOT, parse_sizes
 
 
-def _sizes(text: str) -> list[int]:
-    return parse_sizes(text, at_least=MIN_SIZES)
+def _groups(text: str) -> list[str]:
+    groups = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown or not groups:
+        raise argparse.ArgumentTypeError(f"--only: comma-separated of {', '.join(GROUPS)}, got {text!r}")
+    return [g for g in GROUPS if g in groups]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -26,9 +32,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--sizes",
-        type=_sizes,
-        default=list(DEFAULT_SIZES),
-        help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 8,24,64)",
+        default=",".join(map(str, DEFAULT_SIZES)),
+        help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 8,24,64; a whole run needs "
+        f"{MIN_SIZES} spanning 8x, a partial one any)",
+    )
+    parser.add_argument(
+        "--only",
+        type=_groups,
+        default=list(GROUPS),
+        help=f"measure only these groups of rows, comma-separated of {', '.join(GROUPS)} (default: all; a "
+        "partial run is not published to bench/RESULTS.md)",
     )
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="runs per figure (default: 3)")
     parser.add_argument(
@@ -52,6 +65,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    whole = args.only == list(GROUPS)
+    try:
+        args.sizes = parse_sizes(args.sizes, at_least=MIN_SIZES if whole else 1, span=MIN_SIZE_RATIO if whole else 1)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
     if args.runs < 1:
         parser.error("--runs: at least 1")
     if args.child and not args.params:
@@ -66,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from bench.compare.run import run_benchmark  # not for a child: it needs none of it
 
-    return run_benchmark(args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts)
+    return run_benchmark(args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts, args.only)
 
 
 if __name__ == "__main__":
