@@ -266,16 +266,16 @@ class CommandTimer(monitoring.CommandListener):
 # --- command lines and results ----------------------------------------------------------------------------
 
 
-def parse_sizes(text: str, *, at_least: int = 2, span: float = MIN_SIZE_RATIO) -> list[int]:
-    """`--sizes` of the benchmarks: comma-separated whole MB, at least `at_least` of them, spanning `span` x
-    (8x for a published table; 1 for a partial run that measures one size)."""
+def parse_sizes(text: str, *, at_least: int = 2) -> list[int]:
+    """`--sizes` of the benchmarks: comma-separated whole MB, at least `at_least` of them, spanning 8x."""
     try:
         sizes = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
         raise argparse.ArgumentTypeError(f"--sizes: comma-separated whole MB, got {text!r}") from None
-    if len(sizes) < at_least or sizes[0] < 1 or sizes[-1] < span * sizes[0]:
+    if len(sizes) < at_least or sizes[0] < 1 or sizes[-1] < MIN_SIZE_RATIO * sizes[0]:
         raise argparse.ArgumentTypeError(
-            f"--sizes: at least {at_least} sizes >= 1 MB, the largest at least {span:g}x the smallest, got {text!r}"
+            f"--sizes: at least {at_least} sizes >= 1 MB, the largest at least {MIN_SIZE_RATIO}x the smallest, "
+            f"got {text!r}"
         )
     return sizes
 

@@ -3,7 +3,8 @@
     python -m flows.restore --plan PLAN.yaml --instance NAME --database DB [--at TIME | --key KEY |
                             --point-in-time TIME]
                             [--uncommitted] [--to URI] [--as NAME] [--drop] [--verify-only]
-                            [--include NS] [--exclude NS] [--no-oplog] [--no-verify] [--gnupghome DIR]
+                            [--include NS] [--exclude NS] [--no-oplog] [--no-verify | --read-back]
+                            [--gnupghome DIR]
     python -m flows.restore --plan PLAN.yaml --instance NAME --database DB --list
     python -m flows.restore --plan PLAN.yaml --instance NAME --database DB [--at | --key] --thaw-only [--retrieval T]
     python -m flows.restore --archive FILE (--to URI | --verify-only) [--as NAME] [--drop] ...
@@ -14,7 +15,10 @@ Without --at or --key the newest committed backup is restored; --at picks the ne
 it, then the archived oplog up to it (see mongobackup.pitr.point); --list shows the restorable windows.
 The target is the instance itself unless --to names another server; collections that already exist there
 are refused unless --drop. --verify-only downloads, decrypts and checks every CRC and digest against the
-manifest and writes nothing. --archive restores a stock `mongodump --archive` file (plain or --gzip).
+manifest and writes nothing. A restore is verified before anything is moved into place (the digest of the
+documents the server acknowledged, the staged collections' counts and indexes, see mongobackup.restore_verify);
+--read-back verifies by reading every restored document back instead, as the drills do; --no-verify keeps only
+the archive's own checks. --archive restores a stock `mongodump --archive` file (plain or --gzip).
 A backup in GLACIER or DEEP_ARCHIVE is thawed first (RestoreObject at the plan's `restore.retrieval` or
 --retrieval, kept `restore.thaw_days`), waiting at most `restore.thaw_wait_h`; --thaw-only asks and returns.
 A progress bar (bytes, documents) goes to stderr, a summary to stdout. Exit status: 0 restored (or verified)
@@ -86,7 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out namespaces matching this db.collection pattern (repeatable)",
     )
     target.add_argument("--no-oplog", action="store_true", help="do not replay the archive's oplog slice")
-    target.add_argument("--no-verify", action="store_true", help="do not read the restored data back")
+    target.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the verification of the staged data (the archive's CRCs and the manifest's digests still hold)",
+    )
+    target.add_argument(
+        "--read-back",
+        action="store_true",
+        help="verify by reading every restored document back (slower; what the drills do)",
+    )
     target.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="namespaces inserted at once")
     target.add_argument(
         "--gnupghome",
@@ -101,6 +114,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.snapshot or args.out:
         check_snapshot_arguments(args)
         return
+    if args.read_back and (args.no_verify or args.verify_only):
+        raise UsageError("--read-back is a way to verify a restore: not with --no-verify or --verify-only")
     if args.archive:
         if args.plan or args.key or args.at or args.list or args.uncommitted or args.thaw_only or args.retrieval:
             raise UsageError(
@@ -150,5 +165,6 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
         drop=args.drop,
         apply_oplog=not args.no_oplog,
         verify=not args.no_verify,
+        read_back=args.read_back,
         parallel=args.parallel,
     )

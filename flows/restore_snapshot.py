@@ -25,7 +25,7 @@ from mongobackup.snapshots.manifest import load_snapshot_manifest
 from mongobackup.snapshots.restore import restore_snapshot_file
 
 #: Options of a database restore that mean nothing for a snapshot.
-_DATABASE_ONLY = ("instance", "database", "archive", "to", "as_name", "drop", "verify_only", "uncommitted")
+_DATABASE_ONLY = ("instance", "database", "archive", "to", "as_name", "drop", "verify_only", "uncommitted", "read_back")
 
 
 def check_snapshot_arguments(args: argparse.Namespace) -> None:

@@ -2,7 +2,8 @@
 
 A drill proves a backup restores: the same restore a user runs (`restore.restore_backup`), into a database
 named for the drill run (`drill_<database>_<run id>`) on the plan's scratch server, verified against the
-manifest, and dropped whatever happened, so a drill never leaves data behind.
+manifest by reading every restored document back (`RestoreOptions.read_back`), and dropped whatever
+happened, so a drill never leaves data behind.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def drill_restore(
     the scratch database afterwards whatever happened, so a drill never leaves data behind. What killed
     drills left on the scratch server is swept first (`sweep_scratch`). `thaw`: how an archived backup is
     made readable (the drill's asks nothing and waits for nothing: its thaws were asked the day before)."""
-    options = RestoreOptions(target_database=scratch_database, verify=True, parallel=parallel)
+    # The drill is the proof a backup restores: every restored document is read back from the server and
+    # digested, not only counted and vouched for by the server's acknowledgements as a restore's default.
+    options = RestoreOptions(target_database=scratch_database, verify=True, read_back=True, parallel=parallel)
     sweep_scratch(client)
     try:
         return restore_backup(

@@ -44,6 +44,13 @@ class DocumentDigest:
         self.bytes += len(document)
         self._sum += int.from_bytes(hashlib.sha256(document).digest(), "big")
 
+    def merge(self, other: DocumentDigest) -> None:
+        """Adds `other`'s documents: a namespace's digest is the sum of its batches' (a sum does not care how
+        the documents were grouped), so one hash per document serves both the archive and the insert path."""
+        self.count += other.count
+        self.bytes += other.bytes
+        self._sum += other._sum
+
     @property
     def hexdigest(self) -> str:
         return f"{self._sum % (1 << 256):064x}"

@@ -12,7 +12,9 @@ The order of work, and why:
 2. Data: documents go to a few insert threads (`restore_inserter`). The reader checks each namespace's CRC
    when it ends; its documents, CRC and digest are compared with the manifest there and then.
 3. After the last collection: indexes (built once on full collections, as mongorestore does) and the
-   verification of the staged data against the manifest, which describes the documents as dumped.
+   verification of the staged data against the manifest, which describes the documents as dumped
+   (`restore_verify`: by default the digest of what the server acknowledged inserting, its counts and the
+   indexes; with `read_back`, as the drills do, every document read back from the server).
 4. The oplog slice, replayed as plain CRUD onto the staging collections (`mongobackup.oplog_replay`), moves
    the data from "as dumped" to the end of the dump window.
 5. TTL indexes, last: built earlier, the TTL monitor could delete documents that expired since the backup
@@ -39,6 +41,7 @@ from mongobackup.manifest import BackupManifest, NamespaceRecord
 from mongobackup.redact import redact_uri
 from mongobackup.restore_result import RESTORE_STAGES, ProgressCallback, RestoreFailed, RestoreProgress, RestoreResult
 from mongobackup.restore_targets import RestoreOptions, Target, plan_targets
+from mongobackup.restore_verify import verify_staged
 from mongobackup.restore_writer import MongoWriter, TargetNotEmpty
 from mongobackup.streams import CountingReader, StageClock
 from mongobackup.verify import Mismatch, StreamCheck, Verdict, verify_database
@@ -157,11 +160,11 @@ def _consume(
         if isinstance(event, NamespaceEndEvent):
             run.check.end(event.ns, event.collection, count=event.count, size=event.bytes, crc=event.crc)
             continue
-        run.check.documents(event.ns, event.documents)
+        digest = run.check.documents(event.ns, event.documents)
         if target.kind == "oplog":
             _replay(run, event)
         elif run.writer is not None and target.wanted:
-            run.writer.insert(target, event.documents)
+            run.writer.insert(target, event.documents, digest)
         progress = run.progress
         progress.archive_bytes = archive.bytes_read
         if run.writer is not None:
@@ -211,8 +214,9 @@ def _after_data(run: _Run) -> None:
     run.writer.finish_data()
     if run.options.verify:
         reference = "the manifest" if run.check.manifest is not None else "the archive"
+        subject = f"{run.source} restored into {run.target}"
         with run.clock.measure("verify"):
-            run.verdict = run.writer.verify(_expected(run), f"{run.source} restored into {run.target}", reference)
+            run.verdict = verify_staged(run.writer, _expected(run), subject, reference, read_back=run.options.read_back)
         run.verdict.raise_if_failed()
 
 

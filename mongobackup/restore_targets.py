@@ -34,7 +34,11 @@ class RestoreOptions:
     exclude: tuple[str, ...] = ()
     drop: bool = False  # replace existing target collections instead of refusing
     apply_oplog: bool = True
-    verify: bool = True  # read the restored data back and compare it with the manifest
+    # verify: the staged data checked against the manifest before the swap (`restore_verify`: the digest of what
+    # the server acknowledged, its counts, the indexes); read_back: by reading all of it back instead, as the
+    # drills do. verify False: only the archive's own checks (CRCs, the manifest's stream digests, the object).
+    verify: bool = True
+    read_back: bool = False
     parallel: int = DEFAULT_PARALLEL
     batch_bytes: int = INSERT_BATCH_BYTES
 

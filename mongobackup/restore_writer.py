@@ -15,7 +15,6 @@ rename those). Collections without options are renamed everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from bson import SON
@@ -25,12 +24,12 @@ from pymongo.errors import PyMongoError
 
 from mongobackup.dump import RAW
 from mongobackup.errors import BackupError, one_line
-from mongobackup.manifest import NamespaceRecord
+from mongobackup.manifest import DocumentDigest
 from mongobackup.oplog_replay import OplogReplayer
 from mongobackup.restore_inserter import Inserter
 from mongobackup.restore_targets import RestoreOptions, Target
 from mongobackup.staging import Lease, is_reserved, new_run_id, probe_names, staging_name, sweep
-from mongobackup.verify import READ_BATCH_DOCUMENTS, Mismatch, Verdict, verify_database
+from mongobackup.verify import READ_BATCH_DOCUMENTS, Mismatch, Verdict
 
 #: Index options that change what an index does: compared between the archive and what was built.
 INDEX_OPTIONS = ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression", "collation", "hidden")
@@ -102,11 +101,12 @@ class MongoWriter:
         command.update(options)
         self.client[database].command(command)
 
-    def insert(self, target: Target, documents: list[bytes]) -> None:
+    def insert(self, target: Target, documents: list[bytes], digest: DocumentDigest | None = None) -> None:
+        """Queues a batch; `digest`, the batch's, counts for `verify_streamed` once the server acknowledged it."""
         assert self._inserter is not None, "prepare() first"
         ordered = bool(target.options.get("capped"))  # natural order is the point of a capped collection
         collection = self.client[target.database][self.staging(target.database, target.collection)]
-        self._inserter.submit(collection, documents, ordered, label=target.ns)
+        self._inserter.submit(collection, documents, ordered, label=target.ns, digest=digest)
 
     @property
     def inserted(self) -> int:
@@ -167,24 +167,10 @@ class MongoWriter:
             }
         return present
 
-    def verify(self, expected: Iterable[tuple[str, NamespaceRecord]], subject: str, reference: str) -> Verdict:
-        """Reads back the staging collections; `expected` pairs a target database with a record of what it
-        should hold. Views (created after the swap) and TTL indexes (built later) are left out here."""
-        verdict = Verdict(subject, reference=reference)
-        wanted = {(t.database, t.collection) for t in self.targets if t.kind != "view"}
-        deferred = self.deferred_ttl_indexes()
-        by_database: dict[str, list[NamespaceRecord]] = {}
-        for database, record in expected:
-            if (database, record.collection) in wanted:  # left out by --include/--exclude: not restored
-                indexes = [ix for ix in record.indexes if (database, record.collection, ix.name) not in deferred]
-                record = record.model_copy(update={"indexes": indexes})
-                by_database.setdefault(database, []).append(record)
-        for database, records in by_database.items():
-            names = {r.collection: self.staging(database, r.collection) for r in records}
-            verdict.extend(
-                verify_database(self.client, database, records, subject=subject, reference=reference, names=names)
-            )
-        return verdict
+    @property
+    def acknowledged(self) -> dict[str, DocumentDigest]:
+        """`Inserter.acknowledged`: "database.staging name" -> digest of the documents the server acknowledged."""
+        return self._inserter.acknowledged if self._inserter is not None else {}
 
     def check_options(self) -> list[Mismatch]:
         """The staging collections' options and index options against the archive's, once everything is built."""

@@ -221,10 +221,14 @@ class StreamCheck:
         self.records: dict[str, NamespaceRecord] = {}
         self.verdict = Verdict(subject, reference="the manifest" if manifest is not None else "the archive's CRCs")
 
-    def documents(self, ns: str, documents: Iterable[bytes]) -> None:
-        digest = self.digests[ns]
+    def documents(self, ns: str, documents: Iterable[bytes]) -> DocumentDigest:
+        """Adds a batch of the namespace's documents; returns the batch's own digest (the insert path sums
+        the batches the server acknowledged, see `restore_inserter`)."""
+        batch = DocumentDigest()
         for document in documents:
-            digest.add(document)
+            batch.add(document)
+        self.digests[ns].merge(batch)
+        return batch
 
     def end(self, ns: str, collection: str, *, count: int, size: int, crc: int) -> None:
         record = NamespaceRecord(

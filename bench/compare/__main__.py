@@ -1,6 +1,7 @@
 """The comparative benchmark's command line: `python -m bench.compare [--sizes 8,24,64] [--runs 3] [--keep-data]`;
-`--only backup --sizes 24 --runs 1` measures one group of rows at any sizes (a partial run: printed and written to
-bench/results/, never published to bench/RESULTS.md); `--child KIND --params JSON` is how the benchmark starts a
+`--only GROUP[,GROUP]` measures some groups of rows alone at any sizes and publishes nothing: `--only restore` the
+restore rows (bench/compare/restore_only.py, with `--read-back` beside them), `--only backup --sizes 24 --runs 1`
+the backup rows, likewise `pipeline` and `flow`; `--child KIND --params JSON` is how the benchmark starts a
 measured child of its own."""
 
 from __future__ import annotations
@@ -15,7 +16,22 @@ from bench.compare.children import CHILDREN
 from bench.compare.settings import DEFAULT_RUNS, DEFAULT_SIZES, GROUPS, KEEP_RUN_DIR, MIN_SIZES
 from bench.flow_runs import DEFAULT_COLD_COUNTS, DEFAULT_COUNTS
 from bench.flow_runs import parse_counts as _counts
-from bench.harness import MIN_SIZE_RATIO, PROJECT_ROOT, parse_sizes
+from bench.harness import PROJECT_ROOT, parse_sizes
+
+
+def _sizes(text: str) -> list[int]:
+    return parse_sizes(text, at_least=MIN_SIZES)
+
+
+def _any_sizes(text: str) -> list[int]:
+    """--sizes of `--only`: any whole MB, no span required."""
+    try:
+        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes: comma-separated whole MB, got {text!r}") from None
+    if not sizes or sizes[0] < 1:
+        raise argparse.ArgumentTypeError(f"--sizes: at least one size >= 1 MB, got {text!r}")
+    return sizes
 
 
 def _groups(text: str) -> list[str]:
@@ -32,16 +48,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--sizes",
-        default=",".join(map(str, DEFAULT_SIZES)),
-        help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 8,24,64; a whole run needs "
-        f"{MIN_SIZES} spanning 8x, a partial one any)",
-    )
-    parser.add_argument(
-        "--only",
-        type=_groups,
-        default=list(GROUPS),
-        help=f"measure only these groups of rows, comma-separated of {', '.join(GROUPS)} (default: all; a "
-        "partial run is not published to bench/RESULTS.md)",
+        default=list(DEFAULT_SIZES),
+        help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 8,24,64)",
     )
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="runs per figure (default: 3)")
     parser.add_argument(
@@ -62,14 +70,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=list(DEFAULT_COLD_COUNTS),
         help="tiny databases per flow run with no server running (default 1,10; '' for none)",
     )
+    parser.add_argument(
+        "--only",
+        type=_groups,
+        help=f"measure only these groups of rows, comma-separated of {', '.join(GROUPS)} (restore alone: ours "
+        "with verification on, off and --read-back, stock mongorestore); any number of sizes, nothing published",
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    whole = args.only == list(GROUPS)
-    try:
-        args.sizes = parse_sizes(args.sizes, at_least=MIN_SIZES if whole else 1, span=MIN_SIZE_RATIO if whole else 1)
-    except argparse.ArgumentTypeError as exc:
-        parser.error(str(exc))
+    if isinstance(args.sizes, str):  # checked here: --only takes a single size, the whole run at least three
+        try:
+            args.sizes = _any_sizes(args.sizes) if args.only else _sizes(args.sizes)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(str(exc))
     if args.runs < 1:
         parser.error("--runs: at least 1")
     if args.child and not args.params:
@@ -82,9 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         print(json.dumps(CHILDREN[args.child](json.loads(args.params))), flush=True)
         return 0
+    if args.only == ["restore"]:
+        from bench.compare.restore_only import run_restores_only
+
+        return run_restores_only(args.sizes, args.runs)
     from bench.compare.run import run_benchmark  # not for a child: it needs none of it
 
-    return run_benchmark(args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts, args.only)
+    only = args.only or list(GROUPS)
+    return run_benchmark(args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts, only)
 
 
 if __name__ == "__main__":

@@ -214,7 +214,11 @@ def _child_restore(params: dict[str, Any]) -> dict[str, Any]:
             params["key"],
             Gpg(params["gnupghome"]),
             client,
-            RestoreOptions(target_database=params["target_database"], verify=params["verify"]),
+            RestoreOptions(
+                target_database=params["target_database"],
+                verify=params["verify"],
+                read_back=params.get("read_back", False),
+            ),
             manifest=manifest,
         )
         seconds = time.perf_counter() - started

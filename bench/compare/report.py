@@ -38,6 +38,7 @@ SUBJECTS: dict[str, str] = {
     "pipe_cli": "tools: zstd -3 -T2 | gpg | s3cmd put (no MongoDB)",
     "restore_ours": "restore: ours (verify on)",
     "restore_ours_noverify": "restore: ours (verify off)",
+    "restore_ours_readback": "restore: ours (--read-back)",  # bench.compare --only restore
     "mongorestore_prep": "restore prep: S3>gpg>zstd>file",
     "mongorestore": "restore: stock mongorestore",
 }

@@ -67,9 +67,12 @@ def prepare_restore_source(bench: Bench, dataset: Dataset, size_mb: int) -> Rest
     return RestoreSource(size_mb, dataset, manifest.object_key, location.manifest_key, manifest.sizes.encrypted_bytes)
 
 
-def measure_restore_ours(bench: Bench, source: RestoreSource, *, run: int, verify: bool) -> Measure:
-    """restore_backup (S3 -> gpg -> zstd -> archive reader -> insert threads) into a fresh database."""
-    target = f"restored_{source.size_mb}mb_{'v' if verify else 'n'}{run}_{uuid.uuid4().hex[:4]}"
+def measure_restore_ours(
+    bench: Bench, source: RestoreSource, *, run: int, verify: bool, read_back: bool = False
+) -> Measure:
+    """restore_backup (S3 -> gpg -> zstd -> archive reader -> insert threads) into a fresh database; `read_back`:
+    verified by reading everything back (the drills' way) instead of the default verification."""
+    target = f"restored_{source.size_mb}mb_{'r' if read_back else 'v' if verify else 'n'}{run}_{uuid.uuid4().hex[:4]}"
     tmpdir = bench.scratch("restore-tmp")
     params = {
         "uri": restore_uri(bench),
@@ -80,6 +83,7 @@ def measure_restore_ours(bench: Bench, source: RestoreSource, *, run: int, verif
         "manifest_key": source.manifest_key,
         "target_database": target,
         "verify": verify,
+        "read_back": read_back,
     }
     probe = DiskProbe([tmpdir], ignore=[bench.key.home])
     load = load1()
@@ -95,7 +99,7 @@ def measure_restore_ours(bench: Bench, source: RestoreSource, *, run: int, verif
     finally:
         drop_restored(bench, target)
         shutil.rmtree(tmpdir)
-    subject = "restore_ours" if verify else "restore_ours_noverify"
+    subject = "restore_ours_readback" if read_back else "restore_ours" if verify else "restore_ours_noverify"
     return Measure(
         subject,
         source.size_mb,
@@ -176,13 +180,21 @@ def measure_mongorestore(bench: Bench, source: RestoreSource, archive: Path, *, 
 
 
 def measure_restores(
-    bench: Bench, source: RestoreSource, *, run: int, wine: bool = True, progress: Callable[[str], None] = print
+    bench: Bench,
+    source: RestoreSource,
+    *,
+    run: int,
+    wine: bool = True,
+    read_back: bool = False,
+    progress: Callable[[str], None] = print,
 ) -> list[Measure]:
-    """One run of each restore subject at one size."""
+    """One run of each restore subject at one size; `read_back` adds ours verified by reading back."""
     measures = [
         measure_restore_ours(bench, source, run=run, verify=True),
         measure_restore_ours(bench, source, run=run, verify=False),
     ]
+    if read_back:
+        measures.append(measure_restore_ours(bench, source, run=run, verify=True, read_back=True))
     if wine:
         prep, archive = measure_mongorestore_prep(bench, source, run=run)
         try:

@@ -114,7 +114,7 @@ def drill_point(
     drill.segments = len(chain.segments)
     drill.problems += check_chain(storage, archive, chain)
     try:
-        options = RestoreOptions(target_database=scratch_database, verify=True)
+        options = RestoreOptions(target_database=scratch_database, verify=True, read_back=True)  # as drill.py
         result = restore_to_point(storage, gpg, client, chosen, options, passphrase=passphrase)
         drill.problems += [str(m) for m in result.verdict.mismatches]
         before = state_digest(client, scratch_database)

@@ -443,3 +443,74 @@ def test_a_key_that_expired_since_the_backup_still_restores_it(backups, gpg_key,
     finally:
         with MongoClient(scratch) as client:
             client.drop_database(target)
+
+
+# --- the server side: what the verification before the swap sees ----------------------------------------------
+
+
+def restore_meddled(
+    backups: Backups, scratch: str, gpg_key, target: str, meddle: Callable[[MongoClient, str], bool], **options
+) -> list[bool]:
+    """Restores the public backup into `target` while `meddle(client, staging name of "a")` writes to the staging
+    collection of `a` behind the restore's back, at each progress step until it returns True (it has meddled).
+    Returns what `meddle` answered, so a test can show it did meddle."""
+    answers: list[bool] = []
+    with MongoClient(scratch) as client:
+
+        def on_progress(progress: RestoreProgress) -> None:
+            if any(answers):
+                return
+            staging = [n for n in client[target].list_collection_names() if not is_lease(n) and n.endswith("_a")]
+            answers.append(bool(staging) and meddle(client, staging[0]))
+
+        restore_backup(
+            backups.storage,
+            backups.public.object_key,
+            Gpg(gpg_key.home),
+            client,
+            RestoreOptions(target_database=target, batch_bytes=128 * 1024, **options),
+            manifest=backups.public,
+            on_progress=on_progress,
+        )
+    return answers
+
+
+def test_a_document_slipped_into_a_staging_collection_fails_the_default_verification(backups, gpg_key, scratch):
+    """The default verification reads no document back, but the server's own count of each staging collection
+    must equal the manifest's: a document someone else wrote into it fails the restore, naming the collection,
+    and the target never sees any of it."""
+    target = unique("slipped")
+
+    def slip_in(client: MongoClient, staging: str) -> bool:
+        client[target][staging].insert_one({"_id": "not-from-the-backup"})
+        return True
+
+    with pytest.raises(
+        RestoreFailed,
+        match=rf"{target}\.a: documents: expected {DOCS_PER_COLLECTION}, found {DOCS_PER_COLLECTION + 1}",
+    ) as failure:
+        restore_meddled(backups, scratch, gpg_key, target, slip_in)
+    assert failure.value.stage == "verify"
+    assert_untouched(scratch, target, failure.value, backups.storage.where(backups.public.object_key))
+
+
+def test_a_document_changed_after_its_insert_fails_the_read_back(backups, gpg_key, scratch):
+    """`read_back` (the drills, --read-back) digests every document the server holds: a document changed in the
+    staging collection after the server acknowledged it (same count, same _id) fails the restore, naming it."""
+    target = unique("changed")
+    meddled: list[bool] = []
+
+    def change(client: MongoClient, staging: str) -> bool:
+        collection = client[target][staging]
+        deadline = time.monotonic() + 30  # the reader waits here: the insert thread of `a` gets to document 0
+        while collection.find_one({"_id": 0}) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        changed = collection.update_one({"_id": 0}, {"$set": {"payload": b"changed"}}).modified_count
+        meddled.append(changed == 1)
+        return changed == 1
+
+    with pytest.raises(RestoreFailed, match=rf"{target}\.a: digest: expected ") as failure:
+        restore_meddled(backups, scratch, gpg_key, target, change, read_back=True)
+    assert meddled[-1], "the document was never there to change: the test proved nothing"
+    assert failure.value.stage == "verify"
+    assert_untouched(scratch, target, failure.value, backups.storage.where(backups.public.object_key))
