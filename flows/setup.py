@@ -6,6 +6,8 @@ Run it from the project folder (where prefect.yaml is) with PREFECT_API_URL set.
 - creates the work pool of prefect.yaml and its queues (`backups`, `control`) when missing;
 - deploys each deployment of prefect.yaml that is missing or differs from the file (entrypoint, queue,
   concurrency limit, parameters with `plan_path` set to PLAN, schedules, tags), and leaves the others alone;
+  the oplog archivers are the plan's, not the file's: one `oplog/<instance>` per instance of a plan with a
+  `pitr:` section (none without), each shaped like the file's first `oplog` entry;
 - checks that the blocks the plan names exist (AwsCredentials `storage.credentials_block`, Secret `*_secret`),
   naming each missing one with the command that creates it: blocks hold secrets, so it never invents them;
 - creates or updates the notification block (`--webhook-url`: a custom webhook block `mongo-backup-alerts`;
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ from flows.steps import Step, _outcome
 from mongobackup.plan import BackupPlan
 
 ROOT = Path(__file__).resolve().parent.parent
+OPLOG_ENTRYPOINT = "flows/oplog.py:oplog"
 #: A run is crashed after this many heartbeats in a row did not arrive.
 MISSED_HEARTBEATS = 3
 
@@ -51,6 +55,27 @@ MISSED_HEARTBEATS = 3
 
 def project_spec(path: Path = ROOT / "prefect.yaml") -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
+
+
+def plan_spec(spec: dict[str, Any], plan: BackupPlan) -> dict[str, Any]:
+    """prefect.yaml with the plan's oplog archivers in place of the file's (which name the demo's instances):
+    one per instance when the plan has a `pitr:` section, on the template of the file's first oplog entry."""
+    others = [d for d in spec["deployments"] if d["entrypoint"] != OPLOG_ENTRYPOINT]
+    templates = [d for d in spec["deployments"] if d["entrypoint"] == OPLOG_ENTRYPOINT]
+    if plan.pitr is None or not templates:
+        return {**spec, "deployments": others}
+    template = templates[0]
+    archivers = [
+        {
+            **template,
+            "name": instance.name,
+            "description": f"Archive the oplog of instance {instance.name} continuously "
+            f"(encrypted segments under oplog/{instance.name}/).",
+            "parameters": {**template.get("parameters", {}), "instance": instance.name},
+        }
+        for instance in plan.instances
+    ]
+    return {**spec, "deployments": others + archivers}
 
 
 def deployment_name(spec: dict[str, Any], deployment: dict[str, Any]) -> str:
@@ -152,7 +177,7 @@ def ensure_deployments(client: Any, spec: dict[str, Any], plan_path: str, check:
         stale.append(name)
         steps.append(Step(_outcome(outcome, check), f"deployment {name}", "; ".join(differences)))
     if stale and not check:
-        _prefect_deploy(stale)
+        _prefect_deploy(spec, stale)
         # `prefect deploy` of several deployments takes no parameter overrides: set the plan path afterwards.
         from prefect.client.schemas.actions import DeploymentUpdate
 
@@ -165,12 +190,23 @@ def ensure_deployments(client: Any, spec: dict[str, Any], plan_path: str, check:
     return steps
 
 
-def _prefect_deploy(names: list[str]) -> None:
-    """`prefect deploy` of these prefect.yaml entries (flow/deployment); its output only when it fails."""
-    argv = [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy"]
-    for name in names:
-        argv += ["--name", name]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
+def _prefect_deploy(spec: dict[str, Any], names: list[str]) -> None:
+    """`prefect deploy` of these entries (flow/deployment) of `spec`, written to a file of its own since the
+    plan's archivers are not in prefect.yaml; run from the project folder, against which entrypoints resolve.
+    Its output only when it fails."""
+    with tempfile.TemporaryDirectory(prefix="mongo-backup-setup-") as folder:
+        prefect_file = Path(folder) / "prefect.yaml"
+        prefect_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+        argv = [
+            str(Path(sys.executable).parent / "prefect"),
+            "--no-prompt",
+            "deploy",
+            "--prefect-file",
+            str(prefect_file),
+        ]
+        for name in names:
+            argv += ["--name", name]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"prefect deploy {' '.join(names)} failed:\n{done.stdout}\n{done.stderr}")
 
@@ -238,7 +274,7 @@ def setup(
     """Every step against the server PREFECT_API_URL names; the report lines, in order."""
     from prefect.client.orchestration import get_client
 
-    spec = project_spec()
+    spec = plan_spec(project_spec(), plan)
     window = heartbeat_window_s or MISSED_HEARTBEATS * heartbeat_frequency_s(spec)
     with get_client(sync_client=True) as client:
         steps = ensure_work_pools(client, spec, check)

@@ -9,9 +9,11 @@ streams through one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import queue
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -54,7 +56,7 @@ class Gpg:
             if home:
                 # A home dedicated to backups may not exist yet; gpg insists that only we can read it.
                 Path(home).mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._gpg = gnupg.GPG(gnupghome=self.home)
+            self._gpg = _PipedGPG(gnupghome=self.home)
         except (OSError, ValueError) as exc:
             raise EncryptionError(f"gpg: cannot start GnuPG (home {self.home or '~/.gnupg'}): {exc}") from exc
         # python-gnupg copies with 16 KiB reads by default; 1 MiB keeps Python overhead out of the hot path.
@@ -143,6 +145,23 @@ class Gpg:
             return False  # tells python-gnupg not to keep the chunk
 
         self._gpg.on_data = sink
+
+
+#: Pipe buffer asked for between us and gpg (Linux; at most /proc/sys/fs/pipe-max-size, 1 MiB by default):
+#: one CHUNK_SIZE write or read per wake-up instead of sixteen through the default 64 KiB.
+PIPE_SIZE = CHUNK_SIZE
+
+
+class _PipedGPG(gnupg.GPG):
+    """python-gnupg's GPG whose pipes to gpg hold a whole chunk, where the OS allows it."""
+
+    def _open_subprocess(self, *args: object, **kwargs: object) -> subprocess.Popen:
+        process = super()._open_subprocess(*args, **kwargs)
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
+                with contextlib.suppress(OSError):  # refused (a lower limit): the default size still works
+                    fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        return process
 
 
 class _End:

@@ -208,10 +208,9 @@ class DatabaseDump:
         that seeks the oplog by time (MongoDB) reads only the window.
 
         $gte, not $gt: some servers answer an exclusive bound on ts very slowly. The entry at `start` was
-        applied before the dump began; replaying it again is harmless. Only this database's entries (its
-        collections and its `$cmd`) are fetched: other databases' writes during the dump stay on the server.
+        applied before the dump began; replaying it again is harmless.
         """
-        query = {"ts": {"$gte": start, "$lte": end}, "ns": {"$regex": "^" + re.escape(self.database) + r"\."}}
+        query = oplog_slice_query(self.database, start, end)
         return self._oplog().find(query, batch_size=DEFAULT_BATCH_DOCUMENTS).sort("$natural", 1)
 
     def _oplog(self) -> Any:
@@ -263,6 +262,18 @@ class DatabaseDump:
             )
         )
         self.summary.oplog = OplogWindow(start=(start.time, start.inc), end=(end.time, end.inc), entries=digest.count)
+
+
+def oplog_slice_query(database: str, start: Timestamp, end: Timestamp) -> dict[str, Any]:
+    """The oplog entries from `start` to `end` that touch `database`: its collections and its `$cmd`, and the
+    transactions MongoDB logs as one `applyOps` command under `admin.$cmd` whose operations (each naming its
+    own namespace) touch it. Other databases' writes stay on the server; a transaction's operations on other
+    databases come along inside its entry, and the replay skips them."""
+    ours = {"$regex": "^" + re.escape(database) + r"\."}
+    return {
+        "ts": {"$gte": start, "$lte": end},
+        "$or": [{"ns": ours}, {"ns": "admin.$cmd", "o.applyOps.ns": ours}],
+    }
 
 
 def scan_collection(db: Any, name: str) -> Iterator[RawBSONDocument]:

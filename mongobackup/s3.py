@@ -12,7 +12,6 @@ and connection faults); failures come out as StorageError classified by `s3_erro
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,22 +23,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mongobackup.errors import StorageError
 from mongobackup.s3_errors import NOT_FOUND_CODES, error_code, storage_error
-from mongobackup.storage import ObjectInfo, OpenUpload, UploadReceipt, decode_metadata, encode_metadata
+from mongobackup.s3_upload import MIN_PART_SIZE, UPLOAD_CONCURRENCY, MultipartUpload
+from mongobackup.storage import ObjectInfo, OpenUpload, decode_metadata, encode_metadata
 from mongobackup.units import MIB
 
-MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
-MAX_PART_SIZE = 5 * 1024 * MIB
-MAX_PARTS = 10_000
-#: Parts per doubling of the part size. With 8 MiB parts, 10 doublings of 1,000 parts each reach ~8 TB in
-#: 10,000 parts, beyond S3's 5 TB object limit, while a small database never buffers more than 8 MiB.
-PARTS_PER_DOUBLING = 1_000
 #: botocore's retry policy on the wire: the only retry inside a step (see tasks/retries.py for the other).
 WIRE_RETRIES = {"mode": "standard", "max_attempts": 4}
-
-
-def part_size_for(part_number: int, base: int) -> int:
-    """Size of part `part_number` (1-based): grows so that MAX_PARTS parts cover any object S3 accepts."""
-    return min(base << ((part_number - 1) // PARTS_PER_DOUBLING), MAX_PART_SIZE)
 
 
 def s3_client(
@@ -48,7 +37,14 @@ def s3_client(
     """A boto3 S3 client for AWS or an S3-compatible store (path-style when an endpoint is given)."""
     config = Config(
         retries=dict(WIRE_RETRIES),  # type: ignore[arg-type]
-        s3={"addressing_style": "path"} if endpoint_url else {},
+        s3={
+            **({"addressing_style": "path"} if endpoint_url else {}),
+            # No second sha256 of every body for the signature (botocore hashes bodies over plain http, a
+            # self-hosted store's usual endpoint): parts carry Content-MD5, a signed header the store checks,
+            # and the data is an OpenPGP message with its own integrity check. Over https botocore skips it
+            # for uploads anyway.
+            "payload_signing_enabled": False,
+        },
         # Parts carry Content-MD5, which every S3 implementation verifies; the newer default CRC trailers
         # are not understood by every self-hosted store.
         request_checksum_calculation="when_required",
@@ -62,12 +58,22 @@ def s3_client(
 class S3Storage:
     """One bucket of an S3-compatible store: implements `storage.Storage` and `storage.BucketAdmin`."""
 
-    def __init__(self, client: Any, bucket: str, *, part_size: int = 8 * MIB, list_page_size: int = 1000):
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        *,
+        part_size: int = 8 * MIB,
+        list_page_size: int = 1000,
+        upload_concurrency: int = UPLOAD_CONCURRENCY,
+    ):
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"storage.part_size_mib: at least {MIN_PART_SIZE // MIB} MiB, got {part_size / MIB:g}")
         self.client = client
         self.bucket = bucket
         self.part_size = part_size
+        #: Parts of one upload in flight at once (memory: this + 1 parts per upload; see s3_upload).
+        self.upload_concurrency = upload_concurrency
         #: Keys per LIST request (S3's maximum is 1,000); smaller only to test paging.
         self.list_page_size = list_page_size
 
@@ -85,7 +91,7 @@ class S3Storage:
             reply = self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=key, Metadata=encoded, ContentType="application/pgp-encrypted"
             )
-        return MultipartUpload(self, key, reply["UploadId"])
+        return MultipartUpload(self, key, reply["UploadId"], concurrency=self.upload_concurrency)
 
     def head(self, key: str) -> ObjectInfo | None:
         try:
@@ -234,87 +240,6 @@ class S3Storage:
 
     def _errors(self, action: str, key: str | None = None) -> _ErrorContext:
         return _ErrorContext(self, action, key)
-
-
-class MultipartUpload:
-    """A write-only stream into one multipart upload (`storage.Upload`); memory is one part buffer."""
-
-    def __init__(self, storage: S3Storage, key: str, upload_id: str):
-        self.storage = storage
-        self.key = key
-        self.upload_id = upload_id
-        self._buffer = bytearray()
-        self._parts: list[dict[str, Any]] = []
-        self._part_md5s: list[bytes] = []
-        self._sha256 = hashlib.sha256()
-        self.size = 0
-        self.finished = False
-
-    def write(self, data: bytes) -> None:
-        if self.finished:
-            raise StorageError(f"{self.storage.where(self.key)}: write after the upload finished")
-        self._sha256.update(data)
-        self.size += len(data)
-        self._buffer += data
-        while len(self._buffer) >= self._next_part_size():
-            size = self._next_part_size()
-            part = bytes(self._buffer[:size])
-            del self._buffer[:size]
-            self._send(part)
-
-    def complete(self) -> UploadReceipt:
-        """Sends the last part and makes the object visible under its key."""
-        if self._buffer or not self._parts:
-            self._send(bytes(self._buffer))  # the last part may be small (or empty for an empty stream)
-            self._buffer = bytearray()
-        with self.storage._errors("complete upload", self.key):
-            self.storage.client.complete_multipart_upload(
-                Bucket=self.storage.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": self._parts},
-            )
-        self.finished = True
-        etag = hashlib.md5(b"".join(self._part_md5s)).hexdigest() + f"-{len(self._parts)}"
-        return UploadReceipt(self.key, self.size, self._sha256.hexdigest(), etag, len(self._parts))
-
-    def abort(self) -> None:
-        """Drops every uploaded part. Safe to call twice; never raises over the error that caused it."""
-        if self.finished:
-            return
-        self.finished = True
-        # If even the abort fails, the next run's stale-upload sweep (and the lifecycle rule) is the backstop.
-        with contextlib.suppress(ClientError, BotoCoreError):
-            self.storage.client.abort_multipart_upload(
-                Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id
-            )
-
-    def _next_part_size(self) -> int:
-        return part_size_for(len(self._parts) + 1, self.storage.part_size)
-
-    def _send(self, part: bytes) -> None:
-        number = len(self._parts) + 1
-        if number > MAX_PARTS:
-            raise StorageError(f"{self.storage.where(self.key)}: more than {MAX_PARTS} parts")
-        md5 = hashlib.md5(part).digest()
-        with self.storage._errors(f"upload part {number}", self.key):
-            reply = self.storage.client.upload_part(
-                Bucket=self.storage.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=part,
-                ContentMD5=base64.b64encode(md5).decode(),
-            )
-        self._parts.append({"PartNumber": number, "ETag": reply["ETag"]})
-        self._part_md5s.append(md5)
-
-    def __enter__(self) -> MultipartUpload:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if not self.finished:
-            self.abort()
 
 
 class _Reader:

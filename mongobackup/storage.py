@@ -70,7 +70,8 @@ class Upload(Protocol):
     size: int
 
     def write(self, data: bytes) -> None:
-        """Appends bytes; memory is bounded by one part, whatever the object's size."""
+        """Appends bytes; memory is bounded by a few parts (S3: those in flight and the one filling), whatever
+        the object's size."""
 
     def complete(self) -> UploadReceipt:
         """Makes the object visible under its key, whole; before this nothing is visible under it."""

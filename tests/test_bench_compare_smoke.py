@@ -12,8 +12,9 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
-from bench.compare.backups import measure_backups, measure_pipeline_alone
+from bench.compare.backups import measure_backups, measure_pipeline_alone, profile_pipeline
 from bench.compare.chart import draw_chart
+from bench.compare.profile import STAGES
 from bench.compare.report import SUBJECTS, check_targets, format_table, markdown_table, summarize
 from bench.compare.workspace import Bench, drop_size, prepare_size
 from devservices import GpgKey, LocalServices
@@ -33,6 +34,7 @@ def test_compare_rows_at_one_megabyte(
     try:
         measures = measure_backups(bench, data, run=1, subjects=SUBJECTS_HERE, progress=lambda line: None)
         measures += measure_pipeline_alone(bench, 1, runs=1)
+        profile = profile_pipeline(bench, 1)
     finally:
         drop_size(client, data)
         client.close()
@@ -53,6 +55,10 @@ def test_compare_rows_at_one_megabyte(
     # The command-line pipe stored the same archive: zstd's and gpg's framing differ, not the size class.
     assert by["pipe_cli"].stored_mb is not None and by["pipe_cli"].stored_mb > 0
     assert by["pipeline_alone"].ratios["pipe"] > 0
+    assert by["pipeline_alone"].details["cpu_s"] > 0 and by["pipe_cli"].details["cpu_s"] > 0
+    # The profile is optional (py-spy may be refused ptrace): either its shares by stage or why there are none.
+    assert profile.unavailable or (set(profile.shares) == set(STAGES) and profile.seconds > 0), profile
+    assert profile.line().startswith("pipeline profile")
     assert by["dump_alone"].ratios["floor"] > 0
 
     table = format_table(summaries)

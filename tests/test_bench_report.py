@@ -16,6 +16,7 @@ from bench.compare.report import (
     check_targets,
     format_table,
     markdown_table,
+    pipeline_note,
     results_document,
     results_text,
     summarize,
@@ -174,6 +175,18 @@ def test_each_target_is_judged_on_every_size(summaries: list[Summary]) -> None:
     assert all(line.startswith("NOT MEASURED") for line in unmeasured)
 
 
+def test_the_pipeline_note_gives_each_side_its_cpu_and_the_s3_server_s() -> None:
+    ours = Summary("pipeline_alone", 64, 3, 0.5, 128.0, None, None, 32.0, details={"cpu_s": 0.8, "server_cpu_s": 0.3})
+    ours.details.update({"stage:dump": 0.05, "stage:compress": 0.2, "stage:upload": 0.1})
+    pipe = Summary("pipe_cli", 64, 3, 0.6, 106.7, None, None, 32.0, details={"cpu_s": 1.1, "server_cpu_s": 0.35})
+    assert pipeline_note(64, ours, pipe) == (
+        "64 MB, zstd+gpg+S3 alone: ours 128.0 MB/s in 0.50 s, CPU 0.8 s + S3 server (moto) 0.3 s (stage s "
+        "source/compress/upload 0.05/0.20/0.10); the command-line pipe 106.7 MB/s in 0.60 s, CPU 1.1 s + S3 "
+        "server (moto) 0.3 s"
+    )
+    assert pipeline_note(64, ours, None).endswith("0.05/0.20/0.10)")
+
+
 def test_notes_text_and_results_document(summaries: list[Summary]) -> None:
     notes = time_notes(summaries)
     assert notes == [
@@ -181,6 +194,8 @@ def test_notes_text_and_results_document(summaries: list[Summary]) -> None:
         "queries 0.20 s are SecantusDB scans; without them 1.80 s = 1.80x the floor (1.00 s)",
         "64 MB, ours (1 db): wall 9.60 s (stage s dump/compress/upload 1.00/0.25/0.50); collStats 0.00 s + oplog "
         "queries 0.40 s are SecantusDB scans; without them 9.20 s = 1.15x the floor (8.00 s)",
+        "8 MB, zstd+gpg+S3 alone: ours 80.0 MB/s in 0.10 s; the command-line pipe 40.0 MB/s in 0.20 s",
+        "64 MB, zstd+gpg+S3 alone: ours 160.0 MB/s in 0.40 s; the command-line pipe 200.0 MB/s in 0.32 s",
     ]
     targets = check_targets(summaries)
     text = results_text(summaries, targets, MACHINE, [8, 64], 3, 42.0)

@@ -247,3 +247,50 @@ def test_a_transaction_logged_as_applyops_under_admin_is_unwrapped_into_its_oper
     assert sorted(d["_id"] for d in copy[copy_db].ledger.find()) == ["credit", "debit"]
     assert (replayer.applied, replayer.skipped) == (2, 1)
     assert "someone_else" not in copy.list_database_names()
+
+
+def test_the_dump_slice_takes_a_transactions_applyops_entry_and_the_replay_only_its_databases_operations(
+    databases,
+):
+    """The dump's oplog query, run by the real server over entries shaped as MongoDB logs them (SecantusDB logs
+    a transaction as one entry per write, so they are built by hand and stored in a plain collection): the
+    database's own entries and a transaction touching it are taken, other databases' entries are not; the
+    replay, under another target name, applies only the database's operations of that transaction."""
+    source, copy, source_db, copy_db = databases
+    from bson import Timestamp
+
+    from mongobackup.dump import oplog_slice_query
+
+    other = source_db + "_other"  # shares the prefix: the match must stop at the dot
+
+    def entry(inc: int, ns: str, o: dict, op: str = "i") -> dict:
+        return {"ts": Timestamp(1_700_000_000, inc), "op": op, "ns": ns, "o": o}
+
+    def transaction(inc: int, *namespaces: str) -> dict:
+        inner = [{"op": "i", "ns": ns, "o": {"_id": f"{ns}-{inc}"}} for ns in namespaces]
+        return entry(inc, "admin.$cmd", {"applyOps": inner}, op="c")
+
+    log = source.get_database(source_db, codec_options=RAW)["constructed_oplog"]
+    log.insert_many(
+        [
+            entry(1, f"{source_db}.plain", {"_id": "before the window"}),
+            entry(2, f"{source_db}.plain", {"_id": "ours"}),
+            entry(3, f"{other}.plain", {"_id": "theirs"}),
+            transaction(4, f"{source_db}.ledger", f"{other}.ledger"),
+            transaction(5, f"{other}.ledger"),
+            entry(6, f"{source_db}.$cmd", {"create": "made"}, op="c"),
+            entry(7, "admin.$cmd", {"create": "not_a_transaction"}, op="c"),
+            transaction(8, f"{source_db}.ledger"),
+        ]
+    )
+    query = oplog_slice_query(source_db, Timestamp(1_700_000_000, 2), Timestamp(1_700_000_000, 7))
+    taken = list(log.find(query).sort("ts", 1))
+    assert [e["ts"].inc for e in taken] == [2, 4, 6]
+
+    replayer = OplogReplayer(copy, {source_db: copy_db}, wants=lambda ns: True, on_create=lambda d, n: None)
+    for raw in taken:
+        replayer.apply(raw.raw)
+    assert [d["_id"] for d in copy[copy_db].plain.find()] == ["ours"]
+    assert [d["_id"] for d in copy[copy_db].ledger.find()] == [f"{source_db}.ledger-4"]
+    assert "made" in copy[copy_db].list_collection_names()
+    assert other not in copy.list_database_names()

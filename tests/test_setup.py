@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("aws_env")  # flows build their S3 client f
 
 ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_S = 30  # the shortest period Prefect allows
-CRASH_WINDOW_S = 45  # a run is crashed after this long without a heartbeat
+CRASH_WINDOW_S = 35  # a run is crashed after this long without a heartbeat: above HEARTBEAT_S, so a live run never is
 
 
 class Webhook:
@@ -74,6 +74,7 @@ def plan_with_blocks(tmp_path: Path, services, bucket: str, gpg_key, credentials
         s3_endpoint=services.url("moto"),
         public_key_file=gpg_key.public_key_file,
         storage={"bucket": bucket, "endpoint_url": services.url("moto"), "credentials_block": credentials},
+        pitr={},  # its oplog archiver is deployed under the plan's instance name
     )
 
 
@@ -145,6 +146,7 @@ def test_setup_twice_changes_nothing_the_second_time(configured, webhook):
         "work queue local-process/control",
         "deployment backup/nightly",
         "deployment firedrill/monthly",
+        "deployment oplog/rs-setup",
         f"automation {automations.NOTIFY_AUTOMATION!r}",
         f"automation {automations.CRASH_AUTOMATION!r}",
     } <= set(outcomes)
@@ -285,3 +287,39 @@ def _wait(probe, what: str, timeout: float = 120.0):
             return found
         time.sleep(1)
     raise AssertionError(f"waited {timeout:.0f} s for {what}")
+
+
+def test_the_oplog_archiver_is_deployed_per_instance_of_the_plan_not_per_demo_name(configured):
+    """prefect.yaml names the demo's instances (rs-a, rs-b); setup deploys the plan's own, shaped alike."""
+    from prefect.client.orchestration import get_client
+
+    plan_path, first = configured
+    outcomes = report(first)
+    assert outcomes["deployment oplog/rs-setup"] == "created", first.stdout
+    assert not any(what.startswith(("deployment oplog/rs-a", "deployment oplog/rs-b")) for what in outcomes)
+    with get_client(sync_client=True) as client:
+        archiver = client.read_deployment_by_name("oplog/rs-setup")
+    assert archiver.parameters == {"plan_path": str(plan_path), "instance": "rs-setup"}
+    assert archiver.entrypoint == "flows/oplog.py:oplog" and archiver.work_queue_name == "oplog"
+    assert archiver.global_concurrency_limit.limit == 1
+
+
+@pytest.mark.parametrize(("pitr", "archivers"), [(None, []), ({}, [("rs-x", "rs-x"), ("rs-y", "rs-y")])])
+def test_the_plans_oplog_archivers_replace_the_files_and_a_plan_without_pitr_gets_none(tmp_path, pitr, archivers):
+    from flows.setup import OPLOG_ENTRYPOINT, plan_spec, project_spec
+    from mongobackup.plan import load_plan
+
+    plan_path = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": "rs-x", "uri": "mongodb://127.0.0.1:1"}, {"name": "rs-y", "uri": "mongodb://127.0.0.1:2"}],
+        bucket="setup-plan-spec",
+        s3_endpoint="http://127.0.0.1:1",
+        encryption={"passphrase_env": "BACKUP_PASSPHRASE"},
+        **({} if pitr is None else {"pitr": pitr}),
+    )
+    spec = project_spec()
+    deployments = plan_spec(spec, load_plan(plan_path))["deployments"]
+    found = [(d["name"], d["parameters"]["instance"]) for d in deployments if d["entrypoint"] == OPLOG_ENTRYPOINT]
+    assert found == archivers
+    others = [d for d in spec["deployments"] if d["entrypoint"] != OPLOG_ENTRYPOINT]
+    assert deployments[: len(others)] == others

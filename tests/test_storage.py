@@ -16,9 +16,12 @@ from botocore.exceptions import (
 )
 
 from mongobackup.errors import StorageError
-from mongobackup.s3 import MAX_PART_SIZE, MAX_PARTS, S3Storage, part_size_for, s3_client
+from mongobackup.s3 import S3Storage, s3_client
 from mongobackup.s3_errors import is_transient, storage_error
+from mongobackup.s3_upload import MAX_PART_SIZE, MAX_PARTS, part_size_for
 from mongobackup.units import MIB
+from tests.faults.proxy import FaultyS3Proxy
+from tests.helpers import storage_on
 
 
 def test_part_sizes_cover_the_largest_s3_object_in_10000_parts():
@@ -51,6 +54,49 @@ def test_failure_inside_the_block_aborts_and_leaves_nothing(storage):
         raise RuntimeError("upstream stage failed")
     assert storage.head("t/partial.bin") is None
     assert storage.open_uploads() == []
+
+
+def test_a_part_failing_in_the_background_names_the_first_failed_part_and_leaves_nothing(services, bucket):
+    """Parts go up in worker threads while the next fills: a refused part still surfaces (from a later
+    write or from complete), as the lowest-numbered failure, and the upload is aborted whole."""
+    with FaultyS3Proxy(services.url("moto")) as proxy:
+        proxy.fail_from_part = 2  # parts 2 and on: 503 on every attempt botocore makes
+        storage = storage_on(proxy.url, bucket, upload_concurrency=2)
+        key = "t/refused-in-background.bin"
+        with pytest.raises(StorageError) as failed, storage.open_upload(key) as upload:
+            for _ in range(4):
+                upload.write(os.urandom(5 * MIB))
+            upload.complete()
+        assert "upload part 2" in str(failed.value) and storage.where(key) in str(failed.value)
+        with pytest.raises(StorageError, match="upload part 2|write after the upload finished"):
+            upload.write(b"more")  # the upload is over: nothing more is accepted
+    direct = storage_on(services.url("moto"), bucket)
+    assert direct.head(key) is None
+    assert direct.open_uploads(key) == []
+
+
+def test_parts_failing_together_are_all_named_the_lowest_first():
+    from mongobackup.s3_upload import _first_of
+
+    part = lambda n: StorageError(f"upload part {n} s3://b/k: refused (SlowDown)", transient=True, code="SlowDown")  # noqa: E731
+    combined = _first_of([(3, part(3)), (2, part(2)), (4, None)])
+    assert str(combined) == "upload part 2 s3://b/k: refused (SlowDown); upload part 3 failed as well"
+    assert combined.transient and combined.code == "SlowDown"
+    alone = part(5)
+    assert _first_of([(5, alone)]) is alone
+
+
+def test_parts_land_in_order_whatever_finishes_first(storage):
+    """Several parts in flight, chunks that straddle part boundaries: the object is the bytes written."""
+    storage.upload_concurrency = 3
+    data = os.urandom(3 * 5 * MIB + 4321)
+    with storage.open_upload("t/ordered.bin") as upload:
+        for offset in range(0, len(data), 777_777):
+            upload.write(bytearray(data[offset : offset + 777_777]))  # a buffer the caller may reuse
+        receipt = upload.complete()
+    assert receipt.parts == 4 and receipt.size == len(data)
+    assert storage.head("t/ordered.bin").etag == receipt.etag
+    assert storage.open_read("t/ordered.bin").read() == data
 
 
 def test_empty_stream_is_a_valid_empty_object(storage):

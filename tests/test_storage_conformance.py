@@ -73,6 +73,7 @@ def test_abort_leaves_no_object_and_no_open_upload(storage):
 def test_open_uploads_report_bytes_and_start_and_can_be_aborted(storage):
     upload = storage.open_upload("left/open.bin")
     upload.write(os.urandom(5 * MIB))  # sent as one part; never completed (a killed process)
+    upload.drain()  # parts go up in the background: wait until this one is stored
     [found] = storage.open_uploads("left/")
     assert (found.key, found.size) == ("left/open.bin", 5 * MIB)
     assert found.initiated.tzinfo is not None

@@ -1,8 +1,8 @@
 """The comparative benchmark's command line: `python -m bench.compare [--sizes 8,24,64] [--runs 3] [--keep-data]`;
 `--only GROUP[,GROUP]` measures some groups of rows alone at any sizes and publishes nothing: `--only restore` the
-restore rows (bench/compare/restore_only.py, with `--read-back` beside them), `--only backup --sizes 24 --runs 1`
-the backup rows, likewise `pipeline` and `flow`; `--child KIND --params JSON` is how the benchmark starts a
-measured child of its own."""
+restore rows (bench/compare/restore_only.py, with `--read-back` beside them), `--only pipeline` zstd+gpg+S3 alone
+with its profile on moto alone (run.run_pipeline_only), `--only backup --sizes 24 --runs 1` the backup rows, `flow`
+the flow rows; `--child KIND --params JSON` is how the benchmark starts a measured child of its own."""
 
 from __future__ import annotations
 
@@ -73,8 +73,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         type=_groups,
-        help=f"measure only these groups of rows, comma-separated of {', '.join(GROUPS)} (restore alone: ours "
-        "with verification on, off and --read-back, stock mongorestore); any number of sizes, nothing published",
+        help=f"measure only these groups of rows, comma-separated of {', '.join(GROUPS)}; any number of sizes, "
+        "nothing published (pipeline alone: zstd+gpg+S3 beside the command-line pipe, with its profile, on moto "
+        "alone; restore alone: ours with verification on and off, stock mongorestore)",
     )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
@@ -100,7 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.compare.restore_only import run_restores_only
 
         return run_restores_only(args.sizes, args.runs)
-    from bench.compare.run import run_benchmark  # not for a child: it needs none of it
+    from bench.compare.run import run_benchmark, run_pipeline_only  # not for a child: it needs none of it
+
+    if args.only == ["pipeline"]:
+        return run_pipeline_only(args.sizes, args.runs)
 
     only = args.only or list(GROUPS)
     return run_benchmark(args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts, only)

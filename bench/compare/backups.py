@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
@@ -18,6 +19,7 @@ from pymongo import MongoClient
 
 from bench.backup_memory import BackupTarget
 from bench.compare.children import child_argv
+from bench.compare.profile import PipelineProfile, can_attach, profiled_argv, py_spy, stage_shares
 from bench.compare.report import Measure, progress_line
 from bench.compare.settings import ZSTD_LEVEL, ZSTD_THREADS
 from bench.compare.workspace import Bench, SizeData, delete_prefix, s3cmd_config, tools_of
@@ -352,10 +354,9 @@ def measure_flow(bench: Bench, data: SizeData) -> Measure:
     )
 
 
-def measure_pipeline_alone(bench: Bench, size_mb: int, *, runs: int) -> list[Measure]:
-    """zstd -> gpg -> S3 on `size_mb` of generated BSON, `runs` times in one child (data generated once)."""
-    tmpdir = bench.scratch("pipeline-tmp")
-    params = {
+def pipeline_params(bench: Bench, size_mb: int, *, runs: int) -> dict[str, object]:
+    """The pipeline child's parameters: `runs` runs of ours, then as many of the command-line pipe."""
+    return {
         "size_bytes": size_mb * MB,
         "runs": runs,
         "bucket": bench.bucket,
@@ -364,7 +365,14 @@ def measure_pipeline_alone(bench: Bench, size_mb: int, *, runs: int) -> list[Mea
         "fingerprint": bench.key.fingerprint,
         "prefix": f"pipeline/{size_mb}mb/",
         "s3cmd_config": str(s3cmd_config(bench)),
+        "server_pid": bench.server_pid,
     }
+
+
+def measure_pipeline_alone(bench: Bench, size_mb: int, *, runs: int) -> list[Measure]:
+    """zstd -> gpg -> S3 on `size_mb` of generated BSON, `runs` times in one child (data generated once)."""
+    tmpdir = bench.scratch("pipeline-tmp")
+    params = pipeline_params(bench, size_mb, runs=runs)
     load = load1()
     done = checked(
         sample_tree(child_argv("pipeline", params), env=child_env(tmpdir), what=f"pipeline alone at {size_mb} MB"),
@@ -385,6 +393,7 @@ def measure_pipeline_alone(bench: Bench, size_mb: int, *, runs: int) -> list[Mea
                 "stage_seconds": r["stage_seconds"],
                 "child_peak_rss_mb": round(done.peak_tree / MB, 1),
                 "load1": load,
+                **_cpu(r),
             },
         )
         for n, r in enumerate(report["runs"], start=1)
@@ -396,10 +405,51 @@ def measure_pipeline_alone(bench: Bench, size_mb: int, *, runs: int) -> list[Mea
             r["seconds"],
             r["raw_bytes"],
             stored_bytes=r["stored_bytes"],
-            extra={"load1": load},
+            extra={"load1": load, **_cpu(r)},
         )
         for n, r in enumerate(report.get("pipe_runs", []), start=1)
     ]
+
+
+def _cpu(run: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds of one pipeline run: ours (process + gpg / the tools) and the S3 server's, as measured."""
+    return {name: run[name] for name in ("cpu_s", "server_cpu_s") if name in run}
+
+
+def profile_pipeline(bench: Bench, size_mb: int) -> PipelineProfile:
+    """One more run of ours alone (not timed for the table) under py-spy: where its time goes by stage.
+    Never fails the benchmark: when py-spy is missing, cannot attach or its run fails, the profile says why."""
+    binary = py_spy()
+    if binary is None:
+        return PipelineProfile(unavailable="py-spy is not installed (pip install py-spy; it is in the dev extra)")
+    why = can_attach(binary)
+    if why is not None:
+        return PipelineProfile(unavailable=why)
+    tmpdir = bench.scratch("pipeline-profile")
+    output = tmpdir / "stacks.txt"
+    params = pipeline_params(bench, size_mb, runs=1) | {"s3cmd_config": None}
+    try:
+        done = sample_tree(
+            profiled_argv(child_argv("pipeline", params), output, binary=binary),
+            env=child_env(tmpdir),
+            what=f"pipeline profile at {size_mb} MB",
+        )
+        if done.returncode != 0 or not output.exists():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            return PipelineProfile(unavailable=f"py-spy exited with {done.returncode}: {tail[0]}")
+        run = last_json_line(done.stdout, f"pipeline profile at {size_mb} MB")["runs"][0]
+        shares, samples = stage_shares(output.read_text())
+    except (OSError, RuntimeError, ValueError, KeyError, IndexError) as exc:  # the table stands without it
+        return PipelineProfile(unavailable=f"the profiled run failed: {exc}")
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return PipelineProfile(
+        {stage: round(share, 3) for stage, share in shares.items()},
+        samples,
+        run["seconds"],
+        run.get("server_cpu_s"),
+        run.get("cpu_s"),
+    )
 
 
 # --- one benchmark --------------------------------------------------------------------------------------------

@@ -144,6 +144,7 @@ def _child_pipeline(params: dict[str, Any]) -> dict[str, Any]:
             taken_at=datetime.now(UTC),
             run_id=uuid.uuid4().hex[:8],
         )
+        cpu = _CpuMeter(params.get("server_pid"))
         started = time.perf_counter()
         outcome = transfer_database(
             dump=_GeneratedArchive(documents, "generated"),
@@ -154,6 +155,7 @@ def _child_pipeline(params: dict[str, Any]) -> dict[str, Any]:
             compression=Compression(level=ZSTD_LEVEL, threads=ZSTD_THREADS),
         )
         seconds = time.perf_counter() - started
+        spent = cpu.spent()
         storage.delete(outcome.receipt.key)  # moto keeps objects in memory
         runs.append(
             {
@@ -161,6 +163,7 @@ def _child_pipeline(params: dict[str, Any]) -> dict[str, Any]:
                 "raw_bytes": outcome.raw_bytes,
                 "stored_bytes": outcome.receipt.size,
                 "stage_seconds": outcome.stage_seconds,
+                **spent,
             }
         )
     pipe_runs = [_pipe_cli(params, documents) for _ in range(params["runs"])] if params.get("s3cmd_config") else []
@@ -180,10 +183,12 @@ def _pipe_cli(params: dict[str, Any], documents: Sequence[bytes]) -> dict[str, A
     gpg += ["--compress-algo", "none", "--recipient", params["fingerprint"], "--encrypt"]
     s3cmd = [str(Path(sys.executable).parent / "s3cmd"), "-c", params["s3cmd_config"], "--no-progress", "--quiet"]
     s3cmd += ["put", "-", f"s3://{params['bucket']}/{key}", "--multipart-chunk-size-mb=8"]
+    cpu = _CpuMeter(params.get("server_pid"))
     script = f"set -o pipefail; zstd -{ZSTD_LEVEL} -T{ZSTD_THREADS} -q -c | {shlex.join(gpg)} | {shlex.join(s3cmd)}"
     started = time.perf_counter()
     subprocess.run(["bash", "-c", script], input=archive, check=True, stdout=subprocess.DEVNULL, timeout=3600)
     seconds = time.perf_counter() - started
+    spent = cpu.spent()
     from mongobackup.s3 import S3Storage, s3_client
 
     storage = S3Storage(
@@ -191,7 +196,45 @@ def _pipe_cli(params: dict[str, Any], documents: Sequence[bytes]) -> dict[str, A
     )
     info = storage.head(key)
     storage.delete(key)
-    return {"seconds": round(seconds, 3), "raw_bytes": len(archive), "stored_bytes": info.size if info else 0}
+    return {
+        "seconds": round(seconds, 3),
+        "raw_bytes": len(archive),
+        "stored_bytes": info.size if info else 0,
+        **spent,
+    }
+
+
+class _CpuMeter:
+    """CPU seconds (user + system) spent from now on by this process with its finished children (gpg, the
+    command-line tools) and by the S3 server's process `server_pid` (moto, which takes CPU for every byte
+    on the same cores), when given."""
+
+    def __init__(self, server_pid: int | None):
+        import psutil
+
+        self._server = psutil.Process(server_pid) if server_pid else None
+        self._ours = self._own()
+        self._theirs = self._server_cpu()
+
+    @staticmethod
+    def _own() -> float:
+        import resource
+
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def _server_cpu(self) -> float | None:
+        if self._server is None:
+            return None
+        times = self._server.cpu_times()
+        return times.user + times.system
+
+    def spent(self) -> dict[str, float]:
+        result = {"cpu_s": round(self._own() - self._ours, 3)}
+        server = self._server_cpu()
+        if server is not None and self._theirs is not None:
+            result["server_cpu_s"] = round(server - self._theirs, 3)
+        return result
 
 
 def _child_restore(params: dict[str, Any]) -> dict[str, Any]:

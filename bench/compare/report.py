@@ -336,9 +336,11 @@ def results_markdown(
     runs: int,
     total: float,
     finished_at: datetime,
+    *,
+    extra_notes: Sequence[str] = (),
 ) -> str:
     """bench/RESULTS.md: the latest table, the machine it ran on and the targets (written by the CLI)."""
-    notes = time_notes(summaries)
+    notes = [*time_notes(summaries), *extra_notes]
     return "\n".join(
         [
             "# Comparative benchmark: latest results",
@@ -377,6 +379,8 @@ def results_text(
     sizes: Sequence[int],
     runs: int,
     total: float,
+    *,
+    extra_notes: Sequence[str] = (),
 ) -> str:
     """What the CLI prints at the end: the header, the table, the notes and one line per target."""
     return "\n".join(
@@ -386,6 +390,7 @@ def results_text(
             format_table(summaries),
             "",
             *time_notes(summaries),
+            *extra_notes,
             "",
             *(verdict.line() for verdict in targets),
         ]
@@ -423,6 +428,25 @@ def results_document(
     }
 
 
+def pipeline_note(size: int, ours: Summary, pipe: Summary | None) -> str:
+    """The pipeline row at one size: MB/s beside the command-line pipe's, and the CPU each took, theirs and
+    the S3 server's (moto runs on the same cores: its share is the machine's, not the pipeline's)."""
+
+    def cpu(summary: Summary) -> str:
+        own, server = summary.details.get("cpu_s"), summary.details.get("server_cpu_s")
+        if own is None:
+            return ""
+        return f", CPU {own:.1f} s" + (f" + S3 server (moto) {server:.1f} s" if server is not None else "")
+
+    note = f"{size} MB, zstd+gpg+S3 alone: ours {ours.mb_per_s:.1f} MB/s in {ours.wall_s:.2f} s{cpu(ours)}"
+    if any(key.startswith("stage:") for key in ours.details):
+        stages = "/".join(f"{ours.details.get(f'stage:{n}', 0.0):.2f}" for n in ("dump", "compress", "upload"))
+        note += f" (stage s source/compress/upload {stages})"
+    if pipe is not None:
+        note += f"; the command-line pipe {pipe.mb_per_s:.1f} MB/s in {pipe.wall_s:.2f} s{cpu(pipe)}"
+    return note
+
+
 def time_notes(summaries: Sequence[Summary]) -> list[str]:
     """Facts from the runs that explain the ratios, per size: where ours spends its wall time, and what it
     would be without the metadata reads SecantusDB answers with a scan (MongoDB answers them from metadata /
@@ -451,6 +475,10 @@ def time_notes(summaries: Sequence[Summary]) -> list[str]:
                 f"{ours.wall_s - dump.wall_s:.2f} s"
             )
         notes.append(note)
+    for size in sorted({s.size_mb for s in summaries}):
+        ours, pipe = by.get(("pipeline_alone", size)), by.get(("pipe_cli", size))
+        if ours is not None:
+            notes.append(pipeline_note(size, ours, pipe))
     for size in sorted({s.size_mb for s in summaries}):
         flow, instance = by.get(("ours_flow", size)), by.get(("ours_instance", size))
         if flow is not None:

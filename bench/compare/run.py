@@ -21,11 +21,13 @@ from typing import Any
 import psutil
 from pymongo import MongoClient
 
-from bench.compare.backups import measure_backups, measure_flow, measure_pipeline_alone
+from bench.compare.backups import measure_backups, measure_flow, measure_pipeline_alone, profile_pipeline
 from bench.compare.chart import draw_chart
+from bench.compare.profile import PipelineProfile
 from bench.compare.report import (
     Measure,
     check_targets,
+    pipeline_note,
     progress_line,
     results_document,
     results_markdown,
@@ -87,6 +89,7 @@ def run_benchmark(
     tools = MongoTools(run_dir / "wine")
     measures: list[Measure] = []
     flow_runs: list[FlowRun] = []
+    profile = PipelineProfile(unavailable="the benchmark stopped before the pipeline rows")
     phases: dict[str, float] = {}
     try:
         key = create_gpg_key("Backup Compare <compare@localhost>", home=gpg_home)
@@ -100,6 +103,7 @@ def run_benchmark(
             key=key,
             work=work,
             tools=tools,
+            server_pid=_server_pid(services, "moto"),
         )
         with contextlib.suppress(Exception):  # already there from an earlier --keep-data run
             bench.s3().create_bucket(Bucket=BUCKET)
@@ -130,6 +134,11 @@ def run_benchmark(
             for measure in measure_pipeline_alone(bench, size, runs=runs):
                 _print(progress_line(measure))
                 measures.append(measure)
+        if "pipeline" in only:
+            profile = profile_pipeline(bench, max(sizes))
+            _print(profile.line())
+        else:
+            profile = PipelineProfile(unavailable="not measured in this partial run (--only)")
         phases["pipeline_alone"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -184,7 +193,7 @@ def run_benchmark(
     machine["git_at_end"] = machine_info().get("git")  # the work tree is shared: did the code change meanwhile?
     summaries = summarize(measures)
     targets = check_targets(summaries)
-    print(results_text(summaries, targets, machine, sizes, runs, total))
+    print(results_text(summaries, targets, machine, sizes, runs, total, extra_notes=[profile.line()]))
     flow_verdict = memory_verdict(flow_runs)
     flow_text = f"Flow runs by number of databases (one run each):\n{flow_table(flow_runs)}\n{flow_verdict.line()}"
     if flow_runs:
@@ -203,11 +212,14 @@ def run_benchmark(
         datasets=datasets,
         finished_at=finished_at,
     )
+    document["pipeline_profile"] = asdict(profile) | {"size_mb": max(sizes), "line": profile.line()}
     document["flow_runs"] = [asdict(r) | {"fixed_per_database_s": round(r.fixed_per_database_s, 3)} for r in flow_runs]
     document["flow_memory_verdict"] = asdict(flow_verdict) | {"line": flow_verdict.line()}
     write_json(RESULTS_JSON, document)
     draw_chart(summaries, RESULTS_PNG, title=f"bench.compare on {machine['cpu_model']} x{machine['nproc']}")
-    markdown = results_markdown(summaries, targets, machine, sizes, runs, total, finished_at)
+    markdown = results_markdown(
+        summaries, targets, machine, sizes, runs, total, finished_at, extra_notes=[profile.line()]
+    )
     if flow_runs:
         markdown += f"\n## Flow runs by number of databases\n\n```\n{flow_text}\n```\n"
     if list(only) != list(GROUPS):
@@ -220,6 +232,55 @@ def run_benchmark(
         f"{_rel(PUBLISHED_PNG)}; whole benchmark {total:.0f} s"
     )
     return 0
+
+
+def run_pipeline_only(sizes: Sequence[int], runs: int) -> int:
+    """`--only pipeline`: the pipeline rows and their profile on moto alone, printed (RESULTS.md untouched).
+    A quick before/after of the stages after the read; the whole benchmark measures the same rows."""
+    from devservices import LocalServices, create_gpg_key, remove_gpg_home
+
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    services = LocalServices(run_dir)
+    gpg_home = Path(tempfile.mkdtemp(prefix="gpg-cmp-", dir="/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-work-"))
+    measures: list[Measure] = []
+    try:
+        key = create_gpg_key("Backup Compare <compare@localhost>", home=gpg_home)
+        services.start(["moto"])
+        bench = Bench(
+            source_uri="",
+            endpoint=services.url("moto"),
+            bucket=BUCKET,
+            key=key,
+            work=work,
+            server_pid=_server_pid(services, "moto"),
+        )
+        bench.s3().create_bucket(Bucket=BUCKET)
+        for size in sizes:
+            for measure in measure_pipeline_alone(bench, size, runs=runs):
+                _print(progress_line(measure))
+                measures.append(measure)
+        profile = profile_pipeline(bench, max(sizes))
+    finally:
+        services.stop()
+        remove_gpg_home(gpg_home)
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    summaries = summarize(measures)
+    for size in sizes:
+        by = {s.subject: s for s in summaries if s.size_mb == size}
+        if "pipeline_alone" in by:
+            _print(pipeline_note(size, by["pipeline_alone"], by.get("pipe_cli")))
+    _print(profile.line())
+    return 0
+
+
+def _server_pid(services: Any, name: str) -> int | None:
+    """The PID a service's state folder records (moto's: whose CPU the pipeline rows report)."""
+    from devservices.process import recorded_process
+
+    proc = recorded_process(services.state_dir(name) / "pid")
+    return proc.pid if proc is not None else None
 
 
 def _print(line: str) -> None:

@@ -42,6 +42,7 @@ class Bench:
     restore_uri: str | None = None
     tools: MongoTools | None = None
     prefect_url: str | None = None
+    server_pid: int | None = None  # the S3 server's (moto's) process, whose CPU time the pipeline rows report
 
     def s3(self) -> Any:
         """A client with the dummy moto credentials given explicitly: the machine's own are never looked up."""

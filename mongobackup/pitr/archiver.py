@@ -44,8 +44,8 @@ from mongobackup.storage import Storage
 
 #: How long one getMore waits for new entries: also how quickly a stop or a due cut is noticed when idle.
 AWAIT_MS = 1000
-#: Backoff between attempts to store a segment while S3 fails: doubling from the first to the last.
-RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0
+#: Backoff between attempts to store a segment while S3 fails: doubling from this to `pitr.retry_max_s`.
+RETRY_FIRST_S = 1.0
 #: After a stop is asked for, how long a failing store of the open segment is still retried.
 STOP_GRACE_S = 30.0
 #: Verification failures (a stored object that is not what was sent) retried before giving up.
@@ -139,7 +139,7 @@ class OplogArchiver:
                     raise
                 self.log(f"reading the archive failed, again in {delay:.0f} s: {exc}")
                 stop.wait(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+                delay = min(delay * 2, self.settings.retry_max_s)
         delay = RETRY_FIRST_S
         while not stop.is_set():
             try:
@@ -154,7 +154,7 @@ class OplogArchiver:
                 self.log(f"reading the oplog failed, again in {delay:.0f} s: {exc}")
                 self._cut(stop)
                 stop.wait(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+                delay = min(delay * 2, self.settings.retry_max_s)
         self._cut(stop)
 
     def commit_open(self, stop: threading.Event) -> None:
@@ -282,7 +282,7 @@ class OplogArchiver:
                     f"storing segment {self.storage.where(location.object_key)} failed, retry in {delay:.0f} s: {exc}"
                 )
             time.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
+            delay = min(delay * 2, self.settings.retry_max_s)
         self.head = segment.last
         self.committed += 1
         self._segment = _OpenSegment()

@@ -4,6 +4,7 @@
       segment_s: 30        # cut a segment at least this often (the recovery point objective, roughly)
       segment_mib: 16      # or when this much raw oplog has gathered, whichever comes first
       max_lag_s: 120       # status and watchdog turn RED when the newest archived entry is older than this
+      retry_max_s: 30      # while S3 or MongoDB fails, the wait between attempts doubles from 1 s up to this
 
 Without the section no instance is archived and status shows no recovery-point lag. With it, every instance of
 the plan is expected to run an archiver (`flows.oplog`), and status judges each one's lag.
@@ -25,6 +26,9 @@ class PitrPlan(BaseModel):
     segment_mib: int = Field(default=16, ge=1, le=1024)
     #: RED in status and the watchdog when now minus the newest archived entry's time exceeds this.
     max_lag_s: float = Field(default=120.0, gt=0, le=7 * 86400)
+    #: While storing a segment (or reading the archive or the oplog) fails, the wait between attempts doubles
+    #: from 1 s up to this: at most this much lag is added after an outage ends, for this many attempts spared.
+    retry_max_s: float = Field(default=30.0, ge=1, le=600)
 
     @model_validator(mode="after")
     def _lag_above_segment(self) -> PitrPlan:

@@ -45,8 +45,11 @@ class FaultyS3Proxy:
         self.dead_after_failure = False
         self.down = False  # every request answered 503, as by a store that is down
         self.failed_requests = 0
+        self.parts_held = 0  # UploadPart requests being held by `part_delay_s` right now
+        self._release = threading.Event()  # set by `release_held`: the parts held now go on at once
         self.thaw_in_progress = False
         self.restore_requests: list[str] = []  # paths of the RestoreObject requests forwarded
+        self._lock = threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,8 +63,13 @@ class FaultyS3Proxy:
                 body = self.rfile.read(length) if length else b""
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, keep_blank_values=True)
                 part = int(query.get("partNumber", ["0"])[0])
-                if part:
-                    time.sleep(proxy.part_delay_s)
+                if part and proxy.part_delay_s:
+                    with proxy._lock:
+                        proxy.parts_held += 1
+                        release = proxy._release
+                    release.wait(proxy.part_delay_s)
+                    with proxy._lock:
+                        proxy.parts_held -= 1
                 dead = proxy.dead_after_failure and proxy.failed_requests > 0
                 if proxy.down or dead or (self.command == "PUT" and proxy.should_fail(part)):
                     proxy.failed_requests += 1
@@ -106,6 +114,12 @@ class FaultyS3Proxy:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
+    def release_held(self) -> None:
+        """Lets every part held now go on without waiting out `part_delay_s` (later ones are held again)."""
+        with self._lock:
+            release, self._release = self._release, threading.Event()
+        release.set()
+
     def should_fail(self, part: int) -> bool:
         if self.fail_from_part is None or part < self.fail_from_part:
             return False
@@ -120,5 +134,7 @@ class FaultyS3Proxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.part_delay_s = 0
+        self.release_held()  # no handler left sleeping: closing the server waits for every one
         self._server.shutdown()
         self._server.server_close()

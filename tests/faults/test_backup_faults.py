@@ -55,6 +55,15 @@ def wait_for_first_part(s3_client, bucket: str, timeout: float = 60.0) -> None:
     raise AssertionError("no multipart upload got a part in time")
 
 
+def bytes_read(pid: int) -> int:
+    """What process `pid` has read so far (`rchar` of /proc/PID/io); 0 once it is gone."""
+    try:
+        fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    except OSError:
+        return 0
+    return int(fields.get("rchar", 0))
+
+
 def assert_nothing_left(s3_client, bucket: str) -> None:
     assert stored_keys(s3_client, bucket) == []  # neither an object under a final key nor a manifest
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
@@ -186,9 +195,17 @@ def test_gpg_killed_mid_stream(services, s3_client, bucket, gpg_key, prefect, tm
     )
 
     def kill_encrypting_gpg() -> None:
-        wait_for_first_part(s3_client, bucket)
-        encrypting = [line.split()[0] for line in pids.read_text().splitlines() if "--encrypt" in line]
-        os.kill(int(encrypting[-1]), signal.SIGKILL)
+        # Mid-stream: once the encrypting gpg has read 2 MiB. Not "once a part is stored": parts go up in the
+        # background while gpg goes on, so by then gpg may have encrypted all 16 MB and exited.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            lines = pids.read_text().splitlines() if pids.exists() else []
+            encrypting = [int(line.split()[0]) for line in lines if "--encrypt" in line]
+            if encrypting and bytes_read(encrypting[-1]) >= 2 << 20:
+                os.kill(encrypting[-1], signal.SIGKILL)
+                return
+            time.sleep(0.02)
+        raise AssertionError("no encrypting gpg read 2 MiB in time")
 
     killer = threading.Thread(target=kill_encrypting_gpg)
     killer.start()

@@ -34,6 +34,7 @@ endpoint, bucket, key = sys.argv[1:4]
 storage = storage_on(endpoint, bucket)
 upload = storage.open_upload(key)
 upload.write(os.urandom(5 << 20))
+upload.drain()  # the part goes up in the background: wait until it is stored
 print("part sent", flush=True)
 time.sleep(600)
 """

@@ -14,10 +14,13 @@ from pymongo import MongoClient
 
 from mongobackup.pitr.chain import check_chain
 from mongobackup.pitr.keys import OPLOG_PREFIX, instance_prefix
+from mongobackup.pitr.segment import load_segment_manifest
 from tests.faults.proxy import FaultyS3Proxy
 from tests.helpers import influx_points, unique
 from tests.pitr.helpers import (
     INSTANCE,
+    PITR_SETTINGS,
+    ArchiverProcess,
     ThreadedArchiver,
     archive_of,
     archived_entries,
@@ -115,11 +118,21 @@ def test_kill_9_with_a_segment_open_then_a_restart_loses_and_doubles_nothing(
     assert_nothing_lost_or_doubled(pitr_mongo, storage, gpg_key, writer)
 
 
-def test_kill_9_in_the_middle_of_an_upload_leaves_no_open_upload_and_loses_nothing(
+def wait_for_a_held_part(proxy: FaultyS3Proxy, archiver: ArchiverProcess) -> None:
+    """Until the proxy holds one of the archiver's UploadPart requests: its upload is under way from then on."""
+    deadline = time.monotonic() + 60
+    while not proxy.parts_held:
+        assert time.monotonic() < deadline and archiver.running(), archiver.output()
+        time.sleep(0.1)
+
+
+def test_kill_9_in_the_middle_of_an_upload_first_or_mid_chain_leaves_no_open_upload_and_loses_nothing(
     pitr_mongo, tmp_path, services, bucket, gpg_key, aws_env, storage, s3_client, archiver_process
 ):
+    """Killed twice while the proxy holds a segment's part: during the first upload of all, and again after
+    the restarted archiver committed two segments. Each restart aborts the upload left open and resumes right
+    after the newest committed segment: one chain, equal to the oplog."""
     with FaultyS3Proxy(services.url("moto")) as proxy:
-        proxy.part_delay_s = 15  # every part held: the upload is under way when the process is killed
         slow = pitr_plan(
             tmp_path, mongo_uri=pitr_mongo, bucket=bucket, s3_endpoint=proxy.url, gpg_key=gpg_key, name="slow.yaml"
         )
@@ -127,20 +140,37 @@ def test_kill_9_in_the_middle_of_an_upload_leaves_no_open_upload_and_loses_nothi
             tmp_path, mongo_uri=pitr_mongo, bucket=bucket, s3_endpoint=services.url("moto"), gpg_key=gpg_key
         )
         with Writer(pitr_mongo, unique("upload")) as writer, MongoClient(pitr_mongo) as client:
+            proxy.part_delay_s = 300  # every part held: the upload is under way when the process is killed
             first = archiver_process(slow)
-            deadline = time.monotonic() + 60
-            while not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads"):
-                assert time.monotonic() < deadline and first.running(), first.output()
-                time.sleep(0.2)
+            wait_for_a_held_part(proxy, first)
             first.kill()
+            proxy.release_held()  # the dead archiver's part reaches S3 now, or never matters
             assert archive_of(storage).segments == ()  # killed before its first commit
+            assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads"), "no upload was left open"
 
-            second = archiver_process(direct)
+            proxy.part_delay_s = 0
+            second = archiver_process(slow)
+            deadline = time.monotonic() + 120
+            while len(archive_of(storage).segments) < 2:
+                assert time.monotonic() < deadline and second.running(), second.output()
+                time.sleep(0.2)
+            proxy.part_delay_s = 300  # the next segment's part is held: killed mid-chain, mid-upload
+            wait_for_a_held_part(proxy, second)
+            second.kill()
+            proxy.release_held()
+            committed = archive_of(storage).segments
+            assert len(committed) >= 2 and committed[-1].last < last_write(client)
+            assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads"), "no upload was left open"
+
+            third = archiver_process(direct)
             time.sleep(3)
             writer.stop()
-            wait_archived(storage, last_write(client), second)
-            assert second.terminate() == 0, second.output()
-    assert "aborting an upload a killed archiver left open" in second.output()
+            wait_archived(storage, last_write(client), third)
+            assert third.terminate() == 0, third.output()
+    for restarted in (second, third):
+        assert "aborting an upload a killed archiver left open" in restarted.output()
+    resumed = load_segment_manifest(storage, archive_of(storage).segments[len(committed)].location)
+    assert resumed.prev_last == committed[-1].last, "the chain did not resume at the newest committed segment"
     assert_nothing_lost_or_doubled(pitr_mongo, storage, gpg_key, writer)
 
 
@@ -148,7 +178,15 @@ def test_s3_down_for_a_minute_is_waited_out_and_the_chain_resumes_without_loss(
     pitr_mongo, tmp_path, services, bucket, gpg_key, aws_env, storage, archiver_process
 ):
     with FaultyS3Proxy(services.url("moto")) as proxy:
-        plan = pitr_plan(tmp_path, mongo_uri=pitr_mongo, bucket=bucket, s3_endpoint=proxy.url, gpg_key=gpg_key)
+        # Retries at most 4 s apart: the outage is still a minute long, and nothing waits long after it.
+        plan = pitr_plan(
+            tmp_path,
+            mongo_uri=pitr_mongo,
+            bucket=bucket,
+            s3_endpoint=proxy.url,
+            gpg_key=gpg_key,
+            pitr={**PITR_SETTINGS, "retry_max_s": 4},
+        )
         with Writer(pitr_mongo, unique("outage")) as writer, MongoClient(pitr_mongo) as client:
             archiver = archiver_process(plan)
             wait_archived(storage, last_write(client), archiver)

@@ -24,6 +24,7 @@ def test_without_the_section_nothing_is_archived_and_an_empty_one_takes_the_defa
     assert load_plan(plan_with(tmp_path, None)).pitr is None
     pitr = load_plan(plan_with(tmp_path, {})).pitr
     assert (pitr.segment_s, pitr.segment_mib, pitr.max_lag_s, pitr.segment_bytes) == (30, 16, 120, 16 << 20)
+    assert pitr.retry_max_s == 30
 
 
 @pytest.mark.parametrize(
@@ -31,6 +32,7 @@ def test_without_the_section_nothing_is_archived_and_an_empty_one_takes_the_defa
     [
         ({"segment_s": 0}, "pitr.segment_s", "greater than or equal to 1"),
         ({"segment_mib": 0}, "pitr.segment_mib", "greater than or equal to 1"),
+        ({"retry_max_s": 0.5}, "pitr.retry_max_s", "greater than or equal to 1"),
         ({"segment_s": 60, "max_lag_s": 60}, "pitr", "max_lag_s (60) must be above segment_s (60)"),
         ({"segments": 30}, "pitr.segments", "unknown field (did you mean segment_s?)"),
     ],
