@@ -239,22 +239,26 @@ def _submit_chain(
     plan, hook = resources.plan, t.failure_event_hook
     instance, database, tier = location.instance, location.database, location.tier.value
     wait_for = [allow_failure(after)] if after is not None else []
+    # Only the transfer reads the instance: its tag lets a Prefect tag concurrency limit bound the instance's
+    # load across runs. Every tagged task costs a call to the server's concurrency API (a write transaction,
+    # which a busy SQLite server answers with 503 and a retry seconds later), so the S3 and event steps after
+    # it are not tagged.
     with tags(f"mongo-instance:{instance}"):
         stored = t.transfer.with_options(
             task_run_name=_named("transfer", instance, database),
             **retrying(plan, on_failure=[hook(resources, instance, database, tier, "transfer")]),
         ).submit(resources, location, wait_for=wait_for)
-        verified = t.verify.with_options(
-            task_run_name=_named("verify", instance, database),
-            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "verify")]),
-        ).submit(resources, stored)
-        committed = t.commit.with_options(
-            task_run_name=_named("commit", instance, database),
-            **retrying(plan, on_failure=[hook(resources, instance, database, tier, "commit")]),
-        ).submit(resources, verified, run_id, when)
-        notified = t.notify_database.with_options(
-            task_run_name=_named("notify", instance, database), **retrying(plan)
-        ).submit(resources, committed)
+    verified = t.verify.with_options(
+        task_run_name=_named("verify", instance, database),
+        **retrying(plan, on_failure=[hook(resources, instance, database, tier, "verify")]),
+    ).submit(resources, stored)
+    committed = t.commit.with_options(
+        task_run_name=_named("commit", instance, database),
+        **retrying(plan, on_failure=[hook(resources, instance, database, tier, "commit")]),
+    ).submit(resources, verified, run_id, when)
+    notified = t.notify_database.with_options(
+        task_run_name=_named("notify", instance, database), **retrying(plan)
+    ).submit(resources, committed)
     return committed, notified
 
 

@@ -127,8 +127,9 @@ class DatabaseDump:
     def _chunks(self) -> Iterator[bytes]:
         db = self.client.get_database(self.database, codec_options=RAW)
         self.summary.server_version = self.client.admin.command("buildInfo").get("version", "")
-        self.summary.replica_set = self.client.admin.command("hello").get("setName")
-        oplog_start = self._last_oplog_ts()
+        hello = self.client.admin.command("hello")
+        self.summary.replica_set = hello.get("setName")
+        oplog_start = self._oplog_start(hello)
         collections = self._describe_collections(db)
 
         namespaces = [
@@ -215,17 +216,27 @@ class DatabaseDump:
     def _oplog(self) -> Any:
         return self.client.get_database("local", codec_options=RAW).get_collection("oplog.rs")
 
-    def _last_oplog_ts(self) -> Timestamp | None:
-        """The newest oplog time, or None when there is no oplog we may read (then no point-in-time slice)."""
+    def _oplog_start(self, hello: dict[str, Any]) -> Timestamp | None:
+        """The newest oplog time as the dump begins, or None when there is no oplog we may read (then the dump is
+        whole, just not point-in-time).
+
+        One oplog query at most, here; the end of the window costs none (see _last_oplog_ts) and the window one,
+        so a dump sends two oplog queries. Some servers answer every oplog query, however small, by reading all
+        of the oplog (SecantusDB: about 0.1 s each even when capped at a few hundred entries).
+        """
         try:
-            # A probe in natural order: cheap, and it fails when the oplog is missing or not ours to read.
+            # A probe in natural order: it fails when the oplog is missing or not ours to read.
             if self._oplog().find_one({}, projection={"ts": 1}) is None:
                 return None
         except OperationFailure:
-            return None  # the dump is still whole, just not point-in-time
-        # A replica set member reports its last write in `hello`: no reverse scan of the oplog, which some
-        # servers answer by reading all of it.
-        last_write = self.client.admin.command("hello").get("lastWrite", {}).get("opTime", {}).get("ts")
+            return None
+        return self._last_oplog_ts(hello)
+
+    def _last_oplog_ts(self, hello: dict[str, Any] | None = None) -> Timestamp | None:
+        """The newest oplog time of an oplog known to be readable. A replica set member reports its last write in
+        `hello`: no query on the oplog at all, where a reverse scan costs some servers a read of all of it."""
+        hello = self.client.admin.command("hello") if hello is None else hello
+        last_write = hello.get("lastWrite", {}).get("opTime", {}).get("ts")
         if last_write is not None:
             return last_write
         last = self._oplog().find_one({}, projection={"ts": 1}, sort=[("$natural", -1)])

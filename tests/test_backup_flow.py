@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import time
 
 import pytest
 from pymongo import MongoClient
@@ -289,3 +290,44 @@ def test_chains_are_submitted_as_lanes_free_up(services, s3_client, bucket, gpg_
     assert state.is_completed(), state.message
     assert len(stored_keys(s3_client, bucket)) == 2 * len(databases)  # objects and manifests
     assert most[0] == 2 and in_flight[0] == 0
+
+
+def test_only_the_transfer_carries_the_instance_tag(services, s3_client, bucket, gpg_key, prefect, tmp_path):
+    """`mongo-instance:<name>` is for a tag concurrency limit on the instance's load: only the transfer reads the
+    instance. Every tagged task costs the server a concurrency call (a write that SQLite may refuse as locked,
+    retried seconds later), so verify, commit and notify carry no tag."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    database, instance = unique("tagged"), unique("rs")
+    with MongoClient(services.mongo_uri("mongo-a")) as client:
+        client[database].things.insert_one({"n": 1})
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        instances=[{"name": instance, "uri": services.mongo_uri("mongo-a"), "databases": [database]}],
+        bucket=bucket,
+        s3_endpoint=services.url("moto"),
+        public_key_file=gpg_key.public_key_file,
+        gnupghome=tmp_path / "home",
+    )
+    try:
+        state = backup(plan_path=str(plan), return_state=True)
+    finally:
+        with MongoClient(services.mongo_uri("mongo-a")) as client:
+            client.drop_database(database)
+    assert state.is_completed(), state.message
+    flow_run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    tags: dict[str, set[str]] = {}
+    with get_client(sync_client=True) as client:
+        for _ in range(60):  # task runs reach the server as events, recorded shortly after the flow returns
+            task_runs = client.read_task_runs(flow_run_filter=flow_run_filter)
+            tags = {r.name.split(" ")[0]: set(r.tags) for r in task_runs if f"{instance}/{database}" in r.name}
+            if len(tags) == 4:
+                break
+            time.sleep(0.5)
+    assert tags == {
+        "transfer": {f"mongo-instance:{instance}"},
+        "verify": set(),
+        "commit": set(),
+        "notify": set(),
+    }

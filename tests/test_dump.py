@@ -10,7 +10,7 @@ import bson
 import pytest
 from pymongo import MongoClient, monitoring
 
-from mongobackup.archive import ArchiveReader, read_archive
+from mongobackup.archive import OPLOG_COLLECTION, OPLOG_DB, ArchiveReader, read_archive
 from mongobackup.backup import tool_version
 from mongobackup.dump import FIRST_BATCH_DOCUMENTS, DatabaseDump, batch_documents
 from tests.helpers import unique
@@ -82,6 +82,25 @@ def test_the_prelude_says_size_0_as_mongodump_does(database):
     reader = ArchiveReader(io.BytesIO(archive))
     sizes = {meta.ns: meta.size for meta in reader.namespaces}
     assert sizes[f"{name}.items"] == 0
+
+
+def test_two_oplog_queries_and_writes_during_the_dump_are_in_the_slice(database):
+    """The start probe and the window: the end of the window comes from `hello`, not from another oplog query
+    (each costs SecantusDB a read of its whole oplog). A write made while the dump runs is still in the slice."""
+    uri, name, _ = database
+    commands = Commands()
+    with MongoClient(uri, event_listeners=[commands]) as client:
+        source = DatabaseDump(client, "a", name, tool_version=tool_version())
+        chunks = source.chunks()
+        prelude = bytes(next(chunks))  # the window has started
+        client[name]["items"].insert_one({"_id": "during"})
+        archive = prelude + b"".join(bytes(chunk) for chunk in chunks)
+
+    assert len([c for c in commands.named("find") if c["find"] == "oplog.rs"]) == 2
+    _, data = read_archive(io.BytesIO(archive))
+    slice_ = [bson.decode(entry) for entry in data[f"{OPLOG_DB}.{OPLOG_COLLECTION}"]]
+    assert any(entry["ns"] == f"{name}.items" and entry["o"].get("_id") == "during" for entry in slice_)
+    assert source.summary.oplog is not None and source.summary.oplog.entries == len(slice_)
 
 
 def test_batch_documents_stay_within_bounds():

@@ -1,6 +1,8 @@
 """The comparative benchmark's command line: `python -m bench.compare [--sizes 8,24,64] [--runs 3] [--keep-data]`;
-`--only restore` measures the restore rows alone (one size is enough, nothing published);
-`--child KIND --params JSON` is how the benchmark starts a measured child of its own."""
+`--only GROUP[,GROUP]` measures some groups of rows alone at any sizes and publishes nothing: `--only restore` the
+restore rows (bench/compare/restore_only.py, with `--read-back` beside them), `--only pipeline` zstd+gpg+S3 alone
+with its profile on moto alone (run.run_pipeline_only), `--only backup --sizes 24 --runs 1` the backup rows, `flow`
+the flow rows; `--child KIND --params JSON` is how the benchmark starts a measured child of its own."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from collections.abc import Sequence
 
 import bench.compare
 from bench.compare.children import CHILDREN
-from bench.compare.settings import DEFAULT_RUNS, DEFAULT_SIZES, KEEP_RUN_DIR, MIN_SIZES
+from bench.compare.settings import DEFAULT_RUNS, DEFAULT_SIZES, GROUPS, KEEP_RUN_DIR, MIN_SIZES
 from bench.flow_runs import DEFAULT_COLD_COUNTS, DEFAULT_COUNTS
 from bench.flow_runs import parse_counts as _counts
 from bench.harness import PROJECT_ROOT, parse_sizes
@@ -30,6 +32,14 @@ def _any_sizes(text: str) -> list[int]:
     if not sizes or sizes[0] < 1:
         raise argparse.ArgumentTypeError(f"--sizes: at least one size >= 1 MB, got {text!r}")
     return sizes
+
+
+def _groups(text: str) -> list[str]:
+    groups = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown or not groups:
+        raise argparse.ArgumentTypeError(f"--only: comma-separated of {', '.join(GROUPS)}, got {text!r}")
+    return [g for g in GROUPS if g in groups]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -62,10 +72,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["pipeline", "restore"],
-        help="measure only these rows, any number of sizes, nothing published (pipeline: zstd+gpg+S3 alone beside "
-        "the command-line pipe, with its profile, on moto alone; restore: ours with verification on and off, "
-        "stock mongorestore)",
+        type=_groups,
+        help=f"measure only these groups of rows, comma-separated of {', '.join(GROUPS)}; any number of sizes, "
+        "nothing published (pipeline alone: zstd+gpg+S3 beside the command-line pipe, with its profile, on moto "
+        "alone; restore alone: ours with verification on and off, stock mongorestore)",
     )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
@@ -87,16 +97,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         print(json.dumps(CHILDREN[args.child](json.loads(args.params))), flush=True)
         return 0
-    if args.only == "restore":
+    if args.only == ["restore"]:
         from bench.compare.restore_only import run_restores_only
 
         return run_restores_only(args.sizes, args.runs)
     from bench.compare.run import run_benchmark, run_pipeline_only  # not for a child: it needs none of it
 
-    if args.only == "pipeline":
+    if args.only == ["pipeline"]:
         return run_pipeline_only(args.sizes, args.runs)
 
-    return run_benchmark(args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts)
+    only = args.only or list(GROUPS)
+    return run_benchmark(args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts, only)
 
 
 if __name__ == "__main__":

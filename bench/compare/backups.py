@@ -418,7 +418,7 @@ def _cpu(run: dict[str, Any]) -> dict[str, float]:
 
 def profile_pipeline(bench: Bench, size_mb: int) -> PipelineProfile:
     """One more run of ours alone (not timed for the table) under py-spy: where its time goes by stage.
-    Never fails the benchmark: when py-spy is missing or cannot attach, the profile says why."""
+    Never fails the benchmark: when py-spy is missing, cannot attach or its run fails, the profile says why."""
     binary = py_spy()
     if binary is None:
         return PipelineProfile(unavailable="py-spy is not installed (pip install py-spy; it is in the dev extra)")
@@ -439,6 +439,8 @@ def profile_pipeline(bench: Bench, size_mb: int) -> PipelineProfile:
             return PipelineProfile(unavailable=f"py-spy exited with {done.returncode}: {tail[0]}")
         run = last_json_line(done.stdout, f"pipeline profile at {size_mb} MB")["runs"][0]
         shares, samples = stage_shares(output.read_text())
+    except (OSError, RuntimeError, ValueError, KeyError, IndexError) as exc:  # the table stands without it
+        return PipelineProfile(unavailable=f"the profiled run failed: {exc}")
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return PipelineProfile(

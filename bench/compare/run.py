@@ -37,6 +37,7 @@ from bench.compare.report import (
 from bench.compare.restores import measure_restores, prepare_restore_source
 from bench.compare.settings import (
     BUCKET,
+    GROUPS,
     KEEP_RUN_DIR,
     OPLOG_MAX_ENTRIES,
     PUBLISHED_MD,
@@ -69,7 +70,10 @@ def run_benchmark(
     keep_data: bool,
     flow_counts: Sequence[int] = DEFAULT_COUNTS,
     cold_counts: Sequence[int] = DEFAULT_COLD_COUNTS,
+    only: Sequence[str] = GROUPS,
 ) -> int:
+    """`only`: the groups of rows to measure (settings.GROUPS); a partial run is printed and written to
+    bench/results/ but not published to bench/RESULTS.md, whose table must stay whole."""
     from devservices import LocalServices, create_gpg_key, remove_gpg_home
 
     began = time.perf_counter()
@@ -112,7 +116,7 @@ def run_benchmark(
                 prepare_size(client, size, reuse=keep_data, progress=lambda line: print(line, flush=True))
                 for size in sizes
             ]
-            tiny_cases = flow_cases(flow_counts, cold_counts, [], 0)
+            tiny_cases = flow_cases(flow_counts, cold_counts, [], 0) if "flow" in only else []
             for name in sorted({d for case in tiny_cases for d in case.databases}):
                 ensure_dataset(client, name, TINY_BYTES, reuse=keep_data, progress=lambda line: None)
             phases["generate"] = time.perf_counter() - clock
@@ -120,22 +124,25 @@ def run_benchmark(
             client.close()
 
         clock = time.perf_counter()
-        for run in range(1, runs + 1):  # round-robin: every subject and size sees the same background load
+        for run in range(1, runs + 1 if "backup" in only else 1):  # round-robin: the same load for every row
             for size_data in data:
                 measures += measure_backups(bench, size_data, run=run, progress=_print)
         phases["backups"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        for size in sizes:
+        for size in sizes if "pipeline" in only else []:
             for measure in measure_pipeline_alone(bench, size, runs=runs):
                 _print(progress_line(measure))
                 measures.append(measure)
-        profile = profile_pipeline(bench, max(sizes))
-        _print(profile.line())
+        if "pipeline" in only:
+            profile = profile_pipeline(bench, max(sizes))
+            _print(profile.line())
+        else:
+            profile = PipelineProfile(unavailable="not measured in this partial run (--only)")
         phases["pipeline_alone"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        sources = [prepare_restore_source(bench, d.single, d.size_mb) for d in data]
+        sources = [prepare_restore_source(bench, d.single, d.size_mb) for d in data] if "restore" in only else []
         for run in range(1, runs + 1):
             for source in sources:
                 measures += measure_restores(bench, source, run=run, progress=_print)
@@ -145,11 +152,12 @@ def run_benchmark(
 
         # Prefect only now, and stopped right after: its server would load the CPU under every other row.
         clock = time.perf_counter()
-        print("starting a Prefect server for the flow runs", flush=True)
-        services.start(["prefect"])
-        bench.prefect_url = services.url("prefect")
+        if "flow" in only:
+            print("starting a Prefect server for the flow runs", flush=True)
+            services.start(["prefect"])
+            bench.prefect_url = services.url("prefect")
         try:
-            for size_data in data:
+            for size_data in data if "flow" in only else []:
                 measure = measure_flow(bench, size_data)
                 _print(progress_line(measure))
                 measures.append(measure)
@@ -170,7 +178,8 @@ def run_benchmark(
                 _print(f"flow run, {case.label}: {flow_run.wall_s:.1f} s, peak RSS {flow_run.peak_rss_tree_mb:.1f} MB")
                 flow_runs.append(flow_run)
         finally:
-            services.stop(["prefect"])
+            if "flow" in only:
+                services.stop(["prefect"])
         phases["flow"] = time.perf_counter() - clock
     finally:
         services.stop()
@@ -213,6 +222,9 @@ def run_benchmark(
     )
     if flow_runs:
         markdown += f"\n## Flow runs by number of databases\n\n```\n{flow_text}\n```\n"
+    if list(only) != list(GROUPS):
+        print(f"\nwritten: {_rel(RESULTS_JSON)}, {_rel(RESULTS_PNG)}; a partial run (--only): not published")
+        return 0
     PUBLISHED_MD.write_text(markdown)
     shutil.copyfile(RESULTS_PNG, PUBLISHED_PNG)
     print(

@@ -6,6 +6,8 @@ from bench.harness import PROJECT_ROOT
 
 DEFAULT_SIZES = (8, 24, 64)
 DEFAULT_RUNS = 3
+#: The groups of rows, in the order a whole run measures them (`--only` picks some).
+GROUPS = ("backup", "pipeline", "restore", "flow")
 MIN_SIZES = 3
 #: The instance row: this many databases of size/INSTANCE_PARTS each.
 INSTANCE_PARTS = 3
