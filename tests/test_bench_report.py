@@ -166,7 +166,7 @@ def test_each_target_is_judged_on_every_size(summaries: list[Summary]) -> None:
         f"MET          zero temp disk: 4 rows of ours (backups, flow, restores); largest 0.00 MB "
         f"({SUBJECTS['ours_db']} at 8 MB)",
         "MISSED       restore wall <= 1.0x stock mongorestore: ours (verify on) / mongorestore: 1.50 at 8 MB, "
-        "0.83 at 64 MB; verify off: - (mongorestore's decrypt+decompress prep not included)",
+        "0.83 at 64 MB; verify off: -; --read-back: - (mongorestore's decrypt+decompress prep not included)",
         "MISSED       compress+encrypt+upload >= 150 MB/s: MB/s: 80.0 at 8 MB, 160.0 at 64 MB",
         "MISSED       compress+encrypt+upload at least as fast as the command-line pipe: ours / pipe wall: "
         "0.50 at 8 MB, 1.25 at 64 MB; the pipe's MB/s: 40.0 at 8 MB, 200.0 at 64 MB",

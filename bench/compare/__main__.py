@@ -1,8 +1,7 @@
 """The comparative benchmark's command line: `python -m bench.compare [--sizes 8,24,64] [--runs 3] [--keep-data]`;
-`--only GROUP[,GROUP]` measures some groups of rows alone at any sizes and publishes nothing: `--only restore` the
-restore rows (bench/compare/restore_only.py, with `--read-back` beside them), `--only pipeline` zstd+gpg+S3 alone
-with its profile on moto alone (run.run_pipeline_only), `--only backup --sizes 24 --runs 1` the backup rows, `flow`
-the flow rows; `--child KIND --params JSON` is how the benchmark starts a measured child of its own."""
+`--only GROUP[,GROUP]` measures some groups of rows alone (backup, pipeline, restore, flow) at any sizes and
+publishes nothing: the same rows as the whole run, e.g. `--only restore --sizes 24 --runs 1` while working on one;
+`--child KIND --params JSON` is how the benchmark starts a measured child of its own."""
 
 from __future__ import annotations
 
@@ -97,14 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         print(json.dumps(CHILDREN[args.child](json.loads(args.params))), flush=True)
         return 0
-    if args.only == ["restore"]:
-        from bench.compare.restore_only import run_restores_only
-
-        return run_restores_only(args.sizes, args.runs)
-    from bench.compare.run import run_benchmark, run_pipeline_only  # not for a child: it needs none of it
-
-    if args.only == ["pipeline"]:
-        return run_pipeline_only(args.sizes, args.runs)
+    from bench.compare.run import run_benchmark  # not for a child: it needs none of it
 
     only = args.only or list(GROUPS)
     return run_benchmark(args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts, only)

@@ -27,7 +27,6 @@ from bench.compare.profile import PipelineProfile
 from bench.compare.report import (
     Measure,
     check_targets,
-    pipeline_note,
     progress_line,
     results_document,
     results_markdown,
@@ -112,9 +111,10 @@ def run_benchmark(
         client: MongoClient = MongoClient(bench.source_uri)
         try:
             clock = time.perf_counter()
+            # The pipeline rows generate their own documents in their child: no database for them alone.
             data = [
                 prepare_size(client, size, reuse=keep_data, progress=lambda line: print(line, flush=True))
-                for size in sizes
+                for size in (sizes if set(only) - {"pipeline"} else [])
             ]
             tiny_cases = flow_cases(flow_counts, cold_counts, [], 0) if "flow" in only else []
             for name in sorted({d for case in tiny_cases for d in case.databases}):
@@ -145,7 +145,7 @@ def run_benchmark(
         sources = [prepare_restore_source(bench, d.single, d.size_mb) for d in data] if "restore" in only else []
         for run in range(1, runs + 1):
             for source in sources:
-                measures += measure_restores(bench, source, run=run, progress=_print)
+                measures += measure_restores(bench, source, run=run, read_back=True, progress=_print)
         for source in sources:
             delete_prefix(bench, source.key.rsplit("/", 1)[0] + "/")
         phases["restores"] = time.perf_counter() - clock
@@ -231,47 +231,6 @@ def run_benchmark(
         f"\nwritten: {_rel(RESULTS_JSON)}, {_rel(RESULTS_PNG)}; published: {_rel(PUBLISHED_MD)}, "
         f"{_rel(PUBLISHED_PNG)}; whole benchmark {total:.0f} s"
     )
-    return 0
-
-
-def run_pipeline_only(sizes: Sequence[int], runs: int) -> int:
-    """`--only pipeline`: the pipeline rows and their profile on moto alone, printed (RESULTS.md untouched).
-    A quick before/after of the stages after the read; the whole benchmark measures the same rows."""
-    from devservices import LocalServices, create_gpg_key, remove_gpg_home
-
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    services = LocalServices(run_dir)
-    gpg_home = Path(tempfile.mkdtemp(prefix="gpg-cmp-", dir="/tmp"))
-    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-work-"))
-    measures: list[Measure] = []
-    try:
-        key = create_gpg_key("Backup Compare <compare@localhost>", home=gpg_home)
-        services.start(["moto"])
-        bench = Bench(
-            source_uri="",
-            endpoint=services.url("moto"),
-            bucket=BUCKET,
-            key=key,
-            work=work,
-            server_pid=_server_pid(services, "moto"),
-        )
-        bench.s3().create_bucket(Bucket=BUCKET)
-        for size in sizes:
-            for measure in measure_pipeline_alone(bench, size, runs=runs):
-                _print(progress_line(measure))
-                measures.append(measure)
-        profile = profile_pipeline(bench, max(sizes))
-    finally:
-        services.stop()
-        remove_gpg_home(gpg_home)
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(run_dir, ignore_errors=True)
-    summaries = summarize(measures)
-    for size in sizes:
-        by = {s.subject: s for s in summaries if s.size_mb == size}
-        if "pipeline_alone" in by:
-            _print(pipeline_note(size, by["pipeline_alone"], by.get("pipe_cli")))
-    _print(profile.line())
     return 0
 
 
