@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import httpx
 from botocore.client import BaseClient
+from botocore.config import Config
 from pymongo import MongoClient
 
 from devservices import S3_TEST_CREDENTIALS, S3_TEST_REGION, LocalServices
@@ -58,11 +59,28 @@ def free_port() -> int:
 # --- S3 ------------------------------------------------------------------------------------------------------
 
 
-def own_s3_client(endpoint_url: str, credentials: dict[str, str] | None = None) -> Any:
+def own_s3_client(
+    endpoint_url: str, credentials: dict[str, str] | None = None, *, wire_attempts: int | None = None
+) -> Any:
     """A boto3 client of the code under test (`storage.s3_client`) with the dummy credentials (or those given)
-    given explicitly, and of its own: event hooks a test registers on it stay in that test."""
+    given explicitly, and of its own: event hooks a test registers on it stay in that test.
+
+    `wire_attempts`: botocore's attempts per request instead of the code's (`WIRE_RETRIES`), for a fault that
+    never heals, where each further attempt only adds a random backoff to wait out."""
     session = boto3.Session(region_name=S3_TEST_REGION, **(credentials or S3_TEST_CREDENTIALS))
-    return s3_client(session=session, endpoint_url=endpoint_url, region=S3_TEST_REGION)
+    client = s3_client(session=session, endpoint_url=endpoint_url, region=S3_TEST_REGION)
+    return fewer_wire_attempts(client, session, wire_attempts)
+
+
+def fewer_wire_attempts(client: Any, session: boto3.Session, wire_attempts: int | None) -> Any:
+    """`client` again with `wire_attempts` attempts per request on the wire (the rest of its configuration as
+    the code made it); `client` itself when `wire_attempts` is None."""
+    if wire_attempts is None:
+        return client
+    config = client.meta.config.merge(Config(retries={"mode": "standard", "max_attempts": wire_attempts}))
+    return session.client(
+        "s3", endpoint_url=client.meta.endpoint_url, region_name=client.meta.region_name, config=config
+    )
 
 
 def storage_on(
@@ -71,11 +89,14 @@ def storage_on(
     *,
     part_size: int = 5 * MIB,
     credentials: dict[str, str] | None = None,
+    wire_attempts: int | None = None,
     **options: Any,
 ) -> S3Storage:
     """`S3Storage` for `bucket` on the S3 server at `endpoint_url`, over a client of its own; 5 MiB parts (the
-    smallest S3 allows), so a few MB already make a multipart upload; `options` as S3Storage takes them."""
-    return S3Storage(own_s3_client(endpoint_url, credentials), bucket, part_size=part_size, **options)
+    smallest S3 allows), so a few MB already make a multipart upload; `wire_attempts` as `own_s3_client` takes
+    it; `options` as S3Storage takes them."""
+    client = own_s3_client(endpoint_url, credentials, wire_attempts=wire_attempts)
+    return S3Storage(client, bucket, part_size=part_size, **options)
 
 
 def new_bucket(s3: BaseClient) -> str:

@@ -6,6 +6,7 @@ import hashlib
 import os
 import socket
 
+import boto3
 import pytest
 from botocore.exceptions import (
     ClientError,
@@ -21,7 +22,7 @@ from mongobackup.s3_errors import is_transient, storage_error
 from mongobackup.s3_upload import MAX_PART_SIZE, MAX_PARTS, part_size_for
 from mongobackup.units import MIB
 from tests.faults.proxy import FaultyS3Proxy
-from tests.helpers import storage_on
+from tests.helpers import fewer_wire_attempts, storage_on
 
 
 def test_part_sizes_cover_the_largest_s3_object_in_10000_parts():
@@ -61,7 +62,8 @@ def test_a_part_failing_in_the_background_names_the_first_failed_part_and_leaves
     write or from complete), as the lowest-numbered failure, and the upload is aborted whole."""
     with FaultyS3Proxy(services.url("moto")) as proxy:
         proxy.fail_from_part = 2  # parts 2 and on: 503 on every attempt botocore makes
-        storage = storage_on(proxy.url, bucket, upload_concurrency=2)
+        # Two attempts on the wire, not the code's four: the refusal never heals, so more only wait longer.
+        storage = storage_on(proxy.url, bucket, upload_concurrency=2, wire_attempts=2)
         key = "t/refused-in-background.bin"
         with pytest.raises(StorageError) as failed, storage.open_upload(key) as upload:
             for _ in range(4):
@@ -151,7 +153,10 @@ def test_an_unreachable_store_is_transient_and_named(aws_env):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    storage = S3Storage(s3_client(endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1"), "bkt")
+    session = boto3.Session()  # the default credential chain, as the flows build theirs
+    client = s3_client(session=session, endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1")
+    # Two attempts on the wire, not the code's four: nobody will start listening, so more only wait longer.
+    storage = S3Storage(fewer_wire_attempts(client, session, 2), "bkt")
     with pytest.raises(StorageError) as info:
         storage.head("k")
     assert "s3://bkt/k" in str(info.value) and info.value.transient
