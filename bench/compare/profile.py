@@ -109,6 +109,7 @@ class PipelineProfile:
     server_cpu_s: float | None = None  # the S3 server's CPU time (user + system) during the run
     our_cpu_s: float | None = None  # the child's process tree's, gpg included
     unavailable: str | None = None
+    store: str = "moto"  # the S3 server the run stored to
 
     def line(self) -> str:
         if self.unavailable:
@@ -116,7 +117,7 @@ class PipelineProfile:
         parts = ", ".join(f"{stage} {share:.0%}" for stage, share in self.shares.items() if share >= 0.005)
         text = f"pipeline profile (py-spy, {self.samples} samples of our Python threads): {parts}"
         if self.server_cpu_s is not None:
-            text += f"; CPU of the S3 server (moto) over the run: {self.server_cpu_s:.1f} s"
+            text += f"; CPU of the S3 server ({self.store}) over the run: {self.server_cpu_s:.1f} s"
             if self.our_cpu_s:
                 text += f" vs ours (child + gpg) {self.our_cpu_s:.1f} s"
             text += f" in {self.seconds:.1f} s of wall on this machine's cores"
