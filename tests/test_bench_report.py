@@ -185,6 +185,15 @@ def test_the_pipeline_note_gives_each_side_its_cpu_and_the_s3_server_s() -> None
         "server 0.3 s"
     )
     assert pipeline_note(64, ours, None).endswith("0.05/0.20/0.10)")
+    # The thread-seconds spent runnable but off-CPU: the machine's other load, told apart from stages waiting.
+    ours.details["runqueue_wait_s"] = 0.7
+    assert "CPU 0.8 s + S3 server 0.3 s, waited for a CPU 0.7 thread-s (stage s" in pipeline_note(64, ours, None)
+
+
+def test_the_header_names_the_pipeline_rows_s3_store() -> None:
+    assert "S3 store" not in results_text([], [], MACHINE, [8], 1, 1.0)
+    text = results_text([], [], MACHINE | {"pipeline_s3_store": "seaweedfs (weed mini)"}, [8], 1, 1.0)
+    assert "pipeline rows' S3 store: seaweedfs (weed mini)" in text
 
 
 def test_notes_text_and_results_document(summaries: list[Summary]) -> None:

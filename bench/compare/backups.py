@@ -414,7 +414,7 @@ def measure_pipeline_alone(bench: Bench, size_mb: int, *, runs: int) -> list[Mea
 
 def _cpu(run: dict[str, Any]) -> dict[str, float]:
     """CPU seconds of one pipeline run: ours (process + gpg / the tools) and the S3 server's, as measured."""
-    return {name: run[name] for name in ("cpu_s", "server_cpu_s") if name in run}
+    return {name: run[name] for name in ("cpu_s", "server_cpu_s", "runqueue_wait_s") if name in run}
 
 
 def profile_pipeline(bench: Bench, size_mb: int) -> PipelineProfile:

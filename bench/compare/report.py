@@ -441,7 +441,9 @@ def pipeline_note(size: int, ours: Summary, pipe: Summary | None) -> str:
         own, server = summary.details.get("cpu_s"), summary.details.get("server_cpu_s")
         if own is None:
             return ""
-        return f", CPU {own:.1f} s" + (f" + S3 server {server:.1f} s" if server is not None else "")
+        text = f", CPU {own:.1f} s" + (f" + S3 server {server:.1f} s" if server is not None else "")
+        waited = summary.details.get("runqueue_wait_s")
+        return text + (f", waited for a CPU {waited:.1f} thread-s" if waited is not None else "")
 
     note = f"{size} MB, zstd+gpg+S3 alone: ours {ours.mb_per_s:.1f} MB/s in {ours.wall_s:.2f} s{cpu(ours)}"
     if any(key.startswith("stage:") for key in ours.details):
