@@ -140,11 +140,17 @@ def profiled_argv(argv: Sequence[str], output: Path, *, binary: str, rate: int =
     ]
 
 
+#: What `can_attach` samples: an interpreter that runs for a second.
+PROBE_CHILD = "import time; time.sleep(1)"
+
+
 def can_attach(binary: str) -> str | None:
     """None when py-spy can sample a child here, else why not (e.g. ptrace is not permitted)."""
     try:
         done = subprocess.run(
-            [binary, "record", "--format", "raw", "-o", "/dev/null", "--", sys.executable, "-c", "pass"],
+            # A child that lives long enough to be found: py-spy fails on one that exits before it attaches,
+            # which under load `-c pass` did one time in two.
+            [binary, "record", "--format", "raw", "-o", "/dev/null", "--", sys.executable, "-c", PROBE_CHILD],
             capture_output=True,
             text=True,
             timeout=60,
