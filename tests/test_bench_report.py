@@ -180,11 +180,20 @@ def test_the_pipeline_note_gives_each_side_its_cpu_and_the_s3_server_s() -> None
     ours.details.update({"stage:dump": 0.05, "stage:compress": 0.2, "stage:upload": 0.1})
     pipe = Summary("pipe_cli", 64, 3, 0.6, 106.7, None, None, 32.0, details={"cpu_s": 1.1, "server_cpu_s": 0.35})
     assert pipeline_note(64, ours, pipe) == (
-        "64 MB, zstd+gpg+S3 alone: ours 128.0 MB/s in 0.50 s, CPU 0.8 s + S3 server (moto) 0.3 s (stage s "
+        "64 MB, zstd+gpg+S3 alone: ours 128.0 MB/s in 0.50 s, CPU 0.8 s + S3 server 0.3 s (stage s "
         "source/compress/upload 0.05/0.20/0.10); the command-line pipe 106.7 MB/s in 0.60 s, CPU 1.1 s + S3 "
-        "server (moto) 0.3 s"
+        "server 0.3 s"
     )
     assert pipeline_note(64, ours, None).endswith("0.05/0.20/0.10)")
+    # The thread-seconds spent runnable but off-CPU: the machine's other load, told apart from stages waiting.
+    ours.details["runqueue_wait_s"] = 0.7
+    assert "CPU 0.8 s + S3 server 0.3 s, waited for a CPU 0.7 thread-s (stage s" in pipeline_note(64, ours, None)
+
+
+def test_the_header_names_the_pipeline_rows_s3_store() -> None:
+    assert "S3 store" not in results_text([], [], MACHINE, [8], 1, 1.0)
+    text = results_text([], [], MACHINE | {"pipeline_s3_store": "seaweedfs (weed mini)"}, [8], 1, 1.0)
+    assert "pipeline rows' S3 store: seaweedfs (weed mini)" in text
 
 
 def test_notes_text_and_results_document(summaries: list[Summary]) -> None:

@@ -73,8 +73,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--only",
         type=_groups,
         help=f"measure only these groups of rows, comma-separated of {', '.join(GROUPS)}; any number of sizes, "
-        "nothing published (pipeline alone: zstd+gpg+S3 beside the command-line pipe, with its profile, on moto "
-        "alone; restore alone: ours with verification on and off, stock mongorestore)",
+        "nothing published (pipeline alone: zstd+gpg+S3 beside the command-line pipe, with its profile, on "
+        "--pipeline-store; restore alone: ours with verification on and off, stock mongorestore)",
+    )
+    parser.add_argument(
+        "--pipeline-store",
+        choices=("auto", "seaweedfs", "moto"),
+        default="auto",
+        help="the S3 server of the pipeline rows (ours and the command-line pipe alike): SeaweedFS when installed "
+        "(auto, the default; moto with the reason printed when it cannot start), or the one named",
     )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
@@ -99,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.compare.run import run_benchmark  # not for a child: it needs none of it
 
     only = args.only or list(GROUPS)
-    return run_benchmark(args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts, only)
+    return run_benchmark(
+        args.sizes, args.runs, args.keep_data, args.flow_counts, args.cold_counts, only, args.pipeline_store
+    )
 
 
 if __name__ == "__main__":

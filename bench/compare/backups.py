@@ -392,6 +392,7 @@ def measure_pipeline_alone(bench: Bench, size_mb: int, *, runs: int) -> list[Mea
             extra={
                 "stage_seconds": r["stage_seconds"],
                 "child_peak_rss_mb": round(done.peak_tree / MB, 1),
+                "s3_store": bench.s3_store,
                 "load1": load,
                 **_cpu(r),
             },
@@ -405,7 +406,7 @@ def measure_pipeline_alone(bench: Bench, size_mb: int, *, runs: int) -> list[Mea
             r["seconds"],
             r["raw_bytes"],
             stored_bytes=r["stored_bytes"],
-            extra={"load1": load, **_cpu(r)},
+            extra={"s3_store": bench.s3_store, "load1": load, **_cpu(r)},
         )
         for n, r in enumerate(report.get("pipe_runs", []), start=1)
     ]
@@ -413,7 +414,7 @@ def measure_pipeline_alone(bench: Bench, size_mb: int, *, runs: int) -> list[Mea
 
 def _cpu(run: dict[str, Any]) -> dict[str, float]:
     """CPU seconds of one pipeline run: ours (process + gpg / the tools) and the S3 server's, as measured."""
-    return {name: run[name] for name in ("cpu_s", "server_cpu_s") if name in run}
+    return {name: run[name] for name in ("cpu_s", "server_cpu_s", "runqueue_wait_s") if name in run}
 
 
 def profile_pipeline(bench: Bench, size_mb: int) -> PipelineProfile:
@@ -449,6 +450,7 @@ def profile_pipeline(bench: Bench, size_mb: int) -> PipelineProfile:
         run["seconds"],
         run.get("server_cpu_s"),
         run.get("cpu_s"),
+        store=bench.s3_store,
     )
 
 

@@ -109,6 +109,7 @@ class PipelineProfile:
     server_cpu_s: float | None = None  # the S3 server's CPU time (user + system) during the run
     our_cpu_s: float | None = None  # the child's process tree's, gpg included
     unavailable: str | None = None
+    store: str = "moto"  # the S3 server the run stored to
 
     def line(self) -> str:
         if self.unavailable:
@@ -116,7 +117,7 @@ class PipelineProfile:
         parts = ", ".join(f"{stage} {share:.0%}" for stage, share in self.shares.items() if share >= 0.005)
         text = f"pipeline profile (py-spy, {self.samples} samples of our Python threads): {parts}"
         if self.server_cpu_s is not None:
-            text += f"; CPU of the S3 server (moto) over the run: {self.server_cpu_s:.1f} s"
+            text += f"; CPU of the S3 server ({self.store}) over the run: {self.server_cpu_s:.1f} s"
             if self.our_cpu_s:
                 text += f" vs ours (child + gpg) {self.our_cpu_s:.1f} s"
             text += f" in {self.seconds:.1f} s of wall on this machine's cores"
@@ -139,11 +140,17 @@ def profiled_argv(argv: Sequence[str], output: Path, *, binary: str, rate: int =
     ]
 
 
+#: What `can_attach` samples: an interpreter that runs for a second.
+PROBE_CHILD = "import time; time.sleep(1)"
+
+
 def can_attach(binary: str) -> str | None:
     """None when py-spy can sample a child here, else why not (e.g. ptrace is not permitted)."""
     try:
         done = subprocess.run(
-            [binary, "record", "--format", "raw", "-o", "/dev/null", "--", sys.executable, "-c", "pass"],
+            # A child that lives long enough to be found: py-spy fails on one that exits before it attaches,
+            # which under load `-c pass` did one time in two.
+            [binary, "record", "--format", "raw", "-o", "/dev/null", "--", sys.executable, "-c", PROBE_CHILD],
             capture_output=True,
             text=True,
             timeout=60,

@@ -328,6 +328,7 @@ def header_text(machine: dict[str, Any], sizes: Sequence[int], runs: int, total:
         f"sizes {', '.join(map(str, sizes))} MB (MB = 2^20 bytes of BSON), median of {runs} runs (flow: 1 run); "
         f"zstd {machine['zstd']}; SecantusDB oplog capped at {machine['oplog_max_entries']} entries; "
         f"wine start-up {machine.get('wine_startup_s', '?')} s per stock-tool run; whole run {total:.0f} s"
+        + (f"\npipeline rows' S3 store: {machine['pipeline_s3_store']}" if machine.get("pipeline_s3_store") else "")
     )
 
 
@@ -433,13 +434,16 @@ def results_document(
 
 def pipeline_note(size: int, ours: Summary, pipe: Summary | None) -> str:
     """The pipeline row at one size: MB/s beside the command-line pipe's, and the CPU each took, theirs and
-    the S3 server's (moto runs on the same cores: its share is the machine's, not the pipeline's)."""
+    the S3 server's (which runs on the same cores: its share is the machine's, not the pipeline's; which server
+    it was is in the header, `pipeline_s3_store`)."""
 
     def cpu(summary: Summary) -> str:
         own, server = summary.details.get("cpu_s"), summary.details.get("server_cpu_s")
         if own is None:
             return ""
-        return f", CPU {own:.1f} s" + (f" + S3 server (moto) {server:.1f} s" if server is not None else "")
+        text = f", CPU {own:.1f} s" + (f" + S3 server {server:.1f} s" if server is not None else "")
+        waited = summary.details.get("runqueue_wait_s")
+        return text + (f", waited for a CPU {waited:.1f} thread-s" if waited is not None else "")
 
     note = f"{size} MB, zstd+gpg+S3 alone: ours {ours.mb_per_s:.1f} MB/s in {ours.wall_s:.2f} s{cpu(ours)}"
     if any(key.startswith("stage:") for key in ours.details):

@@ -42,7 +42,8 @@ class Bench:
     restore_uri: str | None = None
     tools: MongoTools | None = None
     prefect_url: str | None = None
-    server_pid: int | None = None  # the S3 server's (moto's) process, whose CPU time the pipeline rows report
+    server_pid: int | None = None  # the S3 server's process, whose CPU time the pipeline rows report
+    s3_store: str = "moto"  # which local S3 server `endpoint` is (moto, or SeaweedFS for the pipeline rows)
 
     def s3(self) -> Any:
         """A client with the dummy moto credentials given explicitly: the machine's own are never looked up."""
@@ -132,10 +133,11 @@ def delete_prefix(bench: Bench, prefix: str) -> int:
 
 
 def s3cmd_config(bench: Bench) -> Path:
-    """s3cmd's config for moto: path-style on the loopback port, plain HTTP, SigV4, the dummy keys."""
-    path = bench.work / "s3cmd.cfg"
+    """s3cmd's config for the bench's S3 server (moto or SeaweedFS, which take the same dummy keys):
+    path-style on the loopback port, plain HTTP, SigV4. One file per endpoint."""
+    host = bench.endpoint.removeprefix("http://").rstrip("/")
+    path = bench.work / f"s3cmd-{host.replace(':', '-')}.cfg"
     if not path.exists():
-        host = bench.endpoint.removeprefix("http://").rstrip("/")
         path.write_text(
             "\n".join(
                 [
