@@ -71,6 +71,9 @@ class RestoreResult:
     #: Of `seconds`: waiting for archive bytes (S3, gpg, zstd), and reading the restored data back to verify it.
     download_s: float = 0.0
     verify_s: float = 0.0
+    #: Of `seconds`: moving the staging collections into place (renameCollection: a metadata change on MongoDB,
+    #: a copy of the data on SecantusDB, which the benchmark reports apart).
+    swap_s: float = 0.0
     #: What the thaw before the download did (a stored backup restored with a `Thawing`), else None.
     thaw: ThawOutcome | None = None
 

@@ -145,6 +145,7 @@ def restore_stream(
         oplog_skipped=replayer.skipped if replayer else 0,
         download_s=clock.seconds.get("download", 0.0),
         verify_s=clock.seconds.get("verify", 0.0),
+        swap_s=clock.seconds.get("swap", 0.0),
     )
 
 
@@ -238,7 +239,8 @@ def _swap(run: _Run) -> None:
     options = run.writer.check_options()
     if options:
         raise VerificationError(f"{subject}: {'; '.join(map(str, options))}")
-    run.writer.swap()
+    with run.clock.measure("swap"):
+        run.writer.swap()
     verdict = Verdict(subject, reference="the manifest" if run.check.manifest is not None else "the archive")
     if run.options.verify:
         views = [(database, r) for database, r in _expected(run) if r.type == "view"]

@@ -17,6 +17,7 @@ from bench.compare.report import (
     format_table,
     markdown_table,
     pipeline_note,
+    restore_note,
     results_document,
     results_text,
     summarize,
@@ -205,6 +206,8 @@ def test_notes_text_and_results_document(summaries: list[Summary]) -> None:
         "queries 0.40 s are SecantusDB scans; without them 9.20 s = 1.15x the floor (8.00 s)",
         "8 MB, zstd+gpg+S3 alone: ours 80.0 MB/s in 0.10 s; the command-line pipe 40.0 MB/s in 0.20 s",
         "64 MB, zstd+gpg+S3 alone: ours 160.0 MB/s in 0.40 s; the command-line pipe 200.0 MB/s in 0.32 s",
+        restore_note(8, by(summaries, "restore_ours", 8), by(summaries, "mongorestore", 8)),
+        restore_note(64, by(summaries, "restore_ours", 64), by(summaries, "mongorestore", 64)),
     ]
     targets = check_targets(summaries)
     text = results_text(summaries, targets, MACHINE, [8, 64], 3, 42.0)
@@ -244,3 +247,11 @@ def test_notes_text_and_results_document(summaries: list[Summary]) -> None:
             "seconds": 1.5,
         }
     ]
+
+
+def test_the_restore_note_takes_the_move_into_place_apart() -> None:
+    ours = Summary("restore_ours", 64, 3, 10.0, 6.4, 90.0, 0.0, None, details={"swap_s": 2.5})
+    stock = Summary("mongorestore", 64, 3, 8.0, 8.0, 180.0, None, None)
+    note = restore_note(64, ours, stock)
+    assert note.startswith("64 MB, restore (verify on): 10.00 s, of which moving the verified staging collections")
+    assert "into place took 2.50 s" in note and "without it 7.50 s = 0.94x stock mongorestore (8.00 s)" in note

@@ -333,6 +333,7 @@ def _child_restore(params: dict[str, Any]) -> dict[str, Any]:
         client.close()
     return {
         "restore_s": round(seconds, 3),
+        "swap_s": round(result.swap_s, 3),
         "documents": result.documents,
         "archive_bytes": result.archive_bytes,
         "object_bytes": result.object_bytes,

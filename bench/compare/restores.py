@@ -111,6 +111,7 @@ def measure_restore_ours(
         extra={
             "process_wall_s": round(done.wall_s, 3),
             "archive_bytes": report["archive_bytes"],
+            "swap_s": report["swap_s"],
             "verdict": report["verdict"],
             "peak_rss_python_mb": round(done.peak_root / MB, 1),
             "peak_rss_gpg_mb": round(done.peak_descendants / MB, 1),
