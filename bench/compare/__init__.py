@@ -1,6 +1,6 @@
 """Benchmark: backup and restore side by side with the stock tools and the old pipeline (issue 6).
 
-    .venv/bin/python -m bench.compare [--sizes 8,24,64] [--runs 3] [--keep-data]
+    .venv/bin/python -m bench.compare [--sizes 19,50,152] [--runs 3] [--keep-data]
 
 One run on one machine: it starts its own SecantusDB servers (`mongo-a` the source, `mongo-b` the restore
 target), moto and, for the one flow run per size, a Prefect server; generates each size's data once (one

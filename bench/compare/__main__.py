@@ -1,4 +1,4 @@
-"""The comparative benchmark's command line: `python -m bench.compare [--sizes 8,24,64] [--runs 3] [--keep-data]`;
+"""The comparative benchmark's command line: `python -m bench.compare [--sizes 19,50,152] [--runs 3] [--keep-data]`;
 `--only GROUP[,GROUP]` measures some groups of rows alone (backup, pipeline, restore, flow) at any sizes and
 publishes nothing: the same rows as the whole run, e.g. `--only restore --sizes 24 --runs 1` while working on one;
 `--child KIND --params JSON` is how the benchmark starts a measured child of its own."""
@@ -48,7 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--sizes",
         default=list(DEFAULT_SIZES),
-        help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 8,24,64)",
+        help="database sizes in MB (2**20 bytes of BSON), comma-separated (default: 19,50,152)",
     )
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="runs per figure (default: 3)")
     parser.add_argument(
