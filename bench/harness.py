@@ -266,17 +266,17 @@ class CommandTimer(monitoring.CommandListener):
 # --- command lines and results ----------------------------------------------------------------------------
 
 
-def parse_sizes(text: str, *, at_least: int = 2) -> list[int]:
-    """`--sizes` of the benchmarks: comma-separated whole MB, at least `at_least` of them, spanning 8x."""
+def parse_sizes(text: str, *, at_least: int = 2, span: bool = True) -> list[int]:
+    """`--sizes` of the benchmarks: comma-separated whole MB, at least `at_least` of them, spanning 8x unless
+    `span` is False (a partial run, e.g. `bench.compare --only`, may measure a single size)."""
     try:
         sizes = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
         raise argparse.ArgumentTypeError(f"--sizes: comma-separated whole MB, got {text!r}") from None
-    if len(sizes) < at_least or sizes[0] < 1 or sizes[-1] < MIN_SIZE_RATIO * sizes[0]:
-        raise argparse.ArgumentTypeError(
-            f"--sizes: at least {at_least} sizes >= 1 MB, the largest at least {MIN_SIZE_RATIO}x the smallest, "
-            f"got {text!r}"
-        )
+    spread = not span or (bool(sizes) and sizes[-1] >= MIN_SIZE_RATIO * sizes[0])
+    if len(sizes) < max(1, at_least) or sizes[0] < 1 or not spread:
+        wanted = f", the largest at least {MIN_SIZE_RATIO}x the smallest" if span else ""
+        raise argparse.ArgumentTypeError(f"--sizes: at least {max(1, at_least)} sizes >= 1 MB{wanted}, got {text!r}")
     return sizes
 
 

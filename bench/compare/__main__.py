@@ -24,13 +24,7 @@ def _sizes(text: str) -> list[int]:
 
 def _any_sizes(text: str) -> list[int]:
     """--sizes of `--only`: any whole MB, no span required."""
-    try:
-        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--sizes: comma-separated whole MB, got {text!r}") from None
-    if not sizes or sizes[0] < 1:
-        raise argparse.ArgumentTypeError(f"--sizes: at least one size >= 1 MB, got {text!r}")
-    return sizes
+    return parse_sizes(text, at_least=1, span=False)
 
 
 def _groups(text: str) -> list[str]:
